@@ -1,0 +1,94 @@
+//! Command-line flags, as clap derive structs. Raw values only: checking and
+//! defaults that need the environment live in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "batchproc",
+    version,
+    about = "Batch jobs over many files: a bounded worker pool, fail-fast, results in SQLite or CSV",
+    after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
+                  130 interrupted (what finished is committed)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process every regular file under one or more directories.
+    Files(FilesArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// The first failed item cancels the run; what finished is committed.
+    Abort,
+    /// Record the failure in the row's `error` column and go on.
+    Skip,
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// Directories (or files) to walk; paths are stored as walked, starting with DIR as given.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Processors to run on each file, repeatable or comma-separated:
+    /// sha256, blake3, lines, mime, csv, json.
+    #[arg(short = 'p', long = "processor", value_name = "SPEC")]
+    pub processors: Vec<String>,
+
+    /// Worker threads [default: number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: Option<u32>,
+
+    /// Capacity of the bounded queue between the walk and the workers [default: 64 per worker].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue: Option<u32>,
+
+    /// Where results go: sqlite:PATH, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db"
+    )]
+    pub sink: String,
+
+    /// Table to write (database sinks); created if missing, rows keyed by path.
+    #[arg(short, long, value_name = "NAME", default_value = "files")]
+    pub table: String,
+
+    /// Rows per sink transaction; a partial batch is also flushed after about a second.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Only files matching GLOB (a glob without / matches the file name, one with / the path under DIR).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Skip files and directories matching GLOB (same matching as --include).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Descend at most N directories below DIR (1: only DIR's own entries).
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+
+    /// Follow symbolic links (loops are detected; a broken link is then a failed item).
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+
+    /// What a failed item does to the run.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
+    pub on_error: OnError,
+
+    /// No progress bar and no summary line; errors are still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
+}

@@ -1,0 +1,61 @@
+//! The validated configuration of a run: flags checked, defaults applied,
+//! the sink URL parsed. Every error here is a usage error (exit 2).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{FilesArgs, OnError};
+use crate::processor::{self, Processor};
+use crate::sink::{validate_table_name, SinkSpec};
+use crate::source::files::{FileSource, Filters};
+
+pub struct FilesConfig {
+    pub source: FileSource,
+    pub processors: Vec<Box<dyn Processor>>,
+    pub sink: SinkSpec,
+    pub table: String,
+    pub workers: usize,
+    pub queue: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub on_error: OnError,
+    pub quiet: bool,
+}
+
+impl FilesConfig {
+    pub fn from_args(args: FilesArgs) -> Result<Self> {
+        let mut roots = Vec::new();
+        for dir in args.dirs {
+            std::fs::metadata(&dir).with_context(|| format!("{}", dir.display()))?;
+            if !roots.contains(&dir) {
+                roots.push(dir);
+            }
+        }
+        if args.max_depth == Some(0) {
+            bail!("--max-depth must be at least 1");
+        }
+        validate_table_name(&args.table)?;
+        let workers = match args.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(FilesConfig {
+            source: FileSource {
+                roots,
+                filters: Filters::new(&args.include, &args.exclude)?,
+                max_depth: args.max_depth,
+                follow: args.follow,
+            },
+            processors: processor::parse_list(&args.processors)?,
+            sink: SinkSpec::parse(&args.sink)?,
+            table: args.table,
+            workers,
+            queue: args.queue.map_or(64 * workers, |n| n as usize),
+            batch_size: args.batch_size as usize,
+            flush_interval: Duration::from_secs(1),
+            on_error: args.on_error,
+            quiet: args.quiet,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! The `batchproc` command: parse flags, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = batchproc::cli::Cli::parse();
+    match batchproc::run(cli) {
+        Ok(status) => status.exit_code(),
+        Err(e) => {
+            eprintln!("batchproc: error: {e}");
+            e.exit_code()
+        }
+    }
+}

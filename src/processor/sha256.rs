@@ -1,0 +1,36 @@
+//! `sha256`: hex SHA-256 of the content (the sha2 crate picks the CPU's SHA
+//! instructions at run time where they exist).
+
+use anyhow::Result;
+use sha2::Digest;
+
+use super::{Accumulator, Pass, Processor};
+use crate::record::{Column, ColumnType, Value};
+
+pub struct Sha256;
+
+impl Processor for Sha256 {
+    fn name(&self) -> &'static str {
+        "sha256"
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![Column::new("sha256", ColumnType::Text)]
+    }
+    fn begin(&self) -> Pass<'_> {
+        Pass::Stream(Box::new(State(sha2::Sha256::new())))
+    }
+}
+
+struct State(sha2::Sha256);
+
+impl Accumulator for State {
+    fn update(&mut self, chunk: &[u8]) -> Result<()> {
+        self.0.update(chunk);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<Value>> {
+        let digest = self.0.finalize();
+        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(vec![Value::Text(hex)])
+    }
+}

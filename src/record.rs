@@ -1,0 +1,101 @@
+//! The data that flows through a run: items from a source, values and typed
+//! columns produced by processors, and the records a sink writes.
+
+use std::fmt;
+use std::path::Path;
+
+/// The type of a column, as declared before the run starts so a sink can
+/// create or check its table up front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Int,
+    Float,
+    Text,
+    Bytes,
+    /// A point in time; SQLite and CSV store RFC 3339 UTC text with nanoseconds.
+    Time,
+}
+
+/// A named, typed output column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Column {
+            name: name.into(),
+            ty,
+        }
+    }
+}
+
+/// One value of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    /// Raw bytes. A `Text` column may hold `Bytes` when the source had no
+    /// valid UTF-8 for it (a file name that is not UTF-8): stored without loss.
+    Bytes(Vec<u8>),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl Value {
+    /// A path as text when it is valid UTF-8, else its raw bytes.
+    pub fn from_path(path: &Path) -> Value {
+        use std::os::unix::ffi::OsStrExt;
+        match path.to_str() {
+            Some(s) => Value::Text(s.to_owned()),
+            None => Value::Bytes(path.as_os_str().as_bytes().to_vec()),
+        }
+    }
+
+    /// RFC 3339 UTC with nine fractional digits: fixed width, so text order is time order.
+    pub fn format_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    }
+}
+
+/// One output row: values in the order of the run's [`Schema`] columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub values: Vec<Value>,
+    /// True when the item failed (the `error` column is set).
+    pub failed: bool,
+}
+
+/// The columns of a run's output, key column first and `error` last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub columns: Vec<Column>,
+    /// Index of the key column (unique; rows are upserted on it).
+    pub key: usize,
+}
+
+impl Schema {
+    pub fn key_column(&self) -> &Column {
+        &self.columns[self.key]
+    }
+}
+
+/// A path printed for people: lossy UTF-8 with control characters escaped, so
+/// a name with a newline still makes one readable line.
+pub struct DisplayPath<'a>(pub &'a Path);
+
+impl fmt::Display for DisplayPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.to_string_lossy().chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}

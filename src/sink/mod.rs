@@ -1,0 +1,109 @@
+//! Sinks: where records go. A sink checks or creates its table before the
+//! run starts, then writes each batch atomically (one transaction for a
+//! database). Sinks are synchronous to the pipeline; a database sink runs its
+//! own async driver (sqlx on a tokio runtime) inside.
+
+pub mod csv;
+pub mod sqlite;
+
+use anyhow::{bail, Result};
+
+use crate::record::{Record, Schema};
+
+/// A destination for records.
+pub trait Sink: Send {
+    /// Creates the table, or checks that an existing one fits `schema`.
+    /// An error here is a configuration error (exit 2).
+    fn prepare(&mut self, schema: &Schema) -> Result<()>;
+    /// Writes one batch, all or nothing, upserting on the schema's key.
+    fn write(&mut self, batch: &[Record]) -> Result<()>;
+    /// Makes everything written durable and closes the sink.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Where the `--sink` URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    Sqlite(std::path::PathBuf),
+    Csv(std::path::PathBuf),
+    Stdout,
+}
+
+impl SinkSpec {
+    /// Parses `sqlite:PATH`, `csv:PATH`, `-`, or a bare path ending in
+    /// `.db`, `.sqlite` or `.csv`.
+    pub fn parse(url: &str) -> Result<Self> {
+        if url == "-" {
+            return Ok(SinkSpec::Stdout);
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            return non_empty(path).map(|p| SinkSpec::Sqlite(p.into()));
+        }
+        if let Some(path) = url.strip_prefix("csv:") {
+            if path == "-" {
+                return Ok(SinkSpec::Stdout);
+            }
+            return non_empty(path).map(|p| SinkSpec::Csv(p.into()));
+        }
+        let lower = url.to_ascii_lowercase();
+        if lower.ends_with(".db") || lower.ends_with(".sqlite") || lower.ends_with(".sqlite3") {
+            return Ok(SinkSpec::Sqlite(url.into()));
+        }
+        if lower.ends_with(".csv") {
+            return Ok(SinkSpec::Csv(url.into()));
+        }
+        bail!(
+            "unsupported sink {url:?}: use sqlite:PATH, csv:PATH, - (CSV on stdout), \
+             or a path ending in .db, .sqlite or .csv"
+        )
+    }
+
+    /// Opens the sink; `table` is used by database sinks.
+    pub fn open(&self, table: &str) -> Result<Box<dyn Sink>> {
+        Ok(match self {
+            SinkSpec::Sqlite(path) => Box::new(sqlite::SqliteSink::open(path, table)?),
+            SinkSpec::Csv(path) => Box::new(csv::CsvSink::create(path)?),
+            SinkSpec::Stdout => Box::new(csv::CsvSink::stdout()),
+        })
+    }
+}
+
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            SinkSpec::Csv(p) => write!(f, "csv:{}", p.display()),
+            SinkSpec::Stdout => write!(f, "csv on stdout"),
+        }
+    }
+}
+
+fn non_empty(path: &str) -> Result<&str> {
+    if path.is_empty() {
+        bail!("sink URL has an empty path");
+    }
+    Ok(path)
+}
+
+/// Checks a table name: an SQL identifier of letters, digits and `_`, not
+/// starting with a digit. Names are also always quoted, so this is belt and braces.
+pub fn validate_table_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        bail!("invalid table name {name:?}: use letters, digits and _ (not starting with a digit), at most 63 characters");
+    }
+    if name.to_ascii_lowercase().starts_with("sqlite_") || name.starts_with("batchproc_") {
+        bail!("invalid table name {name:?}: the prefix is reserved");
+    }
+    Ok(())
+}
+
+/// Quotes an identifier that [`validate_table_name`] or the processor
+/// registry already vetted.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

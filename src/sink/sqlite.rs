@@ -1,0 +1,293 @@
+//! The SQLite sink (the embedded default): one typed table keyed by the
+//! schema's key column, written with multi-row upserts, one transaction per
+//! batch. WAL with `synchronous=NORMAL`: a killed process never loses a
+//! committed batch and never leaves a half-written one.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::runtime::Runtime;
+
+use super::{quote_ident, Sink};
+use crate::record::{ColumnType, Record, Schema, Value};
+
+/// SQLite's default limit on bound parameters per statement.
+const MAX_PARAMS: usize = 32766;
+/// Rows per INSERT statement: past a few hundred, longer statements gain nothing.
+const MAX_ROWS_PER_STATEMENT: usize = 500;
+
+pub struct SqliteSink {
+    rt: Runtime,
+    conn: Option<SqliteConnection>,
+    table: String,
+    /// `INSERT … VALUES` head, the `(?, …)` group for one row, and the upsert tail.
+    insert: Option<Insert>,
+}
+
+struct Insert {
+    head: String,
+    row: String,
+    tail: String,
+    rows_per_statement: usize,
+}
+
+impl SqliteSink {
+    pub fn open(path: &Path, table: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let conn = rt
+            .block_on(SqliteConnection::connect_with(&options))
+            .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+        Ok(SqliteSink {
+            rt,
+            conn: Some(conn),
+            table: table.to_owned(),
+            insert: None,
+        })
+    }
+}
+
+impl Sink for SqliteSink {
+    fn prepare(&mut self, schema: &Schema) -> Result<()> {
+        let table = self.table.clone();
+        let rt = &self.rt;
+        let conn = self.conn.as_mut().expect("sink used after finish");
+        rt.block_on(prepare_table(conn, &table, schema))?;
+        self.insert = Some(Insert::new(&table, schema));
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &[Record]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let insert = self.insert.take().context("sink not prepared")?;
+        let result = {
+            let rt = &self.rt;
+            let conn = self.conn.as_mut().expect("sink used after finish");
+            rt.block_on(write_batch(conn, &insert, batch))
+        };
+        self.insert = Some(insert);
+        result.with_context(|| format!("writing to table {}", self.table))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(conn) = self.conn.take() {
+            self.rt.block_on(conn.close()).context("closing SQLite")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SqliteSink {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+impl Insert {
+    fn new(table: &str, schema: &Schema) -> Self {
+        let names: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let key = &names[schema.key];
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| *n != key)
+            .map(|n| format!("{n} = excluded.{n}"))
+            .collect();
+        let row = format!("({})", vec!["?"; names.len()].join(", "));
+        Insert {
+            head: format!(
+                "INSERT INTO {} ({}) VALUES ",
+                quote_ident(table),
+                names.join(", ")
+            ),
+            row,
+            tail: format!(" ON CONFLICT ({key}) DO UPDATE SET {}", updates.join(", ")),
+            rows_per_statement: (MAX_PARAMS / names.len()).clamp(1, MAX_ROWS_PER_STATEMENT),
+        }
+    }
+
+    fn sql(&self, rows: usize) -> String {
+        let mut sql = self.head.clone();
+        for i in 0..rows {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&self.row);
+        }
+        sql.push_str(&self.tail);
+        sql
+    }
+}
+
+async fn write_batch(conn: &mut SqliteConnection, insert: &Insert, batch: &[Record]) -> Result<()> {
+    let mut tx = conn.begin().await?;
+    let full_sql = insert.sql(insert.rows_per_statement);
+    for chunk in batch.chunks(insert.rows_per_statement) {
+        let partial_sql;
+        let sql = if chunk.len() == insert.rows_per_statement {
+            &full_sql
+        } else {
+            partial_sql = insert.sql(chunk.len());
+            &partial_sql
+        };
+        let mut query = sqlx::query(sql);
+        for record in chunk {
+            for value in &record.values {
+                query = match value {
+                    Value::Null => query.bind(None::<String>),
+                    Value::Int(i) => query.bind(*i),
+                    Value::Float(f) => query.bind(*f),
+                    Value::Text(s) => query.bind(s.as_str()),
+                    Value::Bytes(b) => query.bind(b.as_slice()),
+                    Value::Time(t) => query.bind(Value::format_time(t)),
+                };
+            }
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// SQLite's column affinity for a declared type (section 3.1 of its datatype docs).
+fn affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        "TEXT"
+    } else if t.contains("BLOB") || t.is_empty() {
+        "BLOB"
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+fn declared_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int => "INTEGER",
+        ColumnType::Float => "REAL",
+        ColumnType::Text | ColumnType::Time => "TEXT",
+        ColumnType::Bytes => "BLOB",
+    }
+}
+
+/// Creates the table, or checks an existing one: every column this run
+/// writes must have the right affinity (missing ones are added), the key
+/// must be unique, and no other column may demand a value we do not give.
+async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema) -> Result<()> {
+    let q = quote_ident(table);
+    let existing =
+        sqlx::query(r#"SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)"#)
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await?;
+    if existing.is_empty() {
+        let cols: Vec<String> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let key = if i == schema.key {
+                    " PRIMARY KEY NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{key}", quote_ident(&c.name), declared_type(c.ty))
+            })
+            .collect();
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {q} ({})",
+            cols.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    for col in &schema.columns {
+        let found = existing
+            .iter()
+            .find(|r| r.get::<String, _>("name").eq_ignore_ascii_case(&col.name));
+        match found {
+            Some(row) => {
+                let declared: String = row.get("type");
+                let want = declared_type(col.ty);
+                if affinity(&declared) != want {
+                    bail!(
+                        "table {table:?} is incompatible: column {:?} has type {:?}, this run writes {want}",
+                        col.name,
+                        declared
+                    );
+                }
+            }
+            None => missing.push(col),
+        }
+    }
+    for row in &existing {
+        let name: String = row.get("name");
+        let ours = schema
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(&name));
+        let required = row.get::<i64, _>("notnull") != 0
+            && row.get::<Option<String>, _>("dflt_value").is_none();
+        if !ours && required {
+            bail!("table {table:?} is incompatible: column {name:?} is NOT NULL without a default, and this run does not write it");
+        }
+    }
+    let key = &schema.key_column().name;
+    if !has_unique_index_on(conn, table, key).await? {
+        bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone)");
+    }
+    for col in missing {
+        sqlx::query(&format!(
+            "ALTER TABLE {q} ADD COLUMN {} {}",
+            quote_ident(&col.name),
+            declared_type(col.ty)
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn has_unique_index_on(
+    conn: &mut SqliteConnection,
+    table: &str,
+    column: &str,
+) -> Result<bool> {
+    let indexes = sqlx::query(r#"SELECT name FROM pragma_index_list(?) WHERE "unique" = 1"#)
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+    for index in indexes {
+        let name: String = index.get("name");
+        let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_index_info(?)")
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await?;
+        if cols.len() == 1 && cols[0].eq_ignore_ascii_case(column) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,149 @@
+//! The `files` source: a sorted directory walk (walkdir) that yields regular
+//! files only. Symlinks are followed only with `--follow` (walkdir detects
+//! loops); FIFOs, sockets and devices are skipped, never opened. A directory
+//! or link the walk cannot read becomes a failed item, so the error policy
+//! decides what happens to it.
+
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Sender;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use walkdir::WalkDir;
+
+use super::Source;
+use crate::pool::Cancel;
+
+/// One file found by the walk, or a place the walk could not read.
+#[derive(Debug)]
+pub struct FileItem {
+    /// The path as walked: it starts with the root as given, like `find`.
+    pub path: PathBuf,
+    /// Metadata from the walk (of the link target when following links).
+    pub meta: Option<Metadata>,
+    /// Set when the walk failed here (unreadable directory, broken link, loop).
+    pub walk_error: Option<String>,
+}
+
+/// `--include`/`--exclude` globs. A glob without `/` matches the file name;
+/// a glob with `/` matches the path relative to the root it was found under.
+/// Excludes also prune directories.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// `None` when no `--include` was given: everything is included.
+    include: Option<(GlobSet, GlobSet)>,
+    exclude: (GlobSet, GlobSet),
+}
+
+impl Filters {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+        Ok(Filters {
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(split_globs(include)?)
+            },
+            exclude: split_globs(exclude)?,
+        })
+    }
+
+    fn excluded(&self, rel: &Path) -> bool {
+        matches(&self.exclude, rel)
+    }
+
+    fn included(&self, rel: &Path) -> bool {
+        self.include.as_ref().is_none_or(|set| matches(set, rel))
+    }
+}
+
+fn matches((name, path): &(GlobSet, GlobSet), rel: &Path) -> bool {
+    rel.file_name().is_some_and(|n| name.is_match(n)) || path.is_match(rel)
+}
+
+fn split_globs(globs: &[String]) -> Result<(GlobSet, GlobSet)> {
+    let (mut name, mut path) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+    for g in globs {
+        let glob = Glob::new(g).with_context(|| format!("bad glob {g:?}"))?;
+        if g.contains('/') {
+            path.add(glob);
+        } else {
+            name.add(glob);
+        }
+    }
+    Ok((name.build()?, path.build()?))
+}
+
+/// The directory walk over one or more roots.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub roots: Vec<PathBuf>,
+    pub filters: Filters,
+    pub max_depth: Option<usize>,
+    pub follow: bool,
+}
+
+impl FileSource {
+    /// Walks every root, calling `yield_item` for each regular file or walk
+    /// failure until it returns false.
+    pub fn walk(&self, mut yield_item: impl FnMut(FileItem) -> bool) {
+        for root in &self.roots {
+            let mut walk = WalkDir::new(root)
+                .follow_links(self.follow)
+                .sort_by_file_name();
+            if let Some(depth) = self.max_depth {
+                walk = walk.max_depth(depth);
+            }
+            let entries = walk.into_iter().filter_entry(|e| {
+                e.depth() == 0 || !self.filters.excluded(relative(root, e.path()))
+            });
+            for entry in entries {
+                let item = match entry {
+                    Ok(e) if !e.file_type().is_file() => continue,
+                    Ok(e) if !self.filters.included(relative(root, e.path())) => continue,
+                    Ok(e) => match e.metadata() {
+                        Ok(meta) => FileItem {
+                            path: e.into_path(),
+                            meta: Some(meta),
+                            walk_error: None,
+                        },
+                        Err(err) => failed_item(root, err),
+                    },
+                    Err(err) => failed_item(root, err),
+                };
+                if !yield_item(item) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Source for FileSource {
+    type Item = FileItem;
+
+    fn run(self, queue: Sender<FileItem>, cancel: &Cancel) {
+        self.walk(|item| !cancel.is_cancelled() && queue.send(item).is_ok());
+    }
+}
+
+fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
+    path.strip_prefix(root).unwrap_or(path)
+}
+
+fn failed_item(root: &Path, err: walkdir::Error) -> FileItem {
+    let path = err.path().unwrap_or(root).to_path_buf();
+    let message = match (err.loop_ancestor(), err.io_error()) {
+        (Some(ancestor), _) => format!(
+            "symlink loop back to {}",
+            crate::record::DisplayPath(ancestor)
+        ),
+        (None, Some(io)) => io.to_string(),
+        (None, None) => err.to_string(),
+    };
+    FileItem {
+        path,
+        meta: None,
+        walk_error: Some(message),
+    }
+}

@@ -1,0 +1,15 @@
+//! Sources: where a run's items come from, in a deterministic order, pushed
+//! into the bounded queue that feeds the worker pool.
+
+pub mod files;
+
+use crossbeam_channel::Sender;
+
+use crate::pool::Cancel;
+
+/// A producer of items. `run` blocks on the full queue (that is what keeps
+/// memory bounded) and returns early once `cancel` fires.
+pub trait Source: Send {
+    type Item: Send;
+    fn run(self, queue: Sender<Self::Item>, cancel: &Cancel);
+}

@@ -1,0 +1,165 @@
+//! What a worker does with one file: open it once (never blocking on a FIFO
+//! swapped in after the walk), read it once for every streaming processor,
+//! hand a rewound reader to each parsing processor, and build the record.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{bail, Context, Result};
+
+use crate::processor::{Accumulator, Pass, Processor};
+use crate::record::{Column, ColumnType, Record, Schema, Value};
+use crate::source::files::FileItem;
+
+/// Bytes read per `read` call; large enough that syscalls are noise next to hashing.
+const CHUNK: usize = 256 * 1024;
+
+/// The processors of a run, and the schema of the records they produce.
+pub struct FileWork {
+    processors: Vec<Box<dyn Processor>>,
+    schema: Schema,
+}
+
+/// A worker's reusable state.
+pub struct Buffer(Vec<u8>);
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer(vec![0; CHUNK])
+    }
+}
+
+/// The result of one item: its record and the error message if it failed.
+pub struct Outcome {
+    pub path: std::path::PathBuf,
+    pub record: Record,
+    pub error: Option<String>,
+    pub bytes: u64,
+}
+
+impl FileWork {
+    pub fn new(processors: Vec<Box<dyn Processor>>) -> Self {
+        let mut columns = vec![
+            Column::new("path", ColumnType::Text),
+            Column::new("size", ColumnType::Int),
+            Column::new("mtime", ColumnType::Time),
+        ];
+        columns.extend(processors.iter().flat_map(|p| p.columns()));
+        columns.push(Column::new("error", ColumnType::Text));
+        FileWork {
+            processors,
+            schema: Schema { columns, key: 0 },
+        }
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Processes one item. Never panics on bad input: every failure ends up
+    /// in `Outcome::error` with the record's processor columns left NULL.
+    pub fn process(&self, buf: &mut Buffer, item: FileItem) -> Outcome {
+        let FileItem {
+            path,
+            meta: walk_meta,
+            walk_error,
+        } = item;
+        let mut values = Vec::with_capacity(self.schema.columns.len());
+        values.push(Value::from_path(&path));
+        let result = match walk_error {
+            Some(e) => Err(anyhow::anyhow!(e)),
+            None if self.processors.is_empty() => Ok((walk_meta.clone(), Vec::new())),
+            None => self.read_file(buf, &path),
+        };
+        let (meta, error) = match result {
+            Ok((meta, mut produced)) => {
+                push_meta(&mut values, meta.as_ref());
+                values.append(&mut produced);
+                (meta, None)
+            }
+            Err(e) => {
+                push_meta(&mut values, walk_meta.as_ref());
+                let nulls = self.schema.columns.len() - 1 - values.len();
+                values.extend(std::iter::repeat_n(Value::Null, nulls));
+                (walk_meta, Some(format!("{e:#}")))
+            }
+        };
+        values.push(error.clone().map_or(Value::Null, Value::Text));
+        Outcome {
+            path,
+            record: Record {
+                values,
+                failed: error.is_some(),
+            },
+            error,
+            bytes: meta.map_or(0, |m| m.len()),
+        }
+    }
+
+    fn read_file(
+        &self,
+        buf: &mut Buffer,
+        path: &std::path::Path,
+    ) -> Result<(Option<Metadata>, Vec<Value>)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .context("open")?;
+        let meta = file.metadata().context("stat")?;
+        if !meta.is_file() {
+            bail!("not a regular file");
+        }
+        let mut passes: Vec<Pass> = self.processors.iter().map(|p| p.begin()).collect();
+        let streams: Vec<&mut Box<dyn Accumulator>> = passes
+            .iter_mut()
+            .filter_map(|p| match p {
+                Pass::Stream(acc) => Some(acc),
+                Pass::Read(_) => None,
+            })
+            .collect();
+        if !streams.is_empty() {
+            stream_pass(&mut file, &mut buf.0, streams)?;
+        }
+        let mut values = Vec::new();
+        for pass in passes {
+            values.extend(match pass {
+                Pass::Stream(acc) => acc.finish()?,
+                Pass::Read(parser) => {
+                    file.seek(SeekFrom::Start(0)).context("seek")?;
+                    parser.read(&mut file)?
+                }
+            });
+        }
+        Ok((Some(meta), values))
+    }
+}
+
+fn stream_pass(
+    file: &mut File,
+    buf: &mut [u8],
+    mut streams: Vec<&mut Box<dyn Accumulator>>,
+) -> Result<()> {
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("read"),
+        };
+        for acc in streams.iter_mut() {
+            acc.update(&buf[..n])?;
+        }
+    }
+}
+
+fn push_meta(values: &mut Vec<Value>, meta: Option<&Metadata>) {
+    match meta {
+        Some(m) => {
+            values.push(Value::Int(m.len() as i64));
+            values.push(m.modified().map_or(Value::Null, |t| Value::Time(t.into())));
+        }
+        None => values.extend([Value::Null, Value::Null]),
+    }
+}
