@@ -66,8 +66,8 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         let pool = Pool::new(workers);
         scope.spawn(move || {
             pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, item| {
-                let outcome = work.process(buf, item);
-                if abort {
+                let outcome = work.process(buf, item, cancel);
+                if abort && !outcome.cancelled {
                     if let Some(error) = &outcome.error {
                         let path = DisplayPath(&outcome.path);
                         let _ = first_failure.set(format!("{path}: {error}"));
@@ -133,6 +133,7 @@ impl Batcher<'_> {
         let mut deadline = Instant::now() + self.flush_interval;
         loop {
             let flush = match outcomes.recv_deadline(deadline) {
+                Ok(outcome) if outcome.cancelled => false,
                 Ok(outcome) => {
                     self.progress.inc();
                     summary.bytes += outcome.bytes;

@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context, Result};
 
+use crate::pool::Cancel;
 use crate::processor::{Accumulator, Pass, Processor};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
 use crate::source::files::FileItem;
@@ -31,7 +32,10 @@ impl Default for Buffer {
 }
 
 /// The result of one item: its record and the error message if it failed.
+/// An item abandoned because the run was cancelled while it was in flight
+/// has `cancelled` set: it gets no row and counts neither way.
 pub struct Outcome {
+    pub cancelled: bool,
     pub path: std::path::PathBuf,
     pub record: Record,
     pub error: Option<String>,
@@ -59,7 +63,7 @@ impl FileWork {
 
     /// Processes one item. Never panics on bad input: every failure ends up
     /// in `Outcome::error` with the record's processor columns left NULL.
-    pub fn process(&self, buf: &mut Buffer, item: FileItem) -> Outcome {
+    pub fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
         let FileItem {
             path,
             meta: walk_meta,
@@ -70,8 +74,10 @@ impl FileWork {
         let result = match walk_error {
             Some(e) => Err(anyhow::anyhow!(e)),
             None if self.processors.is_empty() => Ok((walk_meta.clone(), Vec::new())),
-            None => self.read_file(buf, &path),
+            None => self.read_file(buf, &path, cancel),
         };
+        // A read cut short by cancellation is not the item's fault.
+        let cancelled = result.is_err() && cancel.is_cancelled();
         let (meta, error) = match result {
             Ok((meta, mut produced)) => {
                 push_meta(&mut values, meta.as_ref());
@@ -87,6 +93,7 @@ impl FileWork {
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
+            cancelled,
             path,
             record: Record {
                 values,
@@ -101,8 +108,9 @@ impl FileWork {
         &self,
         buf: &mut Buffer,
         path: &std::path::Path,
+        cancel: &Cancel,
     ) -> Result<(Option<Metadata>, Vec<Value>)> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
@@ -111,6 +119,7 @@ impl FileWork {
         if !meta.is_file() {
             bail!("not a regular file");
         }
+        let mut file = CancellableRead { file, cancel };
         let mut passes: Vec<Pass> = self.processors.iter().map(|p| p.begin()).collect();
         let streams: Vec<&mut Box<dyn Accumulator>> = passes
             .iter_mut()
@@ -127,7 +136,7 @@ impl FileWork {
             values.extend(match pass {
                 Pass::Stream(acc) => acc.finish()?,
                 Pass::Read(parser) => {
-                    file.seek(SeekFrom::Start(0)).context("seek")?;
+                    file.file.seek(SeekFrom::Start(0)).context("seek")?;
                     parser.read(&mut file)?
                 }
             });
@@ -137,7 +146,7 @@ impl FileWork {
 }
 
 fn stream_pass(
-    file: &mut File,
+    file: &mut CancellableRead,
     buf: &mut [u8],
     mut streams: Vec<&mut Box<dyn Accumulator>>,
 ) -> Result<()> {
@@ -151,6 +160,22 @@ fn stream_pass(
         for acc in streams.iter_mut() {
             acc.update(&buf[..n])?;
         }
+    }
+}
+
+/// A file that stops yielding bytes once the run is cancelled, so a huge
+/// file in flight does not hold up a Ctrl-C or a fail-fast abort.
+struct CancellableRead<'a> {
+    file: File,
+    cancel: &'a Cancel,
+}
+
+impl Read for CancellableRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other("run cancelled"));
+        }
+        self.file.read(buf)
     }
 }
 

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of batchproc against the tools people would otherwise use
+# (sha256sum/b3sum through find|xargs, find -printf), run by `make bench`.
+# See BENCHMARKS.md. Installs its peers with apt if missing, generates its data under
+# bench-data/ (reused when unchanged), times with hyperfine and /usr/bin/time, prints a
+# table and writes it as Markdown to bench-data/results.md.
+#
+# Environment:
+#   BENCH_SCALE=N       divide file counts by N (default 1; e.g. 20 for a quick check)
+#   BENCH_WARMUP=N      hyperfine warmup runs per command (default 2)
+#   BENCH_MIN_RUNS=N    hyperfine minimum timed runs per command (default 10)
+#   BENCH_MEM_RUNS=N    /usr/bin/time runs per tree for peak memory; median taken (default 3)
+#   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SCALE=${BENCH_SCALE:-1}
+WARMUP=${BENCH_WARMUP:-2}
+MIN_RUNS=${BENCH_MIN_RUNS:-10}
+MEM_RUNS=${BENCH_MEM_RUNS:-3}
+STRICT=${BENCH_STRICT:-0}
+for v in SCALE WARMUP MIN_RUNS MEM_RUNS; do
+    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
+        echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
+        exit 2
+    fi
+done
+
+BIN=target/release/batchproc
+OUT=bench-data
+DATA=$OUT/scale-$SCALE
+NPROC=$(nproc)
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# --- 1. peers -----------------------------------------------------------------------
+install_peers() {
+    local need=()
+    command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+    command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
+    # moreutils also ships a `parallel`; we want GNU parallel.
+    parallel --version 2>/dev/null | grep -q 'GNU parallel' || need+=(parallel)
+    [[ -x /usr/bin/time ]] || need+=(time)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
+    command -v find >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1 || need+=(findutils)
+    if ((${#need[@]} == 0)); then
+        return
+    fi
+    say "installing missing peers: ${need[*]}"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${need[@]}"
+}
+install_peers
+
+if [[ ! -x $BIN ]]; then
+    say "$BIN missing: building it (make bench does this for you)"
+    cargo build --release
+fi
+
+# --- 2. data ------------------------------------------------------------------------
+mkdir -p "$OUT"
+rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md
+say "data under $DATA (BENCH_SCALE=$SCALE)"
+python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
+BIG=$DATA/big
+SMALL100K=$DATA/small100k
+SMALL10K=$DATA/small10k
+((SCALE == 1)) || echo "bench: BENCH_SCALE=$SCALE is a quick check; its numbers are not comparable with the targets" >&2
+
+# --- sanity: batchproc must agree with the peers it is timed against ------------------
+# (a benchmark of a processor that computes the wrong thing, or nothing, means nothing)
+check_digests() { # processor peer-command
+    local proc=$1 peer=$2 dir=$BIG/d000
+    if ! diff <("$BIN" files "$dir" -q -p "$proc" --sink - |
+        awk -F, -v col="$proc" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+                                 { print $c "  " $1 }' | sort) \
+        <(find "$dir" -type f -print0 | xargs -0 "$peer" | sort) >/dev/null; then
+        die "batchproc -p $proc disagrees with $peer on $dir"
+    fi
+}
+say "sanity check: batchproc digests == sha256sum / b3sum digests"
+check_digests sha256 sha256sum
+check_digests blake3 b3sum
+
+# The brief's hashing command writes CSV to /dev/null. Use it if this build accepts it;
+# otherwise (e.g. a CSV sink that fsyncs and gets EINVAL from /dev/null) send CSV to
+# stdout and drop it, which costs the same, and say so in the report.
+HASH_SINK="--sink csv:/dev/null"
+NOTES=()
+if ! err=$("$BIN" files "$BIG/d000" -q -p sha256 --sink csv:/dev/null 2>&1 >/dev/null); then
+    HASH_SINK="--sink - >/dev/null"
+    NOTES+=("\`--sink csv:/dev/null\` failed (${err//$'\n'/ }); the hashing rows use \`--sink - >/dev/null\` instead.")
+    echo "bench: warning: --sink csv:/dev/null failed: $err" >&2
+    echo "bench: warning: timing the hashing rows with --sink - >/dev/null instead" >&2
+fi
+
+HF=(hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS")
+
+# --- 3a. hashing: sha256 ----------------------------------------------------------------
+say "sha256: batchproc vs sha256sum ($BIG)"
+"${HF[@]}" --export-json "$OUT/hf-sha256.json" \
+    "$BIN files $BIG -q -p sha256 $HASH_SINK -w $NPROC" \
+    "find $BIG -type f -print0 | xargs -0 -P$NPROC sha256sum >/dev/null" \
+    "find $BIG -type f -print0 | parallel --will-cite -0 -X -j$NPROC sha256sum >/dev/null"
+
+# --- 3b. hashing: blake3 ----------------------------------------------------------------
+say "blake3: batchproc vs b3sum ($BIG)"
+"${HF[@]}" --export-json "$OUT/hf-blake3.json" \
+    "$BIN files $BIG -q -p blake3 $HASH_SINK -w $NPROC" \
+    "find $BIG -type f -print0 | xargs -0 b3sum >/dev/null" \
+    "find $BIG -type f -print0 | xargs -0 -n64 -P$NPROC b3sum >/dev/null"
+
+# --- 3c. stat only, into SQLite, vs the find floor ---------------------------------------
+say "stat into SQLite: batchproc vs find -printf ($SMALL100K)"
+"${HF[@]}" --export-json "$OUT/hf-stat.json" \
+    --prepare "rm -f $OUT/out.db*" \
+    "$BIN files $SMALL100K -q --sink sqlite:$OUT/out.db" \
+    "find $SMALL100K -type f -printf '%s %T@ %p\\n' >/dev/null"
+
+# --- 3d. peak memory: 10k vs 100k files ---------------------------------------------------
+MEM_DB=$OUT/mem.db
+peak_rss() { # name tree
+    local name=$1 tree=$2 i log
+    for ((i = 1; i <= MEM_RUNS; i++)); do
+        rm -f "$MEM_DB" "$MEM_DB"-wal "$MEM_DB"-shm "$MEM_DB"-journal
+        log=$OUT/time-$name.log
+        /usr/bin/time -v -o "$log" "$BIN" files "$tree" -q -p sha256 --sink "sqlite:$MEM_DB"
+        awk -F': *' '/Maximum resident set size/ { print $2 }' "$log" >>"$OUT/mem-$name.txt"
+    done
+    echo "$BIN files $tree -q -p sha256 --sink sqlite:$MEM_DB" >"$OUT/mem-$name.cmd"
+    echo "bench: $name peak RSS (KiB) over $MEM_RUNS runs: $(tr '\n' ' ' <"$OUT/mem-$name.txt")" >&2
+}
+say "peak memory: /usr/bin/time -v, $MEM_RUNS runs per tree"
+peak_rss small10k "$SMALL10K"
+peak_rss small100k "$SMALL100K"
+rm -f "$MEM_DB" "$MEM_DB"-wal "$MEM_DB"-shm "$MEM_DB"-journal
+
+# --- 4. table + bench-data/results.md -------------------------------------------------------
+report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
+    --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA")
+for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
+if [[ $STRICT == 1 ]]; then report+=(--strict); fi
+"${report[@]}"

@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests: running the real binary, reading
+//! the SQLite file it wrote, and oracles computed by other tools.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{Connection, SqliteConnection};
+
+/// The batchproc binary, run in `dir` (so a default `batchproc.db` lands there).
+pub fn batchproc(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("batchproc").unwrap();
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// The same binary as a std Command, for tests that signal the process.
+pub fn batchproc_std(dir: &Path) -> StdCommand {
+    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));
+    cmd.current_dir(dir);
+    cmd
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Runs `sql` on the SQLite file at `db` and returns all rows.
+pub fn query(db: &Path, sql: &str) -> Vec<SqliteRow> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = SqliteConnectOptions::new().filename(db).read_only(true);
+        let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        rows
+    })
+}
+
+/// `SELECT count(*)` of a table.
+pub fn count(db: &Path, table: &str) -> i64 {
+    use sqlx::Row;
+    query(db, &format!("SELECT count(*) AS n FROM \"{table}\""))[0].get("n")
+}
+
+/// Parses an oracle file of `VALUE  ./path` or `VALUE ./path` lines (the
+/// output of sha256sum, b3sum, `wc -l`) into path -> value, with the leading
+/// `./` removed.
+pub fn oracle(file: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(fixtures().join(file)).unwrap();
+    text.lines()
+        .map(|line| {
+            let (value, path) = line.split_once(' ').unwrap();
+            let path = path.trim_start_matches(['*', ' ']);
+            (path.trim_start_matches("./").to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// SHA-256 of a file's content by coreutils' `sha256sum` (read from stdin,
+/// so odd file names never reach its output).
+pub fn sha256sum(path: &Path) -> String {
+    let out = StdCommand::new("sha256sum")
+        .stdin(std::fs::File::open(path).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+/// Writes `n` small CSV files named `f00000.csv`… under `dir`; returns their paths.
+pub fn many_csv_files(dir: &Path, n: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("f{i:05}.csv"));
+            std::fs::write(&path, format!("a,b\n{i},x\n")).unwrap();
+            path
+        })
+        .collect()
+}
+
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,226 @@
+//! Error policy and exit codes: fail-fast, skip, and clear usage errors.
+
+mod common;
+
+use common::*;
+use sqlx::Row;
+
+const FILES: usize = 3000;
+
+/// A tree of valid CSV files with one malformed one that sorts early.
+fn tree_with_one_bad_csv(root: &std::path::Path) -> std::path::PathBuf {
+    let d = root.join("d");
+    many_csv_files(&d, FILES);
+    std::fs::write(d.join("f00100.csv"), "a,b\n1,2,3\n").unwrap();
+    d
+}
+
+#[test]
+fn fail_fast_stops_early_names_the_item_and_keeps_finished_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    tree_with_one_bad_csv(tmp.path());
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-p",
+            "csv",
+            "-w",
+            "2",
+            "--queue",
+            "8",
+            "--batch-size",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(
+            "batchproc: error: d/f00100.csv: csv: line 2: record has 3 fields, expected 2"
+        ),
+        "{err}"
+    );
+    let db = tmp.path().join("batchproc.db");
+    let rows = query(&db, "SELECT path, csv_rows, error FROM files");
+    // Stopped early: the 100 files before the bad one, plus at most what was in flight.
+    assert!(rows.len() >= 100 && rows.len() < 200, "{} rows", rows.len());
+    for row in &rows {
+        let path: String = row.get("path");
+        assert_ne!(path, "d/f00100.csv");
+        assert_eq!(row.get::<i64, _>("csv_rows"), 1);
+        assert_eq!(row.get::<Option<String>, _>("error"), None);
+    }
+    // Every file sorting before the failed one finished and was committed.
+    for i in 0..100 {
+        let p = format!("d/f{i:05}.csv");
+        assert!(
+            rows.iter().any(|r| r.get::<String, _>("path") == p),
+            "{p} missing"
+        );
+    }
+}
+
+#[test]
+fn skip_mode_processes_everything_and_marks_exactly_the_bad_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    tree_with_one_bad_csv(tmp.path());
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "csv", "--on-error", "skip"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("batchproc: warning: d/f00100.csv: csv:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} ok, 1 failed", FILES - 1)),
+        "{err}"
+    );
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files") as usize, FILES);
+    let bad = query(
+        &db,
+        "SELECT path, csv_rows FROM files WHERE error IS NOT NULL",
+    );
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].get::<String, _>("path"), "d/f00100.csv");
+    assert_eq!(bad[0].get::<Option<i64>, _>("csv_rows"), None);
+}
+
+#[test]
+fn unreadable_file_is_an_item_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("ok.txt"), "x").unwrap();
+    std::fs::write(d.join("secret.txt"), "x").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.join("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    // root reads anything; only check the failure path when we are not root.
+    if std::fs::read(d.join("secret.txt")).is_ok() {
+        eprintln!(
+            "running as root: permission failures cannot be provoked, checking success instead"
+        );
+        batchproc(tmp.path())
+            .args(["files", "d", "-p", "sha256", "-q"])
+            .assert()
+            .success();
+        return;
+    }
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("d/secret.txt: open: Permission denied"));
+}
+
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
+    let out = batchproc(tmp.path()).args(args).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_clear_line() {
+    assert_usage_error(
+        &["files", "missing-dir"],
+        "batchproc: error: missing-dir: No such file or directory",
+    );
+    assert_usage_error(&["files", "d", "-p", "md5"], "unknown processor \"md5\"");
+    assert_usage_error(&["files", "d", "-p", "sha256,sha256"], "given twice");
+    assert_usage_error(&["files", "d", "--workers", "0"], "--workers");
+    assert_usage_error(&["files", "d", "--frobnicate"], "--frobnicate");
+    assert_usage_error(&["files", "d", "--sink", "mysql://x"], "unsupported sink");
+    assert_usage_error(
+        &["files", "d", "--sink", "sqlite:/nonexistent/dir/x.db"],
+        "cannot open SQLite database",
+    );
+    assert_usage_error(
+        &["files", "d", "--sink", "csv:/nonexistent/dir/x.csv"],
+        "cannot create /nonexistent/dir/x.csv",
+    );
+    assert_usage_error(
+        &["files", "d", "--table", "x; DROP TABLE y"],
+        "invalid table name",
+    );
+    assert_usage_error(&["files", "d", "--include", "a[b"], "bad glob");
+    assert_usage_error(&["files"], "<DIR>");
+}
+
+#[test]
+fn incompatible_table_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
+    let db = tmp.path().join("batchproc.db");
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute('CREATE TABLE files (path TEXT PRIMARY KEY, size TEXT, note TEXT)'); \
+             c.execute(\"INSERT INTO files VALUES ('keep', 'me', 'n')\"); \
+             c.execute('CREATE TABLE nokey (path TEXT, size INTEGER)'); \
+             c.execute('CREATE TABLE strict (path TEXT PRIMARY KEY, owner TEXT NOT NULL)'); c.commit()",
+        )
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = |table: &str| {
+        batchproc(tmp.path())
+            .args(["files", "d", "-t", table])
+            .output()
+            .unwrap()
+    };
+    let out = run("files");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("column \"size\" has type \"TEXT\""),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(count(&db, "files"), 1);
+    let out = run("nokey");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("\"path\" is not unique"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run("strict");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("\"owner\" is NOT NULL"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn help_and_version_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    batchproc(tmp.path())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("files"));
+    batchproc(tmp.path())
+        .args(["files", "--help"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("--on-error"));
+    batchproc(tmp.path()).arg("--version").assert().success();
+}

@@ -1,0 +1,175 @@
+//! Every processor against an oracle made by another tool (see fixtures/README.md).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use sqlx::Row;
+
+/// Runs `files sample -p PROCS` on the committed fixture tree and returns
+/// path (relative to sample/) -> row.
+fn run_on_sample(procs: &str, extra: &[&str]) -> BTreeMap<String, sqlx::sqlite::SqliteRow> {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("out.db");
+    batchproc(&fixtures())
+        .args(["files", "sample", "-p", procs, "--sink"])
+        .arg(format!("sqlite:{}", db.display()))
+        .args(extra)
+        .assert()
+        .success();
+    query(&db, "SELECT * FROM files")
+        .into_iter()
+        .map(|row| {
+            let path: String = row.get("path");
+            (path.strip_prefix("sample/").unwrap().to_owned(), row)
+        })
+        .collect()
+}
+
+#[test]
+fn sha256_and_lines_match_sha256sum_and_wc() {
+    let rows = run_on_sample("sha256,lines", &[]);
+    let sums = oracle("sample.sha256");
+    let lines = oracle("sample.wc");
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        sums.keys().collect::<Vec<_>>()
+    );
+    for (path, row) in &rows {
+        assert_eq!(&row.get::<String, _>("sha256"), &sums[path], "{path}");
+        assert_eq!(
+            row.get::<i64, _>("lines").to_string(),
+            lines[path],
+            "{path}"
+        );
+        assert!(row.get::<Option<String>, _>("error").is_none());
+    }
+}
+
+#[test]
+fn blake3_matches_b3sum() {
+    let rows = run_on_sample("blake3", &["--workers", "3"]);
+    let sums = oracle("sample.b3");
+    assert_eq!(rows.len(), sums.len());
+    for (path, row) in &rows {
+        assert_eq!(&row.get::<String, _>("blake3"), &sums[path], "{path}");
+    }
+}
+
+#[test]
+fn size_and_mtime_match_the_file_system() {
+    let rows = run_on_sample("lines", &[]);
+    for (path, row) in &rows {
+        let meta = std::fs::metadata(fixtures().join("sample").join(path)).unwrap();
+        assert_eq!(row.get::<i64, _>("size") as u64, meta.len(), "{path}");
+        let mtime: String = row.get("mtime");
+        let secs = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let parsed = chrono::DateTime::parse_from_rfc3339(&mtime).unwrap();
+        assert_eq!(parsed.timestamp(), secs, "{path}: {mtime}");
+    }
+}
+
+/// `file --mime-type` names text subtypes (csv, json, ndjson) that magic
+/// numbers cannot tell apart; batchproc reports all of those as text/plain.
+#[test]
+fn mime_matches_file_for_binary_types_and_says_text_for_text() {
+    let rows = run_on_sample("mime", &[]);
+    let text = std::fs::read_to_string(fixtures().join("sample.mime")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let (path, mime) = line.split_once(':').unwrap();
+        let (path, mime) = (path.trim_start_matches("./"), mime.trim());
+        let expected = match mime {
+            m if m.starts_with("text/") => "text/plain",
+            "application/json" | "application/x-ndjson" => "text/plain",
+            m => m,
+        };
+        assert_eq!(rows[path].get::<String, _>("mime"), expected, "{path}");
+        checked += 1;
+    }
+    assert_eq!(checked, rows.len());
+}
+
+#[test]
+fn csv_and_json_match_python() {
+    let csv_rows = run_on_sample("csv", &["--include", "*.csv"]);
+    let json_rows = run_on_sample("json", &["--include", "*.json", "--include", "*.jsonl"]);
+    let text = std::fs::read_to_string(fixtures().join("sample.parsed")).unwrap();
+    let (mut csv_seen, mut json_seen) = (0, 0);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let path = f[1].trim_start_matches("./");
+        if f[0] == "csv" {
+            let row = &csv_rows[path];
+            assert_eq!(row.get::<i64, _>("csv_rows").to_string(), f[2], "{path}");
+            assert_eq!(row.get::<i64, _>("csv_columns").to_string(), f[3], "{path}");
+            csv_seen += 1;
+        } else {
+            assert_eq!(
+                json_rows[path].get::<i64, _>("json_values").to_string(),
+                f[2]
+            );
+            json_seen += 1;
+        }
+    }
+    assert_eq!((csv_seen, json_seen), (csv_rows.len(), json_rows.len()));
+}
+
+#[test]
+fn malformed_csv_and_json_are_item_failures_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("ragged.csv"), "a,b,c\n1,2,3\n4,5\n").unwrap();
+    std::fs::write(d.join("open_quote.csv"), "a,b\n1,\"2\n3,4\n").unwrap();
+    std::fs::write(d.join("good.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::write(d.join("bad.json"), "{\"a\": [1, 2}").unwrap();
+    std::fs::write(d.join("empty.json"), "").unwrap();
+    std::fs::write(d.join("good.json"), "[1, 2]").unwrap();
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-p",
+            "csv,json",
+            "--on-error",
+            "skip",
+            "--include",
+            "*.csv",
+            "--include",
+            "*.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let rows: BTreeMap<String, Option<String>> = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT path, error FROM files",
+    )
+    .into_iter()
+    .map(|r| (r.get("path"), r.get("error")))
+    .collect();
+    let err = |name: &str| rows[&format!("d/{name}")].clone().unwrap_or_default();
+    assert!(
+        err("ragged.csv").contains("line 3") && err("ragged.csv").contains("2 fields, expected 3"),
+        "{rows:?}"
+    );
+    assert!(
+        err("open_quote.csv").contains("unterminated quoted field"),
+        "{rows:?}"
+    );
+    assert!(
+        err("bad.json").contains("json:") && err("bad.json").contains("line 1"),
+        "{rows:?}"
+    );
+    assert!(err("empty.json").contains("no JSON value"), "{rows:?}");
+    // good.csv is valid CSV but not JSON, and the other way round.
+    assert!(err("good.csv").starts_with("json:"), "{rows:?}");
+    assert!(err("good.json").is_empty(), "{rows:?}");
+}

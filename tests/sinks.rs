@@ -1,0 +1,179 @@
+//! Sinks: CSV to a file and to stdout, idempotent reruns, tables with other columns.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use sqlx::Row;
+
+fn sha_oracle() -> BTreeMap<String, String> {
+    oracle("sample.sha256")
+        .into_iter()
+        .map(|(k, v)| (format!("sample/{k}"), v))
+        .collect()
+}
+
+fn parse_csv(bytes: &[u8]) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r.iter().map(str::to_owned).collect())
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn csv_sink_to_a_file_and_to_stdout_parse_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_csv = tmp.path().join("hashes.csv");
+    batchproc(&fixtures())
+        .args(["files", "sample", "-p", "sha256,lines", "-q", "--sink"])
+        .arg(format!("csv:{}", out_csv.display()))
+        .assert()
+        .success()
+        .stdout("");
+    let from_file = std::fs::read(&out_csv).unwrap();
+    let stdout = batchproc(&fixtures())
+        .args(["files", "sample", "-p", "sha256,lines", "-q", "--sink", "-"])
+        .output()
+        .unwrap();
+    assert!(stdout.status.success());
+    for bytes in [from_file.as_slice(), stdout.stdout.as_slice()] {
+        let (header, rows) = parse_csv(bytes);
+        assert_eq!(
+            header,
+            ["path", "size", "mtime", "sha256", "lines", "error"]
+        );
+        let oracle = sha_oracle();
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            oracle.keys().collect::<Vec<_>>()
+        );
+        for (path, row) in &rows {
+            assert_eq!(row[3], oracle[path], "{path}");
+            assert_eq!(row[5], "", "{path}");
+        }
+    }
+    // A bare .csv path is a CSV sink too.
+    batchproc(tmp.path())
+        .args(["files"])
+        .arg(fixtures().join("sample"))
+        .args(["-q", "-o", "bare.csv"])
+        .assert()
+        .success();
+    assert_eq!(
+        parse_csv(&std::fs::read(tmp.path().join("bare.csv")).unwrap())
+            .1
+            .len(),
+        sha_oracle().len()
+    );
+}
+
+#[test]
+fn rerun_is_idempotent_and_updates_changed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 50);
+    let run = || {
+        batchproc(tmp.path())
+            .args(["files", "d", "-p", "sha256", "-q"])
+            .assert()
+            .success()
+    };
+    run();
+    run();
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files"), 50);
+    std::fs::write(d.join("f00007.csv"), "changed\n").unwrap();
+    run();
+    assert_eq!(count(&db, "files"), 50);
+    let row = &query(
+        &db,
+        "SELECT sha256, size FROM files WHERE path = 'd/f00007.csv'",
+    )[0];
+    assert_eq!(
+        row.get::<String, _>("sha256"),
+        sha256sum(&d.join("f00007.csv"))
+    );
+    assert_eq!(row.get::<i64, _>("size"), 8);
+    let integrity: String = query(&db, "PRAGMA integrity_check")[0].get(0);
+    assert_eq!(integrity, "ok");
+}
+
+#[test]
+fn existing_table_with_other_columns_keeps_them_and_gains_new_processor_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 3);
+    let db = tmp.path().join("my.db");
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"CREATE TABLE inventory (owner TEXT DEFAULT 'ops', path TEXT UNIQUE, size BIGINT, reviewed INTEGER)\"); \
+             c.execute(\"INSERT INTO inventory (path, reviewed) VALUES ('d/f00001.csv', 1)\"); c.commit()",
+        )
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-p",
+            "lines",
+            "-q",
+            "-o",
+            "my.db",
+            "-t",
+            "inventory",
+        ])
+        .assert()
+        .success();
+    let rows = query(
+        &db,
+        "SELECT path, owner, reviewed, lines, size FROM inventory ORDER BY path",
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].get::<String, _>("path"), "d/f00001.csv");
+    assert_eq!(rows[1].get::<Option<i64>, _>("reviewed"), Some(1));
+    assert_eq!(rows[0].get::<String, _>("owner"), "ops");
+    for row in &rows {
+        assert_eq!(row.get::<i64, _>("lines"), 2);
+        assert_eq!(
+            row.get::<i64, _>("size"),
+            std::fs::metadata(tmp.path().join(row.get::<String, _>("path")))
+                .unwrap()
+                .len() as i64
+        );
+    }
+}
+
+#[test]
+fn stat_only_run_writes_path_size_mtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 1200);
+    batchproc(tmp.path())
+        .args(["files", "d", "-q", "--batch-size", "100"])
+        .assert()
+        .success();
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files"), 1200);
+    let cols: Vec<String> = query(&db, "SELECT name FROM pragma_table_info('files')")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, ["path", "size", "mtime", "error"]);
+}

@@ -1,0 +1,240 @@
+//! The directory walk: odd names, special files, symlinks and filters.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::*;
+use sqlx::Row;
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// path bytes -> (sha256, error) from the default table.
+fn rows_by_path(db: &Path) -> BTreeMap<Vec<u8>, (Option<String>, Option<String>)> {
+    query(
+        db,
+        "SELECT CAST(path AS BLOB) AS p, typeof(path) AS t, sha256, error FROM files",
+    )
+    .into_iter()
+    .map(|r| (r.get::<Vec<u8>, _>("p"), (r.get("sha256"), r.get("error"))))
+    .collect()
+}
+
+#[test]
+fn odd_names_are_stored_without_loss_and_hash_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    let names: Vec<&[u8]> = vec![
+        b"with space.txt",
+        b"new\nline.txt",
+        "ünïcödé ✓.txt".as_bytes(),
+        b"bad\xff\xfeutf8.bin",
+        b"-leading-dash",
+        b"$(rm -rf ~).txt",
+        b"quote\"and'apostrophe",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(d.join(OsStr::from_bytes(name)), format!("content {i}\n")).unwrap();
+    }
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-q"])
+        .assert()
+        .success()
+        .stderr("");
+    let rows = rows_by_path(&tmp.path().join("batchproc.db"));
+    assert_eq!(rows.len(), names.len());
+    for name in names {
+        let path = d.join(OsStr::from_bytes(name));
+        let mut key = b"d/".to_vec();
+        key.extend_from_slice(name);
+        let (sha, error) = &rows[&key];
+        assert_eq!(sha.as_deref(), Some(sha256sum(&path).as_str()), "{path:?}");
+        assert_eq!(error, &None);
+    }
+    // Valid UTF-8 names are TEXT (queryable as strings); the invalid one is kept as a BLOB.
+    let types: Vec<String> = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT typeof(path) AS t FROM files ORDER BY t",
+    )
+    .iter()
+    .map(|r| r.get("t"))
+    .collect();
+    assert_eq!(
+        types.iter().filter(|t| *t == "blob").count(),
+        1,
+        "{types:?}"
+    );
+}
+
+#[test]
+fn odd_names_survive_the_csv_sink_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join(OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+    std::fs::write(d.join("comma,and\nnewline"), "y").unwrap();
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-q", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let paths: Vec<Vec<u8>> = reader
+        .byte_records()
+        .map(|r| r.unwrap()[0].to_vec())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![b"d/bad\xffname".to_vec(), b"d/comma,and\nnewline".to_vec()]
+    );
+}
+
+#[test]
+fn fifo_socket_and_symlink_loop_do_not_hang_or_appear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("a.txt"), "a\n").unwrap();
+    mkfifo(&d.join("pipe"));
+    let _sock = std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
+    std::os::unix::fs::symlink("..", d.join("sub/loop")).unwrap();
+    std::os::unix::fs::symlink("a.txt", d.join("link-to-a")).unwrap();
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-q"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+    let rows = rows_by_path(&tmp.path().join("batchproc.db"));
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        vec![b"d/a.txt".to_vec()]
+    );
+}
+
+#[test]
+fn follow_walks_links_detects_loops_and_fails_broken_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("a.txt"), "a\n").unwrap();
+    mkfifo(&d.join("pipe"));
+    std::os::unix::fs::symlink("..", d.join("sub/loop")).unwrap();
+    std::os::unix::fs::symlink("a.txt", d.join("link-to-a")).unwrap();
+    std::os::unix::fs::symlink("missing.txt", d.join("broken")).unwrap();
+    std::os::unix::fs::symlink("pipe", d.join("link-to-pipe")).unwrap();
+
+    // Fail-fast: the broken link (or the loop) stops the run, named on stderr.
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-L", "-p", "sha256", "-w", "1"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("batchproc: error: d/broken: "), "{err}");
+
+    // Skip mode: the link target is hashed under the link's path; the broken
+    // link and the loop are rows with an error; the FIFO is never opened.
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-L",
+            "-p",
+            "sha256",
+            "--on-error",
+            "skip",
+            "-q",
+        ])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let rows = rows_by_path(&tmp.path().join("batchproc.db"));
+    let a = sha256sum(&d.join("a.txt"));
+    assert_eq!(rows[&b"d/a.txt".to_vec()], (Some(a.clone()), None));
+    assert_eq!(rows[&b"d/link-to-a".to_vec()], (Some(a), None));
+    assert!(rows[&b"d/broken".to_vec()].1.is_some());
+    assert!(
+        rows[&b"d/sub/loop".to_vec()]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("loop"),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 4, "{rows:?}");
+}
+
+#[test]
+fn include_exclude_and_max_depth_filter_like_find() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    for dir in ["d", "d/keep", "d/skip", "d/keep/deep"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+    }
+    for f in [
+        "top.csv",
+        "top.txt",
+        "keep/k.csv",
+        "skip/s.csv",
+        "keep/deep/x.csv",
+    ] {
+        std::fs::write(d.join(f), "a\n").unwrap();
+    }
+    let paths = |args: &[&str]| -> Vec<String> {
+        let out = batchproc(tmp.path())
+            .args(["files", "d", "-q", "-o", "-"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+        let mut v: Vec<String> = r.records().map(|r| r.unwrap()[0].to_owned()).collect();
+        v.sort();
+        v
+    };
+    // Oracle: find(1) over the same tree.
+    let find = |args: &[&str]| -> Vec<String> {
+        let out = std::process::Command::new("find")
+            .current_dir(tmp.path())
+            .arg("d")
+            .args(args)
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(paths(&[]), find(&["-type", "f"]));
+    assert_eq!(
+        paths(&["--include", "*.csv"]),
+        find(&["-type", "f", "-name", "*.csv"])
+    );
+    assert_eq!(
+        paths(&["--max-depth", "2"]),
+        find(&["-maxdepth", "2", "-type", "f"])
+    );
+    assert_eq!(
+        paths(&["--include", "*.csv", "--exclude", "skip"]),
+        find(&["-path", "d/skip", "-prune", "-o", "-type", "f", "-name", "*.csv", "-print"])
+    );
+    assert_eq!(
+        paths(&["--exclude", "keep/**"]),
+        ["d/skip/s.csv", "d/top.csv", "d/top.txt"]
+    );
+}
