@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// The live view of a run. All methods are cheap no-ops without a terminal.
 pub struct Progress {
@@ -18,12 +18,20 @@ impl Progress {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        // No length until the counting walk reports one, so the bar does not
+        // start out looking full.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} {pos}/{len} items  {per_sec}  ETA {eta}  [{wide_bar}] {msg}",
+                "{spinner} {human_pos}/{human_len} items  {rate}  ETA {eta}  [{wide_bar}]",
             )
             .expect("valid template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            )
             .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));

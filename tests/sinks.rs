@@ -177,3 +177,50 @@ fn stat_only_run_writes_path_size_mtime() {
         .collect();
     assert_eq!(cols, ["path", "size", "mtime", "error"]);
 }
+
+/// The README's first command, as a new user types it (from a copy of the
+/// repository root, so the committed fixtures stay clean).
+#[test]
+fn readme_quick_start_command_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = tmp.path().join("fixtures/sample");
+    std::fs::create_dir_all(sample.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixtures().join("sample"))
+        .arg(&sample)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "fixtures/sample",
+            "--workers",
+            "16",
+            "-p",
+            "sha256,lines",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.starts_with("batchproc: 13 ok, 0 failed in "), "{err}");
+    assert!(
+        err.ends_with("-> sqlite:batchproc.db\n") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Not a terminal: no progress bar, no control characters.
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let db = tmp.path().join("batchproc.db");
+    let sums = oracle("sample.sha256");
+    let rows = query(&db, "SELECT path, sha256 FROM files");
+    assert_eq!(rows.len(), sums.len());
+    for row in rows {
+        let path: String = row.get("path");
+        assert_eq!(
+            row.get::<String, _>("sha256"),
+            sums[path.strip_prefix("fixtures/sample/").unwrap()]
+        );
+    }
+}

@@ -61,8 +61,11 @@ impl Sink for CsvSink {
 
     fn finish(&mut self) -> Result<()> {
         self.writer.flush().context("write csv")?;
+        // Only a regular file can be synced (csv:/dev/null is a fine sink).
         if let Some(file) = &self.file {
-            file.sync_all().context("fsync csv")?;
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                file.sync_all().context("fsync csv")?;
+            }
         }
         Ok(())
     }
