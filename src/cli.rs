@@ -22,6 +22,19 @@ pub struct Cli {
 pub enum Command {
     /// Process every regular file under one or more directories.
     Files(FilesArgs),
+    /// List the runs recorded in a sink, newest first.
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The sink whose runs to list: sqlite:PATH, csv:PATH (its state file), or a .db/.csv path.
+    #[arg(short = 'o', long, value_name = "URL", default_value = "sqlite:batchproc.db")]
+    pub sink: String,
+
+    /// Print JSON (one array of objects) for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +100,15 @@ pub struct FilesArgs {
     /// What a failed item does to the run.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
     pub on_error: OnError,
+
+    /// Continue the latest unfinished run of this same pipeline (same roots,
+    /// filters, processors, sink and table), skipping what it committed.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Write no run or checkpoint rows (for measuring their cost; such a run cannot be resumed).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_checkpoint: bool,
 
     /// No progress bar and no summary line; errors are still printed.
     #[arg(short, long)]

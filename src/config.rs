@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::checkpoint;
 use crate::cli::{FilesArgs, OnError};
 use crate::processor::{self, Processor};
 use crate::sink::{validate_table_name, SinkSpec};
@@ -21,6 +22,11 @@ pub struct FilesConfig {
     pub flush_interval: Duration,
     pub on_error: OnError,
     pub quiet: bool,
+    pub resume: bool,
+    pub checkpoint: bool,
+    /// Items the walk may run ahead of the checkpoint watermark.
+    pub window: usize,
+    pub fingerprint: String,
 }
 
 impl FilesConfig {
@@ -40,6 +46,23 @@ impl FilesConfig {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let processors = processor::parse_list(&args.processors)?;
+        let sink = SinkSpec::parse(&args.sink)?;
+        if args.resume && sink.state_path().is_none() {
+            bail!("--resume needs a sink that keeps checkpoints: SQLite or a CSV file (not stdout or a device)");
+        }
+        let names: Vec<&str> = processors.iter().map(|p| p.name()).collect();
+        let fingerprint = checkpoint::fingerprint(&[
+            ("command", "files".into()),
+            ("roots", format!("{roots:?}")),
+            ("include", format!("{:?}", args.include)),
+            ("exclude", format!("{:?}", args.exclude)),
+            ("max_depth", format!("{:?}", args.max_depth)),
+            ("follow", args.follow.to_string()),
+            ("processors", names.join(",")),
+            ("sink", sink.to_string()),
+            ("table", args.table.clone()),
+        ]);
         Ok(FilesConfig {
             source: FileSource {
                 roots,
@@ -47,8 +70,8 @@ impl FilesConfig {
                 max_depth: args.max_depth,
                 follow: args.follow,
             },
-            processors: processor::parse_list(&args.processors)?,
-            sink: SinkSpec::parse(&args.sink)?,
+            processors,
+            sink,
             table: args.table,
             workers,
             queue: args.queue.map_or(64 * workers, |n| n as usize),
@@ -56,6 +79,10 @@ impl FilesConfig {
             flush_interval: Duration::from_secs(1),
             on_error: args.on_error,
             quiet: args.quiet,
+            resume: args.resume,
+            checkpoint: !args.no_checkpoint,
+            window: 100_000,
+            fingerprint,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`run`]; the stages are public so the
 //! pipeline's building blocks (notably [`pool`]) can be used from Rust.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod pipeline;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod processor;
 pub mod progress;
 pub mod record;
+pub mod runs;
 pub mod sink;
 pub mod source;
 pub mod work;
@@ -79,6 +81,10 @@ pub fn run(cli: Cli) -> Result<RunStatus, RunError> {
                 eprintln!("batchproc: {prefix}{} -> {sink}", summary.line());
             }
             Ok(status)
+        }
+        Command::Runs(args) => {
+            runs::list(&args).map_err(RunError::Config)?;
+            Ok(RunStatus::Succeeded)
         }
     }
 }

@@ -1,20 +1,24 @@
 //! A run: the source walks into a bounded queue, the worker pool processes,
-//! and this thread batches the results into the sink. One cancellation token
-//! joins them: a failed item (under fail-fast), a failed sink or a signal
-//! stops new work, and everything that finished is still committed.
+//! and this thread batches the results into the sink together with the
+//! checkpoint that covers them. One cancellation token joins the stages: a
+//! failed item (under fail-fast), a failed sink or a signal stops new work,
+//! and everything that finished is still committed.
 
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
+use crate::checkpoint::{self, ItemKey, Ledger, ResumePoint, RunSpec};
 use crate::cli::OnError;
 use crate::config::FilesConfig;
 use crate::pool::{Cancel, CancelReason, Pool};
 use crate::progress::{Progress, Summary};
 use crate::record::{DisplayPath, Record};
 use crate::sink::Sink;
+use crate::source::files::Visit;
 use crate::source::Source;
 use crate::work::{Buffer, FileWork, Outcome};
 use crate::{RunError, RunStatus};
@@ -33,11 +37,35 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         flush_interval,
         on_error,
         quiet,
+        resume,
+        checkpoint,
+        window,
+        fingerprint,
     } = cfg;
+    let config_error = |e: anyhow::Error| RunError::Config(e.context(format!("sink {sink_spec}")));
+    let run_error = |e: anyhow::Error| RunError::Failed(e.context(format!("sink {sink_spec}")));
     let work = FileWork::new(processors);
     let mut sink = sink_spec.open(&table).map_err(RunError::Config)?;
-    sink.prepare(work.schema())
-        .map_err(|e| RunError::Config(e.context(format!("sink {sink_spec}"))))?;
+    sink.prepare(work.schema()).map_err(config_error)?;
+
+    let run = if checkpoint {
+        let spec = RunSpec {
+            fingerprint,
+            command: checkpoint::command_line(),
+            table: Some(table.clone()),
+            resume,
+        };
+        sink.start_run(&spec).map_err(config_error)?
+    } else {
+        None
+    };
+    if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
+        if !quiet {
+            eprintln!("batchproc: {notice}");
+        }
+    }
+    let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
+    let ledger = Ledger::new(point.clone(), window);
 
     let progress = Progress::new(quiet);
     let abort = on_error == OnError::Abort;
@@ -48,20 +76,11 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     let (summary, sink_error) = std::thread::scope(|scope| {
         if progress.is_shown() {
             let (source, progress) = (&source, &progress);
-            scope.spawn(move || {
-                let mut total = 0;
-                source.walk(|_| {
-                    total += 1;
-                    if total % 1024 == 0 {
-                        progress.set_total(total);
-                    }
-                    !cancel.is_cancelled()
-                });
-                progress.set_total(total);
-            });
+            scope.spawn(move || count_ahead(source, &point, progress, cancel));
         }
         let walk = source.clone();
-        scope.spawn(move || walk.run(item_tx, cancel));
+        let ledger = &ledger;
+        scope.spawn(move || walk.run(item_tx, ledger, cancel));
         let (work, first_failure) = (&work, &first_failure);
         let pool = Pool::new(workers);
         scope.spawn(move || {
@@ -69,7 +88,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
                 let outcome = work.process(buf, item, cancel);
                 if abort && !outcome.cancelled {
                     if let Some(error) = &outcome.error {
-                        let path = DisplayPath(&outcome.path);
+                        let path = DisplayPath(&outcome.key.path);
                         let _ = first_failure.set(format!("{path}: {error}"));
                         cancel.cancel(CancelReason::Failed);
                     }
@@ -79,6 +98,8 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         });
         let batcher = Batcher {
             sink: sink.as_mut(),
+            ledger,
+            checkpoint: run.is_some(),
             batch_size,
             flush_interval,
             abort,
@@ -93,10 +114,11 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         ..summary
     };
     if let Some(e) = sink_error {
-        return Err(RunError::Failed(e.context(format!("sink {sink_spec}"))));
+        if run.is_some() {
+            let _ = sink.end_run(RunStatus::Failed, 0);
+        }
+        return Err(run_error(e));
     }
-    sink.finish()
-        .map_err(|e| RunError::Failed(e.context(format!("sink {sink_spec}"))))?;
     if let Some(failure) = first_failure.get() {
         eprintln!("batchproc: error: {failure}");
     }
@@ -105,74 +127,131 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         _ if summary.failed > 0 => RunStatus::Failed,
         _ => RunStatus::Succeeded,
     };
+    if run.is_some() {
+        let skipped = ledger.skipped.load(Ordering::Relaxed);
+        sink.end_run(status, skipped).map_err(run_error)?;
+    }
+    sink.finish().map_err(run_error)?;
     Ok((status, summary))
+}
+
+/// Counts the items still to do, ahead of the real walk, so the progress
+/// bar can show an ETA.
+fn count_ahead(source: &crate::source::files::FileSource, point: &ResumePoint, progress: &Progress, cancel: &Cancel) {
+    let done = Ledger::new(point.clone(), usize::MAX);
+    let mut total = 0;
+    source.walk(
+        |dir| done.is_done_dir(dir),
+        |visit| {
+            if let Visit::Item(item) = visit {
+                if !done.is_done(&item.key) {
+                    total += 1;
+                    if total % 1024 == 0 {
+                        progress.set_total(total);
+                    }
+                }
+            }
+            !cancel.is_cancelled()
+        },
+    );
+    progress.set_total(total);
 }
 
 /// Groups outcomes into sink batches: full batches, or whatever is pending
 /// once the flush interval passes, so slow runs still show progress.
 struct Batcher<'a> {
     sink: &'a mut dyn Sink,
+    ledger: &'a Ledger,
+    checkpoint: bool,
     batch_size: usize,
-    flush_interval: std::time::Duration,
+    flush_interval: Duration,
     abort: bool,
     progress: &'a Progress,
+}
+
+/// One batch in the making.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    keys: Vec<ItemKey>,
+    ok: u64,
+    failed: u64,
 }
 
 impl Batcher<'_> {
     /// Consumes outcomes until every worker is done. A sink error cancels the
     /// run; the rest of the outcomes are then drained unwritten so no worker
     /// blocks on a full channel.
-    fn drain(
-        self,
-        outcomes: Receiver<Outcome>,
-        cancel: &Cancel,
-    ) -> (Summary, Option<anyhow::Error>) {
+    fn drain(mut self, outcomes: Receiver<Outcome>, cancel: &Cancel) -> (Summary, Option<anyhow::Error>) {
         let mut summary = Summary::default();
         let mut sink_error = None;
-        let mut batch: Vec<Record> = Vec::with_capacity(self.batch_size);
+        let mut batch = Batch::default();
         let mut deadline = Instant::now() + self.flush_interval;
         loop {
             let flush = match outcomes.recv_deadline(deadline) {
+                // Abandoned in flight: no row, no checkpoint; a resume redoes it.
                 Ok(outcome) if outcome.cancelled => false,
                 Ok(outcome) => {
                     self.progress.inc();
                     summary.bytes += outcome.bytes;
-                    match &outcome.error {
-                        None => summary.ok += 1,
-                        Some(error) => {
-                            summary.failed += 1;
-                            if !self.abort {
-                                let path = DisplayPath(&outcome.path);
-                                self.progress
-                                    .println(&format!("batchproc: warning: {path}: {error}"));
-                            }
-                        }
-                    }
-                    // Under fail-fast a failed item gets no row: a later run retries it.
-                    if outcome.error.is_none() || !self.abort {
-                        batch.push(outcome.record);
-                    }
-                    batch.len() >= self.batch_size
+                    self.add(&mut batch, &mut summary, outcome);
+                    batch.records.len() >= self.batch_size
                 }
                 Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if flush {
                 if sink_error.is_none() {
-                    if let Err(e) = self.sink.write(&batch) {
+                    if let Err(e) = self.commit(&batch) {
                         cancel.cancel(CancelReason::Failed);
                         sink_error = Some(e);
                     }
                 }
-                batch.clear();
+                batch = Batch::default();
                 deadline = Instant::now() + self.flush_interval;
             }
         }
         if sink_error.is_none() {
-            if let Err(e) = self.sink.write(&batch) {
+            if let Err(e) = self.commit(&batch) {
                 sink_error = Some(e);
             }
         }
         (summary, sink_error)
+    }
+
+    fn add(&self, batch: &mut Batch, summary: &mut Summary, outcome: Outcome) {
+        match &outcome.error {
+            None => {
+                summary.ok += 1;
+                batch.ok += 1;
+            }
+            Some(error) => {
+                summary.failed += 1;
+                if self.abort {
+                    // Under fail-fast a failed item gets no row and no
+                    // checkpoint: a resume retries it first.
+                    return;
+                }
+                batch.failed += 1;
+                let path = DisplayPath(&outcome.key.path);
+                self.progress
+                    .println(&format!("batchproc: warning: {path}: {error}"));
+            }
+        }
+        batch.records.push(outcome.record);
+        batch.keys.push(outcome.key);
+    }
+
+    /// Writes a batch with its checkpoint in one transaction, then moves the
+    /// ledger on.
+    fn commit(&mut self, batch: &Batch) -> Result<()> {
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        let update = self.ledger.plan(&batch.keys, batch.ok, batch.failed);
+        let checkpoint = self.checkpoint.then_some(&update);
+        self.sink.write(&batch.records, checkpoint)?;
+        self.ledger.apply(&batch.keys, &update);
+        Ok(())
     }
 }

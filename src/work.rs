@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context, Result};
 
+use crate::checkpoint::ItemKey;
 use crate::pool::Cancel;
 use crate::processor::{Accumulator, Pass, Processor};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
@@ -36,7 +37,7 @@ impl Default for Buffer {
 /// has `cancelled` set: it gets no row and counts neither way.
 pub struct Outcome {
     pub cancelled: bool,
-    pub path: std::path::PathBuf,
+    pub key: ItemKey,
     pub record: Record,
     pub error: Option<String>,
     pub bytes: u64,
@@ -65,16 +66,17 @@ impl FileWork {
     /// in `Outcome::error` with the record's processor columns left NULL.
     pub fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
         let FileItem {
-            path,
+            key,
             meta: walk_meta,
             walk_error,
         } = item;
+        let path = &key.path;
         let mut values = Vec::with_capacity(self.schema.columns.len());
-        values.push(Value::from_path(&path));
+        values.push(Value::from_path(path));
         let result = match walk_error {
             Some(e) => Err(anyhow::anyhow!(e)),
             None if self.processors.is_empty() => Ok((walk_meta.clone(), Vec::new())),
-            None => self.read_file(buf, &path, cancel),
+            None => self.read_file(buf, path, cancel),
         };
         // A read cut short by cancellation is not the item's fault.
         let cancelled = result.is_err() && cancel.is_cancelled();
@@ -94,7 +96,7 @@ impl FileWork {
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
             cancelled,
-            path,
+            key,
             record: Record {
                 values,
                 failed: error.is_some(),

@@ -8,17 +8,34 @@ pub mod sqlite;
 
 use anyhow::{bail, Result};
 
+use crate::checkpoint::{CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{Record, Schema};
+use crate::RunStatus;
 
 /// A destination for records.
 pub trait Sink: Send {
     /// Creates the table, or checks that an existing one fits `schema`.
     /// An error here is a configuration error (exit 2).
     fn prepare(&mut self, schema: &Schema) -> Result<()>;
-    /// Writes one batch, all or nothing, upserting on the schema's key.
-    fn write(&mut self, batch: &[Record]) -> Result<()>;
+    /// Opens the run's bookkeeping: a new run, or an unfinished one resumed.
+    /// `None` when this sink cannot keep checkpoints (CSV on stdout or a device).
+    fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>>;
+    /// Writes one batch, all or nothing, upserting on the schema's key,
+    /// together with the checkpoint that covers it.
+    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()>;
+    /// Records how the run ended (after the last batch).
+    fn end_run(&mut self, status: RunStatus, skipped: u64) -> Result<()>;
     /// Makes everything written durable and closes the sink.
     fn finish(&mut self) -> Result<()>;
+}
+
+/// The bookkeeping status name of a run's end.
+pub fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Interrupted => "interrupted",
+    }
 }
 
 /// Where the `--sink` URL points.
@@ -66,6 +83,17 @@ impl SinkSpec {
             SinkSpec::Csv(path) => Box::new(csv::CsvSink::create(path)?),
             SinkSpec::Stdout => Box::new(csv::CsvSink::stdout()),
         })
+    }
+}
+
+impl SinkSpec {
+    /// The SQLite file holding this sink's bookkeeping, if it keeps any.
+    pub fn state_path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            SinkSpec::Sqlite(path) => Some(path.clone()),
+            SinkSpec::Csv(path) => csv::state_path(path),
+            SinkSpec::Stdout => None,
+        }
     }
 }
 

@@ -11,18 +11,40 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
-use super::{quote_ident, Sink};
+use super::{quote_ident, status_name, Sink};
+use crate::checkpoint::{store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
+use crate::RunStatus;
 
 /// SQLite's default limit on bound parameters per statement.
 const MAX_PARAMS: usize = 32766;
 /// Rows per INSERT statement: past a few hundred, longer statements gain nothing.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
+/// A connection to the SQLite file at `path` (created if missing), on a
+/// private current-thread runtime: the pipeline's threads stay synchronous.
+pub fn connect(path: &Path) -> Result<(Runtime, SqliteConnection)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(30));
+    let conn = rt
+        .block_on(SqliteConnection::connect_with(&options))
+        .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+    Ok((rt, conn))
+}
+
 pub struct SqliteSink {
     rt: Runtime,
     conn: Option<SqliteConnection>,
     table: String,
+    run_id: Option<i64>,
     /// `INSERT … VALUES` head, the `(?, …)` group for one row, and the upsert tail.
     insert: Option<Insert>,
 }
@@ -36,23 +58,13 @@ struct Insert {
 
 impl SqliteSink {
     pub fn open(path: &Path, table: &str) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("tokio runtime")?;
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(30));
-        let conn = rt
-            .block_on(SqliteConnection::connect_with(&options))
-            .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+        let (rt, mut conn) = connect(path)?;
+        rt.block_on(store::migrate(&mut conn))?;
         Ok(SqliteSink {
             rt,
             conn: Some(conn),
             table: table.to_owned(),
+            run_id: None,
             insert: None,
         })
     }
@@ -68,18 +80,34 @@ impl Sink for SqliteSink {
         Ok(())
     }
 
-    fn write(&mut self, batch: &[Record]) -> Result<()> {
-        if batch.is_empty() {
+    fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
+        let conn = self.conn.as_mut().expect("sink used after finish");
+        let start = self.rt.block_on(store::start_run(conn, spec))?;
+        self.run_id = Some(start.run_id);
+        Ok(Some(start))
+    }
+
+    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        if batch.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         let insert = self.insert.take().context("sink not prepared")?;
+        let checkpoint = checkpoint.zip(self.run_id);
         let result = {
             let rt = &self.rt;
             let conn = self.conn.as_mut().expect("sink used after finish");
-            rt.block_on(write_batch(conn, &insert, batch))
+            rt.block_on(write_batch(conn, &insert, batch, checkpoint))
         };
         self.insert = Some(insert);
         result.with_context(|| format!("writing to table {}", self.table))
+    }
+
+    fn end_run(&mut self, status: RunStatus, skipped: u64) -> Result<()> {
+        if let (Some(conn), Some(run_id)) = (self.conn.as_mut(), self.run_id) {
+            self.rt
+                .block_on(store::end_run(conn, run_id, status_name(status), skipped))?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -135,7 +163,12 @@ impl Insert {
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, insert: &Insert, batch: &[Record]) -> Result<()> {
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    insert: &Insert,
+    batch: &[Record],
+    checkpoint: Option<(&CheckpointUpdate, i64)>,
+) -> Result<()> {
     let mut tx = conn.begin().await?;
     let full_sql = insert.sql(insert.rows_per_statement);
     for chunk in batch.chunks(insert.rows_per_statement) {
@@ -160,6 +193,9 @@ async fn write_batch(conn: &mut SqliteConnection, insert: &Insert, batch: &[Reco
             }
         }
         query.execute(&mut *tx).await?;
+    }
+    if let Some((update, run_id)) = checkpoint {
+        store::record(&mut tx, run_id, update, None).await?;
     }
     tx.commit().await?;
     Ok(())

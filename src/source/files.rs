@@ -13,13 +13,15 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
 use super::Source;
+use crate::checkpoint::{ItemKey, Ledger};
 use crate::pool::Cancel;
 
 /// One file found by the walk, or a place the walk could not read.
 #[derive(Debug)]
 pub struct FileItem {
-    /// The path as walked: it starts with the root as given, like `find`.
-    pub path: PathBuf,
+    /// The path as walked (it starts with the root as given, like `find`),
+    /// with the index of that root: the item's place in the walk order.
+    pub key: ItemKey,
     /// Metadata from the walk (of the link target when following links).
     pub meta: Option<Metadata>,
     /// Set when the walk failed here (unreadable directory, broken link, loop).
@@ -83,11 +85,25 @@ pub struct FileSource {
     pub follow: bool,
 }
 
+/// What the walk meets.
+pub enum Visit {
+    /// A regular file, or a place the walk could not read.
+    Item(FileItem),
+    /// A FIFO, socket, device, or a symlink not followed: never opened.
+    Special(ItemKey),
+}
+
 impl FileSource {
-    /// Walks every root, calling `yield_item` for each regular file or walk
-    /// failure until it returns false.
-    pub fn walk(&self, mut yield_item: impl FnMut(FileItem) -> bool) {
-        for root in &self.roots {
+    /// Walks every root in order, calling `visit` for each regular file,
+    /// walk failure or special file until it returns false. Directories for
+    /// which `skip_dir` is true are not entered.
+    pub fn walk(&self, skip_dir: impl Fn(&ItemKey) -> bool, mut visit: impl FnMut(Visit) -> bool) {
+        for (index, root) in self.roots.iter().enumerate() {
+            let index = index as u32;
+            let key = |path: &Path| ItemKey {
+                root: index,
+                path: path.to_path_buf(),
+            };
             let mut walk = WalkDir::new(root)
                 .follow_links(self.follow)
                 .sort_by_file_name();
@@ -95,23 +111,26 @@ impl FileSource {
                 walk = walk.max_depth(depth);
             }
             let entries = walk.into_iter().filter_entry(|e| {
-                e.depth() == 0 || !self.filters.excluded(relative(root, e.path()))
+                e.depth() == 0
+                    || !(self.filters.excluded(relative(root, e.path()))
+                        || e.file_type().is_dir() && skip_dir(&key(e.path())))
             });
             for entry in entries {
-                let item = match entry {
-                    Ok(e) if !e.file_type().is_file() => continue,
+                let visit_of = match entry {
+                    Ok(e) if e.file_type().is_dir() => continue,
                     Ok(e) if !self.filters.included(relative(root, e.path())) => continue,
+                    Ok(e) if !e.file_type().is_file() => Visit::Special(key(e.path())),
                     Ok(e) => match e.metadata() {
-                        Ok(meta) => FileItem {
-                            path: e.into_path(),
+                        Ok(meta) => Visit::Item(FileItem {
+                            key: key(e.path()),
                             meta: Some(meta),
                             walk_error: None,
-                        },
-                        Err(err) => failed_item(root, err),
+                        }),
+                        Err(err) => Visit::Item(failed_item(index, root, err)),
                     },
-                    Err(err) => failed_item(root, err),
+                    Err(err) => Visit::Item(failed_item(index, root, err)),
                 };
-                if !yield_item(item) {
+                if !visit(visit_of) {
                     return;
                 }
             }
@@ -122,8 +141,22 @@ impl FileSource {
 impl Source for FileSource {
     type Item = FileItem;
 
-    fn run(self, queue: Sender<FileItem>, cancel: &Cancel) {
-        self.walk(|item| !cancel.is_cancelled() && queue.send(item).is_ok());
+    fn run(self, queue: Sender<FileItem>, ledger: &Ledger, cancel: &Cancel) {
+        self.walk(
+            |dir| ledger.is_done_dir(dir),
+            |visit| match visit {
+                Visit::Special(key) => {
+                    ledger.skip(&key);
+                    !cancel.is_cancelled()
+                }
+                Visit::Item(item) if ledger.pass_done(&item.key) => !cancel.is_cancelled(),
+                Visit::Item(item) => {
+                    !cancel.is_cancelled()
+                        && ledger.dispatch(item.key.clone(), cancel)
+                        && queue.send(item).is_ok()
+                }
+            },
+        );
     }
 }
 
@@ -131,7 +164,7 @@ fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
     path.strip_prefix(root).unwrap_or(path)
 }
 
-fn failed_item(root: &Path, err: walkdir::Error) -> FileItem {
+fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> FileItem {
     let path = err.path().unwrap_or(root).to_path_buf();
     let message = match (err.loop_ancestor(), err.io_error()) {
         (Some(ancestor), _) => format!(
@@ -142,7 +175,7 @@ fn failed_item(root: &Path, err: walkdir::Error) -> FileItem {
         (None, None) => err.to_string(),
     };
     FileItem {
-        path,
+        key: ItemKey { root: index, path },
         meta: None,
         walk_error: Some(message),
     }

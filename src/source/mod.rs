@@ -5,11 +5,14 @@ pub mod files;
 
 use crossbeam_channel::Sender;
 
+use crate::checkpoint::Ledger;
 use crate::pool::Cancel;
 
-/// A producer of items. `run` blocks on the full queue (that is what keeps
-/// memory bounded) and returns early once `cancel` fires.
+/// A producer of items in a deterministic order. `run` skips what the
+/// ledger says an earlier attempt committed, registers every item it queues
+/// with the ledger, blocks on the full queue (that is what keeps memory
+/// bounded) and returns early once `cancel` fires.
 pub trait Source: Send {
     type Item: Send;
-    fn run(self, queue: Sender<Self::Item>, cancel: &Cancel);
+    fn run(self, queue: Sender<Self::Item>, ledger: &Ledger, cancel: &Cancel);
 }

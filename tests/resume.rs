@@ -1,0 +1,258 @@
+//! Exact resume: SIGKILL at many points, resume until done, and compare the
+//! sink with an uninterrupted run and with sha256sum. Each item's record must
+//! be committed exactly once: the run's `ok` count (bumped in the same
+//! transaction as the rows) must equal the number of files.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sqlx::Row;
+
+const FILES: usize = 2000;
+
+/// 2,000 files of varied sizes over 8 directories, and their sha256sum digests.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let d = root.join("d");
+    let mut oracle = BTreeMap::new();
+    for i in 0..FILES {
+        let sub = d.join(format!("s{}", i % 8));
+        std::fs::create_dir_all(&sub).unwrap();
+        let path = sub.join(format!("f{i:05}.txt"));
+        std::fs::write(&path, format!("file {i}\n").repeat(i % 97)).unwrap();
+        oracle.insert(format!("d/s{}/f{i:05}.txt", i % 8), String::new());
+    }
+    let out = std::process::Command::new("sh")
+        .current_dir(root)
+        .arg("-c")
+        .arg("find d -type f -print0 | xargs -0 sha256sum")
+        .output()
+        .unwrap();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (sum, path) = line.split_once("  ").unwrap();
+        oracle.insert(path.to_owned(), sum.to_owned());
+    }
+    assert_eq!(oracle.len(), FILES);
+    oracle
+}
+
+fn spawn(root: &Path, sink: &str, resume: bool) -> Child {
+    let mut cmd = batchproc_std(root);
+    cmd.args(["files", "d", "-p", "sha256", "-w", "2", "--batch-size", "37", "-q", "--sink", sink]);
+    if resume {
+        cmd.arg("--resume");
+    }
+    // Hold each batch transaction open a little, so kills land inside commits.
+    cmd.env("BATCHPROC_TEST_COMMIT_DELAY_MS", "40")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill_after(mut child: Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    let finished = child.try_wait().unwrap().is_some();
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    finished
+}
+
+fn integrity_ok(db: &Path) {
+    let integrity: String = query(db, "PRAGMA integrity_check")[0].get(0);
+    assert_eq!(integrity, "ok");
+}
+
+/// Kills the run at each delay (the first attempt fresh, the rest resuming),
+/// then resumes to the end. Returns how many kills landed mid-run.
+fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) -> usize {
+    let mut kills = 0;
+    let mut finished = false;
+    for (i, ms) in delays_ms.iter().enumerate() {
+        let child = spawn(root, sink, i > 0);
+        finished = sigkill_after(child, Duration::from_millis(*ms));
+        if state_db.exists() {
+            integrity_ok(state_db);
+        }
+        if finished {
+            break;
+        }
+        kills += 1;
+    }
+    if !finished {
+        let out = spawn(root, sink, true).wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    }
+    integrity_ok(state_db);
+    let runs = query(state_db, "SELECT status, ok, failed FROM batchproc_runs ORDER BY id");
+    // One run, resumed over and over, committed every file exactly once.
+    assert_eq!(runs.len(), 1, "kills at {delays_ms:?} made several runs");
+    assert_eq!(runs[0].get::<String, _>("status"), "succeeded");
+    assert_eq!(runs[0].get::<i64, _>("ok") as usize, FILES, "items committed more than once");
+    assert_eq!(query(state_db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0), 0);
+    kills
+}
+
+const DELAYS: [u64; 12] = [0, 3, 10, 25, 40, 60, 80, 100, 120, 150, 180, 220];
+
+#[test]
+fn sqlite_sink_survives_sigkill_at_many_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = tree(tmp.path());
+    let db = tmp.path().join("out.db");
+    let kills = kill_and_resume(tmp.path(), "sqlite:out.db", &db, &DELAYS);
+    assert!(kills >= 10, "only {kills} kills landed mid-run");
+    let rows: BTreeMap<String, String> = query(&db, "SELECT path, sha256 FROM files")
+        .into_iter()
+        .map(|r| (r.get("path"), r.get("sha256")))
+        .collect();
+    assert_eq!(rows, oracle);
+    // Same rows as an uninterrupted run (mtime and size included).
+    let clean = tmp.path().join("clean.db");
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-q", "--sink", "sqlite:clean.db"])
+        .assert()
+        .success();
+    let dump = |db: &Path| -> Vec<(String, i64, String, String)> {
+        query(db, "SELECT path, size, mtime, sha256 FROM files ORDER BY path")
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    };
+    assert_eq!(dump(&db), dump(&clean));
+}
+
+#[test]
+fn csv_sink_survives_sigkill_at_many_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = tree(tmp.path());
+    let state = tmp.path().join("out.csv.state.db");
+    let kills = kill_and_resume(tmp.path(), "csv:out.csv", &state, &DELAYS);
+    assert!(kills >= 10, "only {kills} kills landed mid-run");
+    let bytes = std::fs::read(tmp.path().join("out.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["path", "size", "mtime", "sha256", "error"]);
+    let mut rows = BTreeMap::new();
+    for record in reader.records() {
+        let record = record.expect("every CSV row is whole");
+        let previous = rows.insert(record[0].to_owned(), record[3].to_owned());
+        assert!(previous.is_none(), "{} written twice", &record[0]);
+    }
+    assert_eq!(rows, oracle);
+}
+
+#[test]
+fn kill_right_at_start_then_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = tree(tmp.path());
+    let db = tmp.path().join("out.db");
+    for _ in 0..3 {
+        let child = spawn(tmp.path(), "sqlite:out.db", true);
+        sigkill_after(child, Duration::ZERO);
+    }
+    kill_and_resume(tmp.path(), "sqlite:out.db", &db, &[1, 2]);
+    assert_eq!(count(&db, "files") as usize, oracle.len());
+}
+
+#[test]
+fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 500);
+    std::fs::write(d.join("f00200.csv"), "a,b\n1,2,3\n").unwrap();
+    let run = |resume: bool| {
+        let mut cmd = batchproc(tmp.path());
+        cmd.args(["files", "d", "-p", "csv", "-w", "2", "--batch-size", "20"]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1));
+    let db = tmp.path().join("batchproc.db");
+    let first = query(&db, "SELECT status, ok FROM batchproc_runs")[0].get::<String, _>(0);
+    assert_eq!(first, "failed");
+    let ok_before: i64 = query(&db, "SELECT ok FROM batchproc_runs")[0].get(0);
+    assert!(ok_before < 500);
+    // Without fixing, the resume fails on the same item again, and does no other work twice.
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("d/f00200.csv"), "{}", stderr_of(&out));
+    std::fs::write(d.join("f00200.csv"), "a,b\n1,2\n").unwrap();
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("resuming run 1"), "{}", stderr_of(&out));
+    let runs = query(&db, "SELECT status, ok, attempts FROM batchproc_runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].get::<String, _>(0), "succeeded");
+    assert_eq!(runs[0].get::<i64, _>(1), 500);
+    assert_eq!(runs[0].get::<i64, _>(2), 3);
+    assert_eq!(count(&db, "files"), 500);
+}
+
+#[test]
+fn resume_with_other_processors_starts_a_new_run_and_never_mixes() {
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path());
+    let child = spawn(tmp.path(), "sqlite:out.db", false);
+    assert!(!sigkill_after(child, Duration::from_millis(150)), "finished before the kill");
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256,lines", "--sink", "sqlite:out.db", "--resume"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stderr_of(&out).contains("nothing to resume for this pipeline; starting run 2"), "{}", stderr_of(&out));
+    let db = tmp.path().join("out.db");
+    // Every row was written by run 2: all have a line count.
+    assert_eq!(query(&db, "SELECT count(*) FROM files WHERE lines IS NULL")[0].get::<i64, _>(0), 0);
+    assert_eq!(count(&db, "files") as usize, FILES);
+    // A plain rerun of the first pipeline is told its run 1 could be resumed.
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--sink", "sqlite:out.db"])
+        .output()
+        .unwrap();
+    assert!(stderr_of(&out).contains("run 1 of this pipeline did not finish; --resume would continue it"), "{}", stderr_of(&out));
+}
+
+/// One item that takes many seconds must not hold back the others' commits,
+/// and a resume must skip everything committed beyond it.
+#[test]
+fn slow_item_does_not_block_commits_and_resume_skips_past_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 3000);
+    let big = d.join("a-big.bin");
+    std::fs::File::create(&big).unwrap().set_len(64 << 30).unwrap();
+    let db = tmp.path().join("batchproc.db");
+    let child = batchproc_std(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-w", "2", "--batch-size", "100", "-q"])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let n = if db.exists() { std::panic::catch_unwind(|| count(&db, "files")).unwrap_or(0) } else { 0 };
+        if n == 3000 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "only {n} rows committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!sigkill_after(child, Duration::ZERO), "the big file finished hashing already");
+    // The watermark is stuck before the big file; the 3,000 others are checkpoint rows.
+    assert_eq!(query(&db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0), 3000);
+    std::fs::File::options().write(true).open(&big).unwrap().set_len(1 << 20).unwrap();
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--resume"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("1 ok, 0 failed"), "{}", stderr_of(&out));
+    let row = &query(&db, "SELECT sha256 FROM files WHERE path = 'd/a-big.bin'")[0];
+    assert_eq!(row.get::<String, _>(0), sha256sum(&big));
+    assert_eq!(query(&db, "SELECT ok FROM batchproc_runs")[0].get::<i64, _>(0), 3001);
+}
