@@ -29,7 +29,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// The sink whose runs to list: sqlite:PATH, csv:PATH (its state file), or a .db/.csv path.
-    #[arg(short = 'o', long, value_name = "URL", default_value = "sqlite:batchproc.db")]
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db"
+    )]
     pub sink: String,
 
     /// Print JSON (one array of objects) for scripts.

@@ -137,7 +137,12 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
 
 /// Counts the items still to do, ahead of the real walk, so the progress
 /// bar can show an ETA.
-fn count_ahead(source: &crate::source::files::FileSource, point: &ResumePoint, progress: &Progress, cancel: &Cancel) {
+fn count_ahead(
+    source: &crate::source::files::FileSource,
+    point: &ResumePoint,
+    progress: &Progress,
+    cancel: &Cancel,
+) {
     let done = Ledger::new(point.clone(), usize::MAX);
     let mut total = 0;
     source.walk(
@@ -182,7 +187,11 @@ impl Batcher<'_> {
     /// Consumes outcomes until every worker is done. A sink error cancels the
     /// run; the rest of the outcomes are then drained unwritten so no worker
     /// blocks on a full channel.
-    fn drain(mut self, outcomes: Receiver<Outcome>, cancel: &Cancel) -> (Summary, Option<anyhow::Error>) {
+    fn drain(
+        mut self,
+        outcomes: Receiver<Outcome>,
+        cancel: &Cancel,
+    ) -> (Summary, Option<anyhow::Error>) {
         let mut summary = Summary::default();
         let mut sink_error = None;
         let mut batch = Batch::default();

@@ -13,7 +13,10 @@ pub fn list(args: &RunsArgs) -> Result<()> {
         bail!("{spec} keeps no run records");
     };
     if !path.exists() {
-        bail!("{}: no such database (no run has written to {spec})", path.display());
+        bail!(
+            "{}: no such database (no run has written to {spec})",
+            path.display()
+        );
     }
     let (rt, mut conn) = crate::sink::sqlite::connect(&path)?;
     let runs = rt
@@ -56,7 +59,13 @@ fn table(runs: &[RunRow]) -> String {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == 8 { c.clone() } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == 8 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

@@ -42,7 +42,19 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
 
 fn spawn(root: &Path, sink: &str, resume: bool) -> Child {
     let mut cmd = batchproc_std(root);
-    cmd.args(["files", "d", "-p", "sha256", "-w", "2", "--batch-size", "37", "-q", "--sink", sink]);
+    cmd.args([
+        "files",
+        "d",
+        "-p",
+        "sha256",
+        "-w",
+        "2",
+        "--batch-size",
+        "37",
+        "-q",
+        "--sink",
+        sink,
+    ]);
     if resume {
         cmd.arg("--resume");
     }
@@ -88,12 +100,22 @@ fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) 
         assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     }
     integrity_ok(state_db);
-    let runs = query(state_db, "SELECT status, ok, failed FROM batchproc_runs ORDER BY id");
+    let runs = query(
+        state_db,
+        "SELECT status, ok, failed FROM batchproc_runs ORDER BY id",
+    );
     // One run, resumed over and over, committed every file exactly once.
     assert_eq!(runs.len(), 1, "kills at {delays_ms:?} made several runs");
     assert_eq!(runs[0].get::<String, _>("status"), "succeeded");
-    assert_eq!(runs[0].get::<i64, _>("ok") as usize, FILES, "items committed more than once");
-    assert_eq!(query(state_db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0), 0);
+    assert_eq!(
+        runs[0].get::<i64, _>("ok") as usize,
+        FILES,
+        "items committed more than once"
+    );
+    assert_eq!(
+        query(state_db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0),
+        0
+    );
     kills
 }
 
@@ -104,8 +126,21 @@ fn sqlite_sink_survives_sigkill_at_many_points() {
     let tmp = tempfile::tempdir().unwrap();
     let oracle = tree(tmp.path());
     let db = tmp.path().join("out.db");
+    // A trigger logs every row written a second time: a record committed
+    // twice (not merely re-sent after a rollback) would show up here.
+    execute(
+        &db,
+        "CREATE TABLE files (path TEXT PRIMARY KEY NOT NULL, size INTEGER, mtime TEXT, sha256 TEXT, error TEXT); \
+         CREATE TABLE rewritten (path TEXT); \
+         CREATE TRIGGER files_rewritten AFTER UPDATE ON files BEGIN INSERT INTO rewritten VALUES (new.path); END;",
+    );
     let kills = kill_and_resume(tmp.path(), "sqlite:out.db", &db, &DELAYS);
     assert!(kills >= 10, "only {kills} kills landed mid-run");
+    assert_eq!(
+        count(&db, "rewritten"),
+        0,
+        "records committed more than once"
+    );
     let rows: BTreeMap<String, String> = query(&db, "SELECT path, sha256 FROM files")
         .into_iter()
         .map(|r| (r.get("path"), r.get("sha256")))
@@ -114,14 +149,25 @@ fn sqlite_sink_survives_sigkill_at_many_points() {
     // Same rows as an uninterrupted run (mtime and size included).
     let clean = tmp.path().join("clean.db");
     batchproc(tmp.path())
-        .args(["files", "d", "-p", "sha256", "-q", "--sink", "sqlite:clean.db"])
+        .args([
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "-q",
+            "--sink",
+            "sqlite:clean.db",
+        ])
         .assert()
         .success();
     let dump = |db: &Path| -> Vec<(String, i64, String, String)> {
-        query(db, "SELECT path, size, mtime, sha256 FROM files ORDER BY path")
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+        query(
+            db,
+            "SELECT path, size, mtime, sha256 FROM files ORDER BY path",
+        )
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
     };
     assert_eq!(dump(&db), dump(&clean));
 }
@@ -135,7 +181,10 @@ fn csv_sink_survives_sigkill_at_many_points() {
     assert!(kills >= 10, "only {kills} kills landed mid-run");
     let bytes = std::fs::read(tmp.path().join("out.csv")).unwrap();
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
-    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["path", "size", "mtime", "sha256", "error"]);
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["path", "size", "mtime", "sha256", "error"]
+    );
     let mut rows = BTreeMap::new();
     for record in reader.records() {
         let record = record.expect("every CSV row is whole");
@@ -182,11 +231,19 @@ fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
     // Without fixing, the resume fails on the same item again, and does no other work twice.
     let out = run(true);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_of(&out).contains("d/f00200.csv"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("d/f00200.csv"),
+        "{}",
+        stderr_of(&out)
+    );
     std::fs::write(d.join("f00200.csv"), "a,b\n1,2\n").unwrap();
     let out = run(true);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("resuming run 1"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("resuming run 1"),
+        "{}",
+        stderr_of(&out)
+    );
     let runs = query(&db, "SELECT status, ok, attempts FROM batchproc_runs");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].get::<String, _>(0), "succeeded");
@@ -200,23 +257,46 @@ fn resume_with_other_processors_starts_a_new_run_and_never_mixes() {
     let tmp = tempfile::tempdir().unwrap();
     tree(tmp.path());
     let child = spawn(tmp.path(), "sqlite:out.db", false);
-    assert!(!sigkill_after(child, Duration::from_millis(150)), "finished before the kill");
+    assert!(
+        !sigkill_after(child, Duration::from_millis(150)),
+        "finished before the kill"
+    );
     let out = batchproc(tmp.path())
-        .args(["files", "d", "-p", "sha256,lines", "--sink", "sqlite:out.db", "--resume"])
+        .args([
+            "files",
+            "d",
+            "-p",
+            "sha256,lines",
+            "--sink",
+            "sqlite:out.db",
+            "--resume",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(stderr_of(&out).contains("nothing to resume for this pipeline; starting run 2"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("nothing to resume for this pipeline; starting run 2"),
+        "{}",
+        stderr_of(&out)
+    );
     let db = tmp.path().join("out.db");
     // Every row was written by run 2: all have a line count.
-    assert_eq!(query(&db, "SELECT count(*) FROM files WHERE lines IS NULL")[0].get::<i64, _>(0), 0);
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM files WHERE lines IS NULL")[0].get::<i64, _>(0),
+        0
+    );
     assert_eq!(count(&db, "files") as usize, FILES);
     // A plain rerun of the first pipeline is told its run 1 could be resumed.
     let out = batchproc(tmp.path())
         .args(["files", "d", "-p", "sha256", "--sink", "sqlite:out.db"])
         .output()
         .unwrap();
-    assert!(stderr_of(&out).contains("run 1 of this pipeline did not finish; --resume would continue it"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out)
+            .contains("run 1 of this pipeline did not finish; --resume would continue it"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 /// One item that takes many seconds must not hold back the others' commits,
@@ -227,32 +307,148 @@ fn slow_item_does_not_block_commits_and_resume_skips_past_it() {
     let d = tmp.path().join("d");
     many_csv_files(&d, 3000);
     let big = d.join("a-big.bin");
-    std::fs::File::create(&big).unwrap().set_len(64 << 30).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
     let db = tmp.path().join("batchproc.db");
     let child = batchproc_std(tmp.path())
-        .args(["files", "d", "-p", "sha256", "-w", "2", "--batch-size", "100", "-q"])
+        .args([
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "-w",
+            "2",
+            "--batch-size",
+            "100",
+            "-q",
+        ])
         .spawn()
         .unwrap();
     let start = Instant::now();
     loop {
-        let n = if db.exists() { std::panic::catch_unwind(|| count(&db, "files")).unwrap_or(0) } else { 0 };
+        let n = if db.exists() {
+            std::panic::catch_unwind(|| count(&db, "files")).unwrap_or(0)
+        } else {
+            0
+        };
         if n == 3000 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "only {n} rows committed");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "only {n} rows committed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!sigkill_after(child, Duration::ZERO), "the big file finished hashing already");
+    assert!(
+        !sigkill_after(child, Duration::ZERO),
+        "the big file finished hashing already"
+    );
     // The watermark is stuck before the big file; the 3,000 others are checkpoint rows.
-    assert_eq!(query(&db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0), 3000);
-    std::fs::File::options().write(true).open(&big).unwrap().set_len(1 << 20).unwrap();
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0),
+        3000
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     let out = batchproc(tmp.path())
         .args(["files", "d", "-p", "sha256", "--resume"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("1 ok, 0 failed"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("1 ok, 0 failed"),
+        "{}",
+        stderr_of(&out)
+    );
     let row = &query(&db, "SELECT sha256 FROM files WHERE path = 'd/a-big.bin'")[0];
     assert_eq!(row.get::<String, _>(0), sha256sum(&big));
-    assert_eq!(query(&db, "SELECT ok FROM batchproc_runs")[0].get::<i64, _>(0), 3001);
+    assert_eq!(
+        query(&db, "SELECT ok FROM batchproc_runs")[0].get::<i64, _>(0),
+        3001
+    );
+}
+
+#[test]
+fn runs_lists_newest_first_as_table_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 5);
+    std::fs::write(tmp.path().join("d/bad.csv"), "a\n1,2\n").unwrap();
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-q"])
+        .assert()
+        .success();
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "csv", "-q", "--on-error", "skip"])
+        .assert()
+        .code(1);
+    batchproc(tmp.path())
+        .args(["files", "d", "-q", "-o", "x.csv"])
+        .assert()
+        .success();
+    let out = batchproc(tmp.path()).args(["runs"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("ID  STATUS"), "{text}");
+    let cols = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        cols(lines[1])[..6],
+        ["2", "failed", "5", "1", "0", "1"],
+        "{text}"
+    );
+    assert_eq!(
+        cols(lines[2])[..6],
+        ["1", "succeeded", "6", "0", "0", "1"],
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with("batchproc files d -p csv -q --on-error skip"),
+        "{text}"
+    );
+    let out = batchproc(tmp.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["id"], 2);
+    assert_eq!(runs[1]["ok"], 6);
+    assert_eq!(runs[1]["table"], "files");
+    // The CSV sink's runs live in its state file.
+    let out = batchproc(tmp.path())
+        .args(["runs", "-o", "x.csv", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    // No database yet: a clear error, exit 2.
+    let out = batchproc(tmp.path())
+        .args(["runs", "-o", "none.db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("none.db: no such database"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn resume_is_refused_where_no_checkpoint_can_be_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 2);
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-o", "-", "--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("--resume needs a sink that keeps checkpoints"));
 }

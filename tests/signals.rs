@@ -16,7 +16,7 @@ fn slow_tree(root: &std::path::Path) {
     big.set_len(64 << 30).unwrap();
 }
 
-fn signal_mid_run(signal: i32) {
+fn signal_mid_run(signal: i32) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     slow_tree(tmp.path());
     let db = tmp.path().join("batchproc.db");
@@ -67,11 +67,43 @@ fn signal_mid_run(signal: i32) {
     }
     let integrity: String = query(&db, "PRAGMA integrity_check")[0].get(0);
     assert_eq!(integrity, "ok");
+    let status: String = query(&db, "SELECT status FROM batchproc_runs")[0].get(0);
+    assert_eq!(status, "interrupted");
+    tmp
 }
 
 #[test]
-fn sigterm_commits_finished_rows_and_exits_130() {
-    signal_mid_run(libc::SIGTERM);
+fn sigterm_commits_finished_rows_and_exits_130_then_resumes() {
+    let tmp = signal_mid_run(libc::SIGTERM);
+    // Shrink the slow file so the resume is quick; it is the only item left.
+    let big = tmp.path().join("d/f00250-big.bin");
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--resume"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("resuming run 1: 500 items already committed"),
+        "{err}"
+    );
+    assert!(err.contains("1 ok, 0 failed"), "{err}");
+    let db = tmp.path().join("batchproc.db");
+    let run = &query(&db, "SELECT status, ok, attempts FROM batchproc_runs")[0];
+    assert_eq!(run.get::<String, _>(0), "succeeded");
+    assert_eq!((run.get::<i64, _>(1), run.get::<i64, _>(2)), (501, 2));
+    let sha: String = query(
+        &db,
+        "SELECT sha256 FROM files WHERE path = 'd/f00250-big.bin'",
+    )[0]
+    .get(0);
+    assert_eq!(sha, sha256sum(&big));
 }
 
 #[test]

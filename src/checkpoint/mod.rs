@@ -137,9 +137,9 @@ impl Ledger {
     /// watermark, so the walk need not enter it.
     pub fn is_done_dir(&self, key: &ItemKey) -> bool {
         let t = self.lock();
-        t.watermark.as_ref().is_some_and(|w| {
-            key < w && !(w.root == key.root && w.path.starts_with(&key.path))
-        })
+        t.watermark
+            .as_ref()
+            .is_some_and(|w| key < w && !(w.root == key.root && w.path.starts_with(&key.path)))
     }
 
     /// Counts a skipped special file, unless an earlier attempt counted it.
@@ -174,26 +174,41 @@ impl Ledger {
         let t = self.lock();
         let committed: BTreeSet<&ItemKey> = keys.iter().collect();
         let floor = t.inflight.iter().find(|k| !committed.contains(k));
-        let walked = t.walked.as_ref();
-        let below = |k: &&ItemKey| floor.is_none_or(|f| *k < f) && walked.is_some_and(|w| *k <= w);
-        let candidate = t
-            .done
+        // The new watermark is the largest committed key below the first
+        // uncommitted one that the walk has reached (it dispatches in order,
+        // so anything below that key is committed or was never an item).
+        let (Some(walked), floor) = (t.walked.as_ref(), floor) else {
+            return CheckpointUpdate {
+                ok,
+                failed,
+                insert: keys.to_vec(),
+                delete: Vec::new(),
+                watermark: t.watermark.clone(),
+            };
+        };
+        let from_done = match floor {
+            Some(f) => t.done.range(..f).next_back(),
+            None => t.done.range(..=walked).next_back(),
+        };
+        let from_batch = committed
             .iter()
-            .filter(below)
-            .next_back()
-            .into_iter()
-            .chain(committed.iter().copied().filter(below).next_back())
-            .max();
+            .copied()
+            .rfind(|k| floor.is_none_or(|f| *k < f) && *k <= walked);
+        let candidate = from_done.into_iter().chain(from_batch).max();
         let watermark = match (candidate, &t.watermark) {
             (Some(c), Some(w)) if c > w => Some(c.clone()),
             (Some(c), None) => Some(c.clone()),
             (_, w) => w.clone(),
         };
         let beyond = |k: &ItemKey| watermark.as_ref().is_none_or(|w| k > w);
+        let delete = match &watermark {
+            Some(w) => t.done.range(..=w).cloned().collect(),
+            None => Vec::new(),
+        };
         CheckpointUpdate {
             ok,
             failed,
-            delete: t.done.iter().filter(|k| !beyond(k)).cloned().collect(),
+            delete,
             insert: keys.iter().filter(|k| beyond(k)).cloned().collect(),
             watermark,
         }
@@ -224,7 +239,11 @@ pub fn fingerprint(parts: &[(&str, String)]) -> String {
         h.update(value.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Replaces the password of any `scheme://user:password@host` in `text` with `***`.
@@ -259,7 +278,8 @@ pub fn command_line() -> String {
     let mut args = std::env::args_os();
     let program = args.next().map(|p| {
         let p = std::path::PathBuf::from(p);
-        p.file_name().map_or(p.clone().into_os_string(), |n| n.to_owned())
+        p.file_name()
+            .map_or(p.clone().into_os_string(), |n| n.to_owned())
     });
     let words: Vec<String> = program
         .into_iter()
@@ -351,6 +371,9 @@ mod tests {
             redact("x --sink postgres://bob:s3cr%40t@db:5432/w?sslmode=require y"),
             "x --sink postgres://bob:***@db:5432/w?sslmode=require y"
         );
-        assert_eq!(redact("sqlite:out.db postgres://bob@db/w"), "sqlite:out.db postgres://bob@db/w");
+        assert_eq!(
+            redact("sqlite:out.db postgres://bob@db/w"),
+            "sqlite:out.db postgres://bob@db/w"
+        );
     }
 }

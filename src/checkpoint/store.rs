@@ -84,7 +84,11 @@ pub async fn start_run(conn: &mut SqliteConnection, spec: &RunSpec) -> Result<Ru
     })
 }
 
-async fn resume_run(conn: &mut SqliteConnection, spec: &RunSpec, run: &SqliteRow) -> Result<RunStart> {
+async fn resume_run(
+    conn: &mut SqliteConnection,
+    spec: &RunSpec,
+    run: &SqliteRow,
+) -> Result<RunStart> {
     let run_id: i64 = run.get("id");
     sqlx::query(
         "UPDATE batchproc_runs SET status = 'running', attempts = attempts + 1, \
@@ -186,14 +190,21 @@ async fn commit_delay() {
 }
 
 /// Marks the run finished (or interrupted); a succeeded run needs no checkpoint rows.
-pub async fn end_run(conn: &mut SqliteConnection, run_id: i64, status: &str, skipped: u64) -> Result<()> {
-    sqlx::query("UPDATE batchproc_runs SET status = ?, skipped = skipped + ?, finished_at = ? WHERE id = ?")
-        .bind(status)
-        .bind(skipped as i64)
-        .bind(now())
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await?;
+pub async fn end_run(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    status: &str,
+    skipped: u64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE batchproc_runs SET status = ?, skipped = skipped + ?, finished_at = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(skipped as i64)
+    .bind(now())
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?;
     if status == "succeeded" {
         sqlx::query("DELETE FROM batchproc_checkpoints WHERE run_id = ?")
             .bind(run_id)

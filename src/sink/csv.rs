@@ -127,7 +127,8 @@ impl Sink for CsvSink {
         match (start.resumed, start.csv_length, &mut self.file) {
             (true, Some(len), Some(file)) => {
                 // Whatever an attempt wrote after its last checkpoint goes.
-                file.set_len(len).context("truncate csv to its checkpoint")?;
+                file.set_len(len)
+                    .context("truncate csv to its checkpoint")?;
                 file.seek(SeekFrom::Start(len))?;
                 self.started = true;
             }
@@ -136,9 +137,12 @@ impl Sink for CsvSink {
                 if let Some(len) = self.sync()? {
                     let state = self.state.as_mut().expect("checked above");
                     let update = CheckpointUpdate::default();
-                    state
-                        .rt
-                        .block_on(store::record(&mut state.conn, start.run_id, &update, Some(len)))?;
+                    state.rt.block_on(store::record(
+                        &mut state.conn,
+                        start.run_id,
+                        &update,
+                        Some(len),
+                    ))?;
                 }
             }
         }

@@ -42,6 +42,22 @@ pub fn query(db: &Path, sql: &str) -> Vec<SqliteRow> {
     })
 }
 
+/// Runs statements (separated by `;`) on the SQLite file at `db`, creating it.
+pub fn execute(db: &Path, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = SqliteConnectOptions::new()
+            .filename(db)
+            .create_if_missing(true);
+        let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    })
+}
+
 /// `SELECT count(*)` of a table.
 pub fn count(db: &Path, table: &str) -> i64 {
     use sqlx::Row;
