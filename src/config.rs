@@ -1,6 +1,7 @@
 //! The validated configuration of a run: flags checked, defaults applied,
 //! the sink URL parsed. Every error here is a usage error (exit 2).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -8,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::checkpoint;
 use crate::cli::{FilesArgs, OnError};
 use crate::processor::{self, Processor};
+use crate::record::DisplayPath;
 use crate::sink::{validate_table_name, SinkSpec};
 use crate::source::files::{FileSource, Filters};
 
@@ -31,13 +33,7 @@ pub struct FilesConfig {
 
 impl FilesConfig {
     pub fn from_args(args: FilesArgs) -> Result<Self> {
-        let mut roots = Vec::new();
-        for dir in args.dirs {
-            std::fs::metadata(&dir).with_context(|| format!("{}", dir.display()))?;
-            if !roots.contains(&dir) {
-                roots.push(dir);
-            }
-        }
+        let roots = check_roots(args.dirs)?;
         if args.max_depth == Some(0) {
             bail!("--max-depth must be at least 1");
         }
@@ -69,6 +65,7 @@ impl FilesConfig {
                 filters: Filters::new(&args.include, &args.exclude)?,
                 max_depth: args.max_depth,
                 follow: args.follow,
+                exclude_files: Default::default(),
             },
             processors,
             sink,
@@ -85,4 +82,28 @@ impl FilesConfig {
             fingerprint,
         })
     }
+}
+
+/// Every root must exist, and no root may lie inside another (or be the
+/// same directory spelt differently): its files would be processed twice.
+fn check_roots(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    let mut roots: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for dir in dirs {
+        let canonical =
+            std::fs::canonicalize(&dir).with_context(|| format!("{}", DisplayPath(&dir)))?;
+        if roots.iter().any(|(given, _)| *given == dir) {
+            continue;
+        }
+        for (given, other) in &roots {
+            if canonical.starts_with(other) || other.starts_with(&canonical) {
+                bail!(
+                    "{} and {} overlap: give only one of them",
+                    DisplayPath(given),
+                    DisplayPath(&dir)
+                );
+            }
+        }
+        roots.push((dir, canonical));
+    }
+    Ok(roots.into_iter().map(|(given, _)| given).collect())
 }

@@ -37,10 +37,10 @@ pub enum RunStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Bad flag, bad URL, unreachable or incompatible sink: exit 2.
-    #[error("{0:#}")]
+    #[error("{}", record::error_line(.0))]
     Config(anyhow::Error),
     /// A failure during the run (the sink failed mid-run): exit 1.
-    #[error("{0:#}")]
+    #[error("{}", record::error_line(.0))]
     Failed(anyhow::Error),
 }
 
@@ -57,9 +57,23 @@ impl RunStatus {
 impl RunError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            _ if self.is_broken_pipe() => ExitCode::from(141),
             RunError::Config(_) => ExitCode::from(2),
             RunError::Failed(_) => ExitCode::from(1),
         }
+    }
+
+    /// The reader of stdout went away (`batchproc … -o - | head`): like
+    /// other Unix tools, stop quietly with 141 (128 + SIGPIPE).
+    pub fn is_broken_pipe(&self) -> bool {
+        let (RunError::Config(e) | RunError::Failed(e)) = self;
+        e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<csv::Error>().is_some_and(|e| {
+                    matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+                })
+        })
     }
 }
 
@@ -78,7 +92,7 @@ pub fn run(cli: Cli) -> Result<RunStatus, RunError> {
                     RunStatus::Interrupted => "interrupted: ",
                     _ => "",
                 };
-                eprintln!("batchproc: {prefix}{} -> {sink}", summary.line());
+                progress::say(&format!("batchproc: {prefix}{} -> {sink}", summary.line()));
             }
             Ok(status)
         }

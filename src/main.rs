@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     match batchproc::run(cli) {
         Ok(status) => status.exit_code(),
         Err(e) => {
-            eprintln!("batchproc: error: {e}");
+            if !e.is_broken_pipe() {
+                batchproc::progress::say(&format!("batchproc: error: {e}"));
+            }
             e.exit_code()
         }
     }

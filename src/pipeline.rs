@@ -4,6 +4,7 @@
 //! failed item (under fail-fast), a failed sink or a signal stops new work,
 //! and everything that finished is still committed.
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::checkpoint::{self, ItemKey, Ledger, ResumePoint, RunSpec};
 use crate::cli::OnError;
 use crate::config::FilesConfig;
 use crate::pool::{Cancel, CancelReason, Pool};
-use crate::progress::{Progress, Summary};
+use crate::progress::{say, Progress, Summary};
 use crate::record::{DisplayPath, Record};
 use crate::sink::Sink;
 use crate::source::files::Visit;
@@ -27,7 +28,7 @@ use crate::{RunError, RunStatus};
 pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summary), RunError> {
     let started = Instant::now();
     let FilesConfig {
-        source,
+        mut source,
         processors,
         sink: sink_spec,
         table,
@@ -44,7 +45,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     } = cfg;
     let config_error = |e: anyhow::Error| RunError::Config(e.context(format!("sink {sink_spec}")));
     let run_error = |e: anyhow::Error| RunError::Failed(e.context(format!("sink {sink_spec}")));
-    let work = FileWork::new(processors);
+    let work = FileWork::new(processors, source.follow);
     let mut sink = sink_spec.open(&table).map_err(RunError::Config)?;
     sink.prepare(work.schema()).map_err(config_error)?;
 
@@ -61,15 +62,22 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     };
     if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
         if !quiet {
-            eprintln!("batchproc: {notice}");
+            say(&format!("batchproc: {notice}"));
         }
     }
+    source.exclude_files = sink_spec
+        .own_files()
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
     let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
     let ledger = Ledger::new(point.clone(), window);
 
     let progress = Progress::new(quiet);
     let abort = on_error == OnError::Abort;
     let first_failure: OnceLock<String> = OnceLock::new();
+    let pool_error: OnceLock<std::io::Error> = OnceLock::new();
     let (item_tx, item_rx) = bounded(queue);
     let (out_tx, out_rx) = bounded(queue);
 
@@ -83,8 +91,9 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         scope.spawn(move || walk.run(item_tx, ledger, cancel));
         let (work, first_failure) = (&work, &first_failure);
         let pool = Pool::new(workers);
+        let pool_error = &pool_error;
         scope.spawn(move || {
-            pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, item| {
+            let ran = pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, item| {
                 let outcome = work.process(buf, item, cancel);
                 if abort && !outcome.cancelled {
                     if let Some(error) = &outcome.error {
@@ -94,7 +103,11 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
                     }
                 }
                 outcome
-            })
+            });
+            if let Err(e) = ran {
+                cancel.cancel(CancelReason::Failed);
+                let _ = pool_error.set(e);
+            }
         });
         let batcher = Batcher {
             sink: sink.as_mut(),
@@ -113,6 +126,10 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         elapsed: started.elapsed(),
         ..summary
     };
+    let sink_error = match pool_error.into_inner() {
+        Some(e) => Some(anyhow::Error::new(e).context("cannot start worker threads")),
+        None => sink_error,
+    };
     if let Some(e) = sink_error {
         if run.is_some() {
             let _ = sink.end_run(RunStatus::Failed, 0);
@@ -120,7 +137,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         return Err(run_error(e));
     }
     if let Some(failure) = first_failure.get() {
-        eprintln!("batchproc: error: {failure}");
+        say(&format!("batchproc: error: {failure}"));
     }
     let status = match cancel.reason() {
         Some(CancelReason::Interrupted) => RunStatus::Interrupted,
@@ -178,7 +195,10 @@ struct Batcher<'a> {
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
+    /// Keys whose rows are in `records` and that the checkpoint covers.
     keys: Vec<ItemKey>,
+    /// Keys done without a row (vanished files).
+    done_without_row: Vec<ItemKey>,
     ok: u64,
     failed: u64,
 }
@@ -204,14 +224,16 @@ impl Batcher<'_> {
                     self.progress.inc();
                     summary.bytes += outcome.bytes;
                     self.add(&mut batch, &mut summary, outcome);
-                    batch.records.len() >= self.batch_size
+                    // recv_deadline hands out queued outcomes before it
+                    // looks at the clock: check it here too.
+                    batch.records.len() >= self.batch_size || Instant::now() >= deadline
                 }
                 Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if flush {
                 if sink_error.is_none() {
-                    if let Err(e) = self.commit(&batch) {
+                    if let Err(e) = self.commit(&mut batch) {
                         cancel.cancel(CancelReason::Failed);
                         sink_error = Some(e);
                     }
@@ -221,7 +243,7 @@ impl Batcher<'_> {
             }
         }
         if sink_error.is_none() {
-            if let Err(e) = self.commit(&batch) {
+            if let Err(e) = self.commit(&mut batch) {
                 sink_error = Some(e);
             }
         }
@@ -229,20 +251,32 @@ impl Batcher<'_> {
     }
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, outcome: Outcome) {
+        let path = DisplayPath(&outcome.key.path);
+        if outcome.vanished {
+            // Gone before its turn: no row, and nothing to retry.
+            self.progress.println(&format!(
+                "batchproc: warning: {path}: vanished before it was read"
+            ));
+            self.ledger.skipped.fetch_add(1, Ordering::Relaxed);
+            batch.done_without_row.push(outcome.key);
+            return;
+        }
         match &outcome.error {
             None => {
                 summary.ok += 1;
                 batch.ok += 1;
             }
+            Some(_) if self.abort => {
+                // Fail-fast: the row says the item failed (an earlier run's
+                // row must not look current), but it gets no checkpoint, so
+                // a resume retries it first.
+                summary.failed += 1;
+                batch.records.push(outcome.record);
+                return;
+            }
             Some(error) => {
                 summary.failed += 1;
-                if self.abort {
-                    // Under fail-fast a failed item gets no row and no
-                    // checkpoint: a resume retries it first.
-                    return;
-                }
                 batch.failed += 1;
-                let path = DisplayPath(&outcome.key.path);
                 self.progress
                     .println(&format!("batchproc: warning: {path}: {error}"));
             }
@@ -253,10 +287,11 @@ impl Batcher<'_> {
 
     /// Writes a batch with its checkpoint in one transaction, then moves the
     /// ledger on.
-    fn commit(&mut self, batch: &Batch) -> Result<()> {
-        if batch.records.is_empty() {
+    fn commit(&mut self, batch: &mut Batch) -> Result<()> {
+        if batch.records.is_empty() && batch.done_without_row.is_empty() {
             return Ok(());
         }
+        batch.keys.append(&mut batch.done_without_row);
         let update = self.ledger.plan(&batch.keys, batch.ok, batch.failed);
         let checkpoint = self.checkpoint.then_some(&update);
         self.sink.write(&batch.records, checkpoint)?;

@@ -10,7 +10,7 @@
 //! std::thread::scope(|s| {
 //!     s.spawn(move || (1..=10u64).for_each(|n| in_tx.send(n).unwrap()));
 //!     let c = cancel.clone();
-//!     s.spawn(move || Pool::new(3).run(in_rx, out_tx, &c, || (), |_, n| n * n));
+//!     s.spawn(move || Pool::new(3).run(in_rx, out_tx, &c, || (), |_, n| n * n).unwrap());
 //!     let mut squares: Vec<u64> = out_rx.iter().collect();
 //!     squares.sort();
 //!     assert_eq!(squares, [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
@@ -96,15 +96,17 @@ impl Pool {
         cancel: &Cancel,
         init: impl Fn() -> S + Sync,
         work: impl Fn(&mut S, T) -> R + Sync,
-    ) where
+    ) -> std::io::Result<()>
+    where
         T: Send,
         R: Send,
     {
         std::thread::scope(|scope| {
+            let mut started = 0;
             for _ in 0..self.workers {
                 let (input, output) = (input.clone(), output.clone());
                 let (init, work) = (&init, &work);
-                scope.spawn(move || {
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
                     let mut state = init();
                     for item in input.iter() {
                         if cancel.is_cancelled() {
@@ -115,8 +117,14 @@ impl Pool {
                         }
                     }
                 });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) if started == 0 => return Err(e),
+                    Err(_) => break,
+                }
             }
             drop(output);
-        });
+            Ok(())
+        })
     }
 }

@@ -58,8 +58,8 @@ impl Progress {
     /// Prints a line above the bar without tearing it.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| say(line)),
+            None => say(line),
         }
     }
 
@@ -93,4 +93,11 @@ impl Summary {
             self.bytes as f64 / 1e6 / secs
         )
     }
+}
+
+/// Writes one line to stderr. A closed or full stderr is ignored: losing a
+/// message must not crash a run that is committing data.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

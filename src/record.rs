@@ -99,3 +99,39 @@ impl fmt::Display for DisplayPath<'_> {
         Ok(())
     }
 }
+
+/// A point in time as UTC, or `None` when chrono cannot represent it (a
+/// corrupt mtime far in the past or future must not crash a run).
+pub fn utc(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = -i64::try_from(d.as_secs()).ok()?;
+            match d.subsec_nanos() {
+                0 => (secs, 0),
+                n => (secs - 1, 1_000_000_000 - n),
+            }
+        }
+    };
+    chrono::DateTime::from_timestamp(secs, nanos)
+}
+
+/// An error and its causes on one line, without repeating a cause whose
+/// text the previous part already says (sqlx errors quote their source).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if last.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        last = text;
+    }
+    line
+}

@@ -20,6 +20,8 @@ const CHUNK: usize = 256 * 1024;
 /// The processors of a run, and the schema of the records they produce.
 pub struct FileWork {
     processors: Vec<Box<dyn Processor>>,
+    /// Without `--follow`, a symlink swapped in after the walk is not opened.
+    follow: bool,
     schema: Schema,
 }
 
@@ -37,6 +39,8 @@ impl Default for Buffer {
 /// has `cancelled` set: it gets no row and counts neither way.
 pub struct Outcome {
     pub cancelled: bool,
+    /// The file was gone when its turn came: no row, not a failure.
+    pub vanished: bool,
     pub key: ItemKey,
     pub record: Record,
     pub error: Option<String>,
@@ -44,7 +48,7 @@ pub struct Outcome {
 }
 
 impl FileWork {
-    pub fn new(processors: Vec<Box<dyn Processor>>) -> Self {
+    pub fn new(processors: Vec<Box<dyn Processor>>, follow: bool) -> Self {
         let mut columns = vec![
             Column::new("path", ColumnType::Text),
             Column::new("size", ColumnType::Int),
@@ -54,6 +58,7 @@ impl FileWork {
         columns.push(Column::new("error", ColumnType::Text));
         FileWork {
             processors,
+            follow,
             schema: Schema { columns, key: 0 },
         }
     }
@@ -80,6 +85,7 @@ impl FileWork {
         };
         // A read cut short by cancellation is not the item's fault.
         let cancelled = result.is_err() && cancel.is_cancelled();
+        let vanished = matches!(&result, Err(e) if e.is::<Vanished>());
         let (meta, error) = match result {
             Ok((meta, mut produced)) => {
                 push_meta(&mut values, meta.as_ref());
@@ -90,12 +96,13 @@ impl FileWork {
                 push_meta(&mut values, walk_meta.as_ref());
                 let nulls = self.schema.columns.len() - 1 - values.len();
                 values.extend(std::iter::repeat_n(Value::Null, nulls));
-                (walk_meta, Some(format!("{e:#}")))
+                (walk_meta, Some(crate::record::error_line(&e)))
             }
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
             cancelled,
+            vanished,
             key,
             record: Record {
                 values,
@@ -112,11 +119,17 @@ impl FileWork {
         path: &std::path::Path,
         cancel: &Cancel,
     ) -> Result<(Option<Metadata>, Vec<Value>)> {
-        let file = OpenOptions::new()
+        let nofollow = if self.follow { 0 } else { libc::O_NOFOLLOW };
+        let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | nofollow)
             .open(path)
-            .context("open")?;
+        {
+            Ok(file) => file,
+            // Gone between the walk and the read (a live tree: logs, spools).
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(Vanished.into()),
+            Err(e) => return Err(e).context("open"),
+        };
         let meta = file.metadata().context("stat")?;
         if !meta.is_file() {
             bail!("not a regular file");
@@ -165,6 +178,18 @@ fn stream_pass(
     }
 }
 
+/// The file disappeared between the walk and its read.
+#[derive(Debug)]
+struct Vanished;
+
+impl std::fmt::Display for Vanished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("vanished before it was read")
+    }
+}
+
+impl std::error::Error for Vanished {}
+
 /// A file that stops yielding bytes once the run is cancelled, so a huge
 /// file in flight does not hold up a Ctrl-C or a fail-fast abort.
 struct CancellableRead<'a> {
@@ -185,7 +210,8 @@ fn push_meta(values: &mut Vec<Value>, meta: Option<&Metadata>) {
     match meta {
         Some(m) => {
             values.push(Value::Int(m.len() as i64));
-            values.push(m.modified().map_or(Value::Null, |t| Value::Time(t.into())));
+            let mtime = m.modified().ok().and_then(crate::record::utc);
+            values.push(mtime.map_or(Value::Null, Value::Time));
         }
         None => values.extend([Value::Null, Value::Null]),
     }

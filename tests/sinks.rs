@@ -224,3 +224,33 @@ fn readme_quick_start_command_works() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_or_stderr_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 3000);
+    // `batchproc … -o - | head -1`: the reader goes away.
+    let mut child = batchproc_std(tmp.path())
+        .args(["files", "d", "-o", "-", "--batch-size", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", stderr_of(&out));
+    assert_eq!(stderr_of(&out), "");
+    // stderr on a full device: the run still completes.
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = batchproc_std(tmp.path())
+        .args(["files", "d", "-o", "x.db"])
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

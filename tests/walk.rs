@@ -233,8 +233,127 @@ fn include_exclude_and_max_depth_filter_like_find() {
         paths(&["--include", "*.csv", "--exclude", "skip"]),
         find(&["-path", "d/skip", "-prune", "-o", "-type", "f", "-name", "*.csv", "-print"])
     );
+    // Path globs: * stays within a directory; a leading / anchors at the root.
+    assert_eq!(paths(&["--include", "keep/*.csv"]), ["d/keep/k.csv"]);
+    assert_eq!(
+        paths(&["--exclude", "/keep"]),
+        find(&["-path", "d/keep", "-prune", "-o", "-type", "f", "-print"])
+    );
+    assert_eq!(
+        paths(&["--exclude", "keep/"]),
+        find(&["-path", "d/keep", "-prune", "-o", "-type", "f", "-print"])
+    );
     assert_eq!(
         paths(&["--exclude", "keep/**"]),
         ["d/skip/s.csv", "d/top.csv", "d/top.txt"]
     );
+}
+
+#[test]
+fn a_file_given_as_root_is_processed_and_matched_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("one.csv"), "a\n").unwrap();
+    let out = batchproc(tmp.path())
+        .args(["files", "one.csv", "--include", "*.csv", "-q", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next(),
+        Some("one.csv")
+    );
+}
+
+#[test]
+fn the_sink_s_own_files_are_not_walked() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.txt"), "a\n").unwrap();
+    for _ in 0..2 {
+        batchproc(tmp.path())
+            .args(["files", ".", "-q"])
+            .assert()
+            .success();
+        batchproc(tmp.path())
+            .args(["files", ".", "-q", "-o", "out.csv", "-t", "x"])
+            .assert()
+            .success();
+    }
+    let db = tmp.path().join("batchproc.db");
+    let paths: Vec<String> = query(&db, "SELECT path FROM files")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // out.csv and its state file were written by the other run: they are ordinary files here.
+    assert!(
+        !paths.iter().any(|p| p.contains("batchproc.db")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"./a.txt".to_owned()), "{paths:?}");
+    let csv = std::fs::read_to_string(tmp.path().join("out.csv")).unwrap();
+    assert!(
+        !csv.contains("./out.csv,") && !csv.contains("out.csv.state.db"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn a_file_that_vanishes_before_its_turn_is_a_warning_not_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    // Hashing this sparse file keeps the only worker busy while b.txt is removed.
+    std::fs::File::create(d.join("a-big.bin"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    std::fs::write(d.join("b.txt"), "b\n").unwrap();
+    let child = batchproc_std(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-w", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(d.join("b.txt")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("batchproc: warning: d/b.txt: vanished before it was read"),
+        "{err}"
+    );
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files"), 1);
+    let skipped: i64 = query(&db, "SELECT skipped FROM batchproc_runs")[0].get(0);
+    assert_eq!(skipped, 1);
+}
+
+#[test]
+fn an_mtime_chrono_cannot_represent_is_stored_as_null() {
+    // tmpfs keeps 64-bit timestamps that ext4 would clamp.
+    let Ok(tmp) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    let f = tmp.path().join("future.txt");
+    std::fs::write(&f, "x").unwrap();
+    let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(far)
+        .unwrap();
+    let out = batchproc(tmp.path())
+        .args(["files", "future.txt", "-q", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().nth(1), Some("future.txt,1,,"), "{text}");
 }

@@ -55,6 +55,9 @@ impl SinkSpec {
         }
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
+            if path.starts_with(':') || path.starts_with("file:") {
+                bail!("unsupported sink {url:?}: give the SQLite database as a file path (no in-memory or URI databases)");
+            }
             return non_empty(path).map(|p| SinkSpec::Sqlite(p.into()));
         }
         if let Some(path) = url.strip_prefix("csv:") {
@@ -87,6 +90,26 @@ impl SinkSpec {
 }
 
 impl SinkSpec {
+    /// Every file this sink writes (with SQLite's journal companions), so
+    /// the walk can leave them out.
+    pub fn own_files(&self) -> Vec<std::path::PathBuf> {
+        let with_suffix = |p: &std::path::Path, s: &str| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(s);
+            std::path::PathBuf::from(name)
+        };
+        let mut files = Vec::new();
+        if let SinkSpec::Csv(path) = self {
+            files.push(path.clone());
+        }
+        if let Some(db) = self.state_path() {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                files.push(with_suffix(&db, suffix));
+            }
+        }
+        files
+    }
+
     /// The SQLite file holding this sink's bookkeeping, if it keeps any.
     pub fn state_path(&self) -> Option<std::path::PathBuf> {
         match self {
@@ -124,7 +147,11 @@ pub fn validate_table_name(name: &str) -> Result<()> {
     if !ok {
         bail!("invalid table name {name:?}: use letters, digits and _ (not starting with a digit), at most 63 characters");
     }
-    if name.to_ascii_lowercase().starts_with("sqlite_") || name.starts_with("batchproc_") {
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("sqlite_")
+        || lower.starts_with("batchproc_")
+        || lower == "_sqlx_migrations"
+    {
         bail!("invalid table name {name:?}: the prefix is reserved");
     }
     Ok(())

@@ -75,7 +75,17 @@ impl Sink for SqliteSink {
         let table = self.table.clone();
         let rt = &self.rt;
         let conn = self.conn.as_mut().expect("sink used after finish");
-        rt.block_on(prepare_table(conn, &table, schema))?;
+        rt.block_on(async {
+            prepare_table(&mut *conn, &table, schema).await?;
+            // Find out now, not after all the work, if another process holds
+            // the database locked (this waits up to the busy timeout).
+            let tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .context("database is locked")?;
+            tx.rollback().await?;
+            anyhow::Ok(())
+        })?;
         self.insert = Some(Insert::new(&table, schema));
         Ok(())
     }
@@ -231,11 +241,12 @@ fn declared_type(ty: ColumnType) -> &'static str {
 /// must be unique, and no other column may demand a value we do not give.
 async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema) -> Result<()> {
     let q = quote_ident(table);
-    let existing =
-        sqlx::query(r#"SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)"#)
-            .bind(table)
-            .fetch_all(&mut *conn)
-            .await?;
+    let existing = sqlx::query(
+        r#"SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)"#,
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
     if existing.is_empty() {
         let cols: Vec<String> = schema
             .columns
@@ -264,6 +275,20 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
             .iter()
             .find(|r| r.get::<String, _>("name").eq_ignore_ascii_case(&col.name));
         match found {
+            Some(row) if row.get::<i64, _>("hidden") != 0 => {
+                bail!(
+                    "table {table:?} is incompatible: column {:?} is a generated column",
+                    col.name
+                );
+            }
+            Some(row)
+                if row.get::<i64, _>("notnull") != 0 && col.name != schema.key_column().name =>
+            {
+                bail!(
+                    "table {table:?} is incompatible: column {:?} is NOT NULL, and this run leaves it NULL for failed items",
+                    col.name
+                );
+            }
             Some(row) => {
                 let declared: String = row.get("type");
                 let want = declared_type(col.ty);
@@ -290,9 +315,16 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
             bail!("table {table:?} is incompatible: column {name:?} is NOT NULL without a default, and this run does not write it");
         }
     }
+    let strict: Option<i64> = sqlx::query_scalar("SELECT strict FROM pragma_table_list(?)")
+        .bind(table)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if strict == Some(1) {
+        bail!("table {table:?} is incompatible: STRICT tables cannot hold paths that are not UTF-8 (stored as BLOBs)");
+    }
     let key = &schema.key_column().name;
     if !has_unique_index_on(conn, table, key).await? {
-        bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone)");
+        bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, with the default BINARY collation and no WHERE clause)");
     }
     for col in missing {
         sqlx::query(&format!(
@@ -311,18 +343,23 @@ async fn has_unique_index_on(
     table: &str,
     column: &str,
 ) -> Result<bool> {
-    let indexes = sqlx::query(r#"SELECT name FROM pragma_index_list(?) WHERE "unique" = 1"#)
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-    for index in indexes {
-        let name: String = index.get("name");
-        let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_index_info(?)")
-            .bind(&name)
+    let indexes =
+        sqlx::query(r#"SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND partial = 0"#)
+            .bind(table)
             .fetch_all(&mut *conn)
             .await?;
-        if cols.len() == 1 && cols[0].eq_ignore_ascii_case(column) {
-            return Ok(true);
+    for index in indexes {
+        let name: String = index.get("name");
+        // A NOCASE key would merge paths that differ only in case.
+        let cols: Vec<(Option<String>, String)> =
+            sqlx::query_as("SELECT name, coll FROM pragma_index_xinfo(?) WHERE key = 1")
+                .bind(&name)
+                .fetch_all(&mut *conn)
+                .await?;
+        if let [(Some(col), coll)] = cols.as_slice() {
+            if col.eq_ignore_ascii_case(column) && coll.eq_ignore_ascii_case("BINARY") {
+                return Ok(true);
+            }
         }
     }
     Ok(false)

@@ -4,12 +4,14 @@
 //! or link the walk cannot read becomes a failed item, so the error policy
 //! decides what happens to it.
 
+use std::collections::HashSet;
 use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
 use super::Source;
@@ -28,9 +30,11 @@ pub struct FileItem {
     pub walk_error: Option<String>,
 }
 
-/// `--include`/`--exclude` globs. A glob without `/` matches the file name;
-/// a glob with `/` matches the path relative to the root it was found under.
-/// Excludes also prune directories.
+/// `--include`/`--exclude` globs, gitignore-like: a glob without `/` matches
+/// the file name; a glob with `/` matches the path relative to the root it
+/// was found under (a leading `/` only anchors it, a trailing `/` is
+/// dropped), and there `*` does not cross `/` (`**` does). Excludes also
+/// prune directories.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     /// `None` when no `--include` was given: everything is included.
@@ -66,8 +70,14 @@ fn matches((name, path): &(GlobSet, GlobSet), rel: &Path) -> bool {
 fn split_globs(globs: &[String]) -> Result<(GlobSet, GlobSet)> {
     let (mut name, mut path) = (GlobSetBuilder::new(), GlobSetBuilder::new());
     for g in globs {
-        let glob = Glob::new(g).with_context(|| format!("bad glob {g:?}"))?;
-        if g.contains('/') {
+        let trimmed = g.trim_end_matches('/');
+        let anchored = trimmed.strip_prefix('/');
+        let pattern = anchored.unwrap_or(trimmed);
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .with_context(|| format!("bad glob {g:?}"))?;
+        if anchored.is_some() || pattern.contains('/') {
             path.add(glob);
         } else {
             name.add(glob);
@@ -83,6 +93,9 @@ pub struct FileSource {
     pub filters: Filters,
     pub max_depth: Option<usize>,
     pub follow: bool,
+    /// Files never to yield, by (device, inode): the sink's own files, so a
+    /// run writing inside the tree it walks does not read its own output.
+    pub exclude_files: HashSet<(u64, u64)>,
 }
 
 /// What the walk meets.
@@ -121,6 +134,9 @@ impl FileSource {
                     Ok(e) if !self.filters.included(relative(root, e.path())) => continue,
                     Ok(e) if !e.file_type().is_file() => Visit::Special(key(e.path())),
                     Ok(e) => match e.metadata() {
+                        Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => {
+                            continue
+                        }
                         Ok(meta) => Visit::Item(FileItem {
                             key: key(e.path()),
                             meta: Some(meta),
@@ -160,8 +176,12 @@ impl Source for FileSource {
     }
 }
 
+/// The path below its root; a root that is itself a file is matched as given.
 fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
-    path.strip_prefix(root).unwrap_or(path)
+    match path.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        _ => path,
+    }
 }
 
 fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> FileItem {
