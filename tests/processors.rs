@@ -132,6 +132,8 @@ fn malformed_csv_and_json_are_item_failures_with_a_reason() {
     std::fs::write(d.join("bad.json"), "{\"a\": [1, 2}").unwrap();
     std::fs::write(d.join("empty.json"), "").unwrap();
     std::fs::write(d.join("good.json"), "[1, 2]").unwrap();
+    std::fs::write(d.join("latin1.json"), b"{\"a\": \"caf\xe9\"}").unwrap();
+    std::fs::write(d.join("bom.json"), b"\xef\xbb\xbf{\"a\": \"caf\xc3\xa9\"}").unwrap();
     let out = batchproc(tmp.path())
         .args([
             "files",
@@ -169,6 +171,11 @@ fn malformed_csv_and_json_are_item_failures_with_a_reason() {
         "{rows:?}"
     );
     assert!(err("empty.json").contains("no JSON value"), "{rows:?}");
+    assert!(
+        err("latin1.json").contains("invalid UTF-8 at byte offset 10"),
+        "{rows:?}"
+    );
+    assert!(err("bom.json").is_empty(), "{rows:?}");
     // good.csv is valid CSV but not JSON, and the other way round.
     assert!(err("good.csv").starts_with("json:"), "{rows:?}");
     assert!(err("good.json").is_empty(), "{rows:?}");

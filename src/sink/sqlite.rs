@@ -180,16 +180,19 @@ async fn write_batch(
     checkpoint: Option<(&CheckpointUpdate, i64)>,
 ) -> Result<()> {
     let mut tx = conn.begin().await?;
-    let full_sql = insert.sql(insert.rows_per_statement);
-    for chunk in batch.chunks(insert.rows_per_statement) {
-        let partial_sql;
-        let sql = if chunk.len() == insert.rows_per_statement {
-            &full_sql
+    // Full chunks share one statement; a remainder is split into powers of
+    // two, so at most a handful of distinct statements are ever prepared.
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let rows = if rest.len() >= insert.rows_per_statement {
+            insert.rows_per_statement
         } else {
-            partial_sql = insert.sql(chunk.len());
-            &partial_sql
+            1 << rest.len().ilog2()
         };
-        let mut query = sqlx::query(sql);
+        let (chunk, tail) = rest.split_at(rows);
+        rest = tail;
+        let sql = insert.sql(rows);
+        let mut query = sqlx::query(&sql);
         for record in chunk {
             for value in &record.values {
                 query = match value {
