@@ -19,7 +19,7 @@ use crate::pool::{Cancel, CancelReason, Pool};
 use crate::progress::{say, Progress, Summary};
 use crate::record::{DisplayPath, Record};
 use crate::sink::Sink;
-use crate::source::files::Visit;
+use crate::source::files::{dir_done, done_before, FileSource, Visit};
 use crate::source::Source;
 use crate::work::{Buffer, FileWork, Outcome};
 use crate::{RunError, RunStatus};
@@ -97,7 +97,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
                 let outcome = work.process(buf, item, cancel);
                 if abort && !outcome.cancelled {
                     if let Some(error) = &outcome.error {
-                        let path = DisplayPath(&outcome.key.path);
+                        let path = DisplayPath(&outcome.path);
                         let _ = first_failure.set(format!("{path}: {error}"));
                         cancel.cancel(CancelReason::Failed);
                     }
@@ -154,19 +154,14 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
 
 /// Counts the items still to do, ahead of the real walk, so the progress
 /// bar can show an ETA.
-fn count_ahead(
-    source: &crate::source::files::FileSource,
-    point: &ResumePoint,
-    progress: &Progress,
-    cancel: &Cancel,
-) {
-    let done = Ledger::new(point.clone(), usize::MAX);
+fn count_ahead(source: &FileSource, point: &ResumePoint, progress: &Progress, cancel: &Cancel) {
+    let after = point.watermark.as_ref();
     let mut total = 0;
     source.walk(
-        |dir| done.is_done_dir(dir),
+        |dir| dir_done(after, dir),
         |visit| {
             if let Visit::Item(item) = visit {
-                if !done.is_done(&item.key) {
+                if !done_before(after, &item.key) && !point.done.contains(&item.key) {
                     total += 1;
                     if total % 1024 == 0 {
                         progress.set_total(total);
@@ -251,7 +246,7 @@ impl Batcher<'_> {
     }
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, outcome: Outcome) {
-        let path = DisplayPath(&outcome.key.path);
+        let path = DisplayPath(&outcome.path);
         if outcome.vanished {
             // Gone before its turn: no row, and nothing to retry.
             self.progress.println(&format!(

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::checkpoint::store::{self, RunRow};
+use crate::checkpoint::sqlite::{self as store, RunRow};
 use crate::cli::RunsArgs;
 use crate::sink::SinkSpec;
 

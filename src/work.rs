@@ -38,6 +38,7 @@ impl Default for Buffer {
 /// An item abandoned because the run was cancelled while it was in flight
 /// has `cancelled` set: it gets no row and counts neither way.
 pub struct Outcome {
+    pub path: std::path::PathBuf,
     pub cancelled: bool,
     /// The file was gone when its turn came: no row, not a failure.
     pub vanished: bool,
@@ -70,12 +71,13 @@ impl FileWork {
     /// Processes one item. Never panics on bad input: every failure ends up
     /// in `Outcome::error` with the record's processor columns left NULL.
     pub fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
+        let path = item.path().to_path_buf();
         let FileItem {
             key,
             meta: walk_meta,
             walk_error,
         } = item;
-        let path = &key.path;
+        let path = &path;
         let mut values = Vec::with_capacity(self.schema.columns.len());
         values.push(Value::from_path(path));
         let result = match walk_error {
@@ -101,6 +103,7 @@ impl FileWork {
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
+            path: path.clone(),
             cancelled,
             vanished,
             key,

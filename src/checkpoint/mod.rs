@@ -13,11 +13,11 @@
 //! items ahead of the watermark, so a resume never loads more than that and
 //! one stuck item cannot grow memory without bound.
 
-pub mod store;
+pub mod sqlite;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,21 +25,56 @@ use sha2::{Digest, Sha256};
 
 use crate::pool::Cancel;
 
-/// An item's place in the walk order: the root it was found under, then its
-/// path. `PathBuf` orders component by component, which is exactly the order
-/// of a depth-first walk whose siblings are sorted by name.
+/// An item's identity in the source, as checkpointed. Within one run all
+/// keys are of one kind, and the source yields them in a deterministic
+/// order: for files, `(root index, path)`, where `PathBuf`'s component-wise
+/// order is exactly the order of a depth-first walk with sorted siblings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ItemKey {
-    pub root: u32,
-    pub path: PathBuf,
+pub enum ItemKey {
+    Path { root: u32, path: PathBuf },
+    Int(i64),
+    Text(String),
+}
+
+impl ItemKey {
+    pub fn path(root: u32, path: impl Into<PathBuf>) -> Self {
+        ItemKey::Path {
+            root,
+            path: path.into(),
+        }
+    }
+
+    /// The stored form: a small kind tag (the root index for paths, -1 for
+    /// integers, -2 for text) and the key's bytes.
+    pub fn encode(&self) -> (i64, Vec<u8>) {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            ItemKey::Path { root, path } => (*root as i64, path.as_os_str().as_bytes().to_vec()),
+            ItemKey::Int(i) => (-1, i.to_string().into_bytes()),
+            ItemKey::Text(s) => (-2, s.as_bytes().to_vec()),
+        }
+    }
+
+    pub fn decode(tag: i64, bytes: Vec<u8>) -> Option<Self> {
+        use std::os::unix::ffi::OsStringExt;
+        Some(match tag {
+            -1 => ItemKey::Int(String::from_utf8(bytes).ok()?.parse().ok()?),
+            -2 => ItemKey::Text(String::from_utf8(bytes).ok()?),
+            root => ItemKey::Path {
+                root: u32::try_from(root).ok()?,
+                path: PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+            },
+        })
+    }
 }
 
 /// How far an earlier attempt of this run got.
 #[derive(Debug, Clone, Default)]
 pub struct ResumePoint {
+    /// Every item up to and including this key (source order) is committed.
     pub watermark: Option<ItemKey>,
     /// Keys committed beyond the watermark.
-    pub done: BTreeSet<ItemKey>,
+    pub done: HashSet<ItemKey>,
 }
 
 /// What a run asks of the bookkeeping when it starts.
@@ -77,34 +112,77 @@ pub struct CheckpointUpdate {
     pub delete: Vec<ItemKey>,
 }
 
+/// An item beyond the watermark, in source order.
+#[derive(Debug)]
+struct Entry {
+    key: ItemKey,
+    committed: bool,
+    /// Has a checkpoint row (committed beyond the watermark of its time).
+    persisted: bool,
+}
+
 #[derive(Debug, Default)]
 struct Tracker {
-    /// The furthest key the walk has reached (dispatched or passed as done):
-    /// keys beyond it may still come, so the watermark never passes it.
-    walked: Option<ItemKey>,
-    inflight: BTreeSet<ItemKey>,
-    done: BTreeSet<ItemKey>,
+    /// Items the source has reached and the watermark has not passed, by
+    /// sequence number (the order the source yielded them in).
+    window: BTreeMap<u64, Entry>,
+    seq_of: HashMap<ItemKey, u64>,
+    next_seq: u64,
+    /// Checkpoint rows of an earlier attempt the source has not reached yet.
+    resumed: HashSet<ItemKey>,
     watermark: Option<ItemKey>,
 }
 
+impl Tracker {
+    fn push(&mut self, key: ItemKey, committed: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.seq_of.insert(key.clone(), seq);
+        self.window.insert(
+            seq,
+            Entry {
+                key,
+                committed,
+                persisted: committed,
+            },
+        );
+    }
+}
+
 /// Shared by the source (which dispatches) and the batcher (which commits).
+/// The watermark logic follows the order the source yields items in, so it
+/// never compares keys itself (a database's collation may order text keys
+/// differently from Rust).
 #[derive(Debug)]
 pub struct Ledger {
     tracker: Mutex<Tracker>,
     room: Condvar,
     window: usize,
-    /// Walk entries passed over as not regular files, beyond the watermark.
+    /// Where the run resumes: the source starts after this key.
+    start: Option<ItemKey>,
+    /// Walk entries passed over as not regular files.
     pub skipped: AtomicU64,
+}
+
+/// What the source should do with an item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Queue it.
+    Go,
+    /// An earlier attempt committed it.
+    Done,
+    /// The run was cancelled while waiting for room.
+    Cancelled,
 }
 
 impl Ledger {
     pub fn new(point: ResumePoint, window: usize) -> Self {
         Ledger {
+            start: point.watermark.clone(),
             tracker: Mutex::new(Tracker {
-                walked: None,
-                inflight: BTreeSet::new(),
-                done: point.done,
+                resumed: point.done,
                 watermark: point.watermark,
+                ..Tracker::default()
             }),
             room: Condvar::new(),
             window: window.max(1),
@@ -116,46 +194,27 @@ impl Ledger {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True when an earlier attempt committed this key.
-    pub fn is_done(&self, key: &ItemKey) -> bool {
-        let t = self.lock();
-        t.watermark.as_ref().is_some_and(|w| key <= w) || t.done.contains(key)
+    /// The watermark the run resumed from: the source starts after it.
+    pub fn resumed_after(&self) -> Option<&ItemKey> {
+        self.start.as_ref()
     }
 
-    /// The source's check: like [`Ledger::is_done`], and a done key counts
-    /// as walked past.
-    pub fn pass_done(&self, key: &ItemKey) -> bool {
+    /// True when an earlier attempt committed this key beyond its watermark.
+    pub fn is_checkpointed(&self, key: &ItemKey) -> bool {
+        self.lock().resumed.contains(key)
+    }
+
+    /// Registers the source's next item (in source order): done already, or
+    /// to be queued once the window has room.
+    pub fn dispatch(&self, key: ItemKey, cancel: &Cancel) -> Dispatch {
         let mut t = self.lock();
-        let done = t.watermark.as_ref().is_some_and(|w| key <= w) || t.done.contains(key);
-        if done && t.walked.as_ref().is_none_or(|w| key > w) {
-            t.walked = Some(key.clone());
+        if t.resumed.remove(&key) {
+            t.push(key, true);
+            return Dispatch::Done;
         }
-        done
-    }
-
-    /// True when everything under the directory `key` is at or below the
-    /// watermark, so the walk need not enter it.
-    pub fn is_done_dir(&self, key: &ItemKey) -> bool {
-        let t = self.lock();
-        t.watermark
-            .as_ref()
-            .is_some_and(|w| key < w && !(w.root == key.root && w.path.starts_with(&key.path)))
-    }
-
-    /// Counts a skipped special file, unless an earlier attempt counted it.
-    pub fn skip(&self, key: &ItemKey) {
-        if !self.is_done(key) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Registers an item about to be queued, waiting while the window is
-    /// full. Returns false if the run was cancelled meanwhile.
-    pub fn dispatch(&self, key: ItemKey, cancel: &Cancel) -> bool {
-        let mut t = self.lock();
-        while t.inflight.len() + t.done.len() >= self.window {
+        while t.window.len() >= self.window {
             if cancel.is_cancelled() {
-                return false;
+                return Dispatch::Cancelled;
             }
             t = self
                 .room
@@ -163,54 +222,45 @@ impl Ledger {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        t.walked = Some(key.clone());
-        t.inflight.insert(key);
-        true
+        t.push(key, false);
+        Dispatch::Go
     }
 
     /// Plans the bookkeeping for committing `keys` (with `ok`/`failed`
     /// counts) without changing the ledger: the batch may yet fail.
     pub fn plan(&self, keys: &[ItemKey], ok: u64, failed: u64) -> CheckpointUpdate {
         let t = self.lock();
-        let committed: BTreeSet<&ItemKey> = keys.iter().collect();
-        let floor = t.inflight.iter().find(|k| !committed.contains(k));
-        // The new watermark is the largest committed key below the first
-        // uncommitted one that the walk has reached (it dispatches in order,
-        // so anything below that key is committed or was never an item).
-        let (Some(walked), floor) = (t.walked.as_ref(), floor) else {
-            return CheckpointUpdate {
-                ok,
-                failed,
-                insert: keys.to_vec(),
-                delete: Vec::new(),
-                watermark: t.watermark.clone(),
-            };
-        };
-        let from_done = match floor {
-            Some(f) => t.done.range(..f).next_back(),
-            None => t.done.range(..=walked).next_back(),
-        };
-        let from_batch = committed
+        let batch: HashSet<u64> = keys
             .iter()
-            .copied()
-            .rfind(|k| floor.is_none_or(|f| *k < f) && *k <= walked);
-        let candidate = from_done.into_iter().chain(from_batch).max();
-        let watermark = match (candidate, &t.watermark) {
-            (Some(c), Some(w)) if c > w => Some(c.clone()),
-            (Some(c), None) => Some(c.clone()),
-            (_, w) => w.clone(),
-        };
-        let beyond = |k: &ItemKey| watermark.as_ref().is_none_or(|w| k > w);
-        let delete = match &watermark {
-            Some(w) => t.done.range(..=w).cloned().collect(),
-            None => Vec::new(),
-        };
+            .filter_map(|k| t.seq_of.get(k).copied())
+            .collect();
+        let mut watermark = t.watermark.clone();
+        let mut prefix_end = None;
+        let mut delete = Vec::new();
+        for (seq, entry) in &t.window {
+            if !(entry.committed || batch.contains(seq)) {
+                break;
+            }
+            watermark = Some(entry.key.clone());
+            prefix_end = Some(*seq);
+            if entry.persisted {
+                delete.push(entry.key.clone());
+            }
+        }
+        let insert = keys
+            .iter()
+            .filter(|k| {
+                let seq = t.seq_of.get(*k).copied();
+                prefix_end.is_none_or(|end| seq.is_none_or(|s| s > end))
+            })
+            .cloned()
+            .collect();
         CheckpointUpdate {
             ok,
             failed,
-            delete,
-            insert: keys.iter().filter(|k| beyond(k)).cloned().collect(),
             watermark,
+            insert,
+            delete,
         }
     }
 
@@ -218,12 +268,26 @@ impl Ledger {
     pub fn apply(&self, keys: &[ItemKey], update: &CheckpointUpdate) {
         let mut t = self.lock();
         for k in keys {
-            t.inflight.remove(k);
+            if let Some(seq) = t.seq_of.get(k).copied() {
+                if let Some(entry) = t.window.get_mut(&seq) {
+                    entry.committed = true;
+                }
+            }
         }
-        for k in &update.delete {
-            t.done.remove(k);
+        for k in &update.insert {
+            if let Some(seq) = t.seq_of.get(k).copied() {
+                if let Some(entry) = t.window.get_mut(&seq) {
+                    entry.persisted = true;
+                }
+            }
         }
-        t.done.extend(update.insert.iter().cloned());
+        while let Some(entry) = t.window.first_entry() {
+            if !entry.get().committed {
+                break;
+            }
+            let entry = entry.remove();
+            t.seq_of.remove(&entry.key);
+        }
         t.watermark = update.watermark.clone();
         drop(t);
         self.room.notify_all();
@@ -304,10 +368,11 @@ mod tests {
     use super::*;
 
     fn key(p: &str) -> ItemKey {
-        ItemKey {
-            root: 0,
-            path: p.into(),
-        }
+        ItemKey::path(0, p)
+    }
+
+    fn go(ledger: &Ledger, p: &str) {
+        assert_eq!(ledger.dispatch(key(p), &Cancel::new()), Dispatch::Go);
     }
 
     #[test]
@@ -318,11 +383,18 @@ mod tests {
     }
 
     #[test]
+    fn keys_round_trip_through_their_stored_form() {
+        for k in [key("d/x\ny"), ItemKey::Int(-42), ItemKey::Text("é".into())] {
+            let (tag, bytes) = k.encode();
+            assert_eq!(ItemKey::decode(tag, bytes), Some(k));
+        }
+    }
+
+    #[test]
     fn watermark_advances_only_over_a_contiguous_prefix() {
         let ledger = Ledger::new(ResumePoint::default(), 100);
-        let cancel = Cancel::new();
         for p in ["d/1", "d/2", "d/3", "d/4"] {
-            assert!(ledger.dispatch(key(p), &cancel));
+            go(&ledger, p);
         }
         // 2 and 4 finish first: no prefix yet, both become checkpoint rows.
         let batch = [key("d/2"), key("d/4")];
@@ -341,12 +413,10 @@ mod tests {
         assert_eq!(u.watermark, Some(key("d/4")));
         assert_eq!(u.delete, [key("d/4")]);
         ledger.apply(&[key("d/3")], &u);
-        assert!(ledger.is_done(&key("d/3")) && !ledger.is_done(&key("d/5")));
-        assert!(ledger.is_done_dir(&key("d/0")) && !ledger.is_done_dir(&key("d")));
     }
 
     #[test]
-    fn watermark_never_passes_keys_not_yet_walked() {
+    fn resumed_rows_are_skipped_and_cleared_once_passed() {
         // An earlier attempt committed d/2 and d/9 beyond its watermark d/1.
         let point = ResumePoint {
             watermark: Some(key("d/1")),
@@ -354,15 +424,17 @@ mod tests {
         };
         let ledger = Ledger::new(point, 100);
         let cancel = Cancel::new();
-        assert!(ledger.pass_done(&key("d/2")));
-        assert!(!ledger.pass_done(&key("d/3")));
-        assert!(ledger.dispatch(key("d/3"), &cancel));
-        // d/3 commits; d/4..d/8 have not been walked yet, so d/9 stays a row.
+        assert_eq!(ledger.resumed_after(), Some(&key("d/1")));
+        assert_eq!(ledger.dispatch(key("d/2"), &cancel), Dispatch::Done);
+        go(&ledger, "d/3");
+        // d/3 commits: the watermark passes d/2, whose row goes; d/9 has
+        // not been reached, so its row stays and it is still skipped later.
         let u = ledger.plan(&[key("d/3")], 1, 0);
         assert_eq!(u.watermark, Some(key("d/3")));
         assert_eq!(u.delete, [key("d/2")]);
         ledger.apply(&[key("d/3")], &u);
-        assert!(ledger.is_done(&key("d/9")));
+        assert!(ledger.is_checkpointed(&key("d/9")));
+        assert_eq!(ledger.dispatch(key("d/9"), &cancel), Dispatch::Done);
     }
 
     #[test]

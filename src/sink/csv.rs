@@ -16,7 +16,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::runtime::Runtime;
 
 use super::{sqlite, status_name, Sink};
-use crate::checkpoint::{store, CheckpointUpdate, RunSpec, RunStart};
+use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{Record, Schema, Value};
 use crate::RunStatus;
 

@@ -12,7 +12,7 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
 use super::{quote_ident, status_name, Sink};
-use crate::checkpoint::{store, CheckpointUpdate, RunSpec, RunStart};
+use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
 

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
@@ -15,7 +16,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
 use super::Source;
-use crate::checkpoint::{ItemKey, Ledger};
+use crate::checkpoint::{Dispatch, ItemKey, Ledger};
 use crate::pool::Cancel;
 
 /// One file found by the walk, or a place the walk could not read.
@@ -113,10 +114,7 @@ impl FileSource {
     pub fn walk(&self, skip_dir: impl Fn(&ItemKey) -> bool, mut visit: impl FnMut(Visit) -> bool) {
         for (index, root) in self.roots.iter().enumerate() {
             let index = index as u32;
-            let key = |path: &Path| ItemKey {
-                root: index,
-                path: path.to_path_buf(),
-            };
+            let key = |path: &Path| ItemKey::path(index, path);
             let mut walk = WalkDir::new(root)
                 .follow_links(self.follow)
                 .sort_by_file_name();
@@ -154,25 +152,54 @@ impl FileSource {
     }
 }
 
+impl FileItem {
+    pub fn path(&self) -> &Path {
+        match &self.key {
+            ItemKey::Path { path, .. } => path,
+            _ => unreachable!("file items have path keys"),
+        }
+    }
+}
+
 impl Source for FileSource {
     type Item = FileItem;
 
     fn run(self, queue: Sender<FileItem>, ledger: &Ledger, cancel: &Cancel) {
+        let after = ledger.resumed_after();
         self.walk(
-            |dir| ledger.is_done_dir(dir),
+            |dir| dir_done(after, dir),
             |visit| match visit {
                 Visit::Special(key) => {
-                    ledger.skip(&key);
+                    if !done_before(after, &key) {
+                        ledger.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
                     !cancel.is_cancelled()
                 }
-                Visit::Item(item) if ledger.pass_done(&item.key) => !cancel.is_cancelled(),
-                Visit::Item(item) => {
-                    !cancel.is_cancelled()
-                        && ledger.dispatch(item.key.clone(), cancel)
-                        && queue.send(item).is_ok()
-                }
+                Visit::Item(item) if done_before(after, &item.key) => !cancel.is_cancelled(),
+                Visit::Item(item) => match ledger.dispatch(item.key.clone(), cancel) {
+                    Dispatch::Go => queue.send(item).is_ok(),
+                    Dispatch::Done => !cancel.is_cancelled(),
+                    Dispatch::Cancelled => false,
+                },
             },
         );
+    }
+}
+
+/// True when a resumed run's watermark is at or past `key`: the walk order
+/// is the key order, so everything up to the watermark is committed.
+pub fn done_before(watermark: Option<&ItemKey>, key: &ItemKey) -> bool {
+    watermark.is_some_and(|w| key <= w)
+}
+
+/// True when every file under the directory `dir` is at or below the
+/// watermark, so the walk need not enter it.
+pub fn dir_done(watermark: Option<&ItemKey>, dir: &ItemKey) -> bool {
+    match (watermark, dir) {
+        (Some(w @ ItemKey::Path { root: wr, path: wp }), ItemKey::Path { root, path }) => {
+            dir < w && !(wr == root && wp.starts_with(path))
+        }
+        _ => false,
     }
 }
 
@@ -195,7 +222,7 @@ fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> FileItem {
         (None, None) => err.to_string(),
     };
     FileItem {
-        key: ItemKey { root: index, path },
+        key: ItemKey::path(index, path),
         meta: None,
         walk_error: Some(message),
     }

@@ -3,9 +3,6 @@
 //! in its state file. The schema lives in migrations/sqlite and is applied
 //! with sqlx's migrator: a no-op when current, an upgrade when older.
 
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
@@ -27,17 +24,6 @@ pub async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn key_bytes(key: &ItemKey) -> &[u8] {
-    key.path.as_os_str().as_bytes()
-}
-
-fn key_from(root: i64, bytes: Vec<u8>) -> ItemKey {
-    ItemKey {
-        root: root as u32,
-        path: PathBuf::from(std::ffi::OsString::from_vec(bytes)),
-    }
 }
 
 /// Opens a new run, or re-opens the latest run of this pipeline when it is
@@ -102,7 +88,7 @@ async fn resume_run(
         run.get::<Option<i64>, _>("watermark_root"),
         run.get::<Option<Vec<u8>>, _>("watermark_key"),
     ) {
-        (Some(root), Some(key)) => Some(key_from(root, key)),
+        (Some(tag), Some(key)) => Some(ItemKey::decode(tag, key).context("corrupt watermark")?),
         _ => None,
     };
     let done = sqlx::query("SELECT root, key FROM batchproc_checkpoints WHERE run_id = ?")
@@ -110,8 +96,8 @@ async fn resume_run(
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(|r| key_from(r.get("root"), r.get("key")))
-        .collect();
+        .map(|r| ItemKey::decode(r.get("root"), r.get("key")).context("corrupt checkpoint row"))
+        .collect::<Result<_>>()?;
     let done_before = (run.get::<i64, _>("ok") + run.get::<i64, _>("failed")) as u64;
     Ok(RunStart {
         run_id,
@@ -132,10 +118,7 @@ pub async fn record(
     update: &CheckpointUpdate,
     csv_length: Option<u64>,
 ) -> Result<()> {
-    let (root, key) = match &update.watermark {
-        Some(w) => (Some(w.root as i64), Some(key_bytes(w))),
-        None => (None, None),
-    };
+    let (root, key) = update.watermark.as_ref().map(ItemKey::encode).unzip();
     sqlx::query(
         "UPDATE batchproc_runs SET ok = ok + ?, failed = failed + ?, watermark_root = ?, \
          watermark_key = ?, csv_length = COALESCE(?, csv_length) WHERE id = ?",
@@ -154,8 +137,8 @@ pub async fn record(
             "DELETE FROM batchproc_checkpoints WHERE run_id = ? AND (root, key) IN (VALUES {rows})"
         );
         let mut q = sqlx::query(&sql).bind(run_id);
-        for k in chunk {
-            q = q.bind(k.root as i64).bind(key_bytes(k));
+        for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
+            q = q.bind(tag).bind(bytes);
         }
         q.execute(&mut *conn).await?;
     }
@@ -163,8 +146,8 @@ pub async fn record(
         let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!("INSERT INTO batchproc_checkpoints (run_id, root, key) VALUES {rows}");
         let mut q = sqlx::query(&sql);
-        for k in chunk {
-            q = q.bind(run_id).bind(k.root as i64).bind(key_bytes(k));
+        for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
+            q = q.bind(run_id).bind(tag).bind(bytes);
         }
         q.execute(&mut *conn).await?;
     }
