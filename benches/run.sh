@@ -10,7 +10,12 @@
 #   BENCH_WARMUP=N      hyperfine warmup runs per command (default 2)
 #   BENCH_MIN_RUNS=N    hyperfine minimum timed runs per command (default 10)
 #   BENCH_MEM_RUNS=N    /usr/bin/time runs per tree for peak memory; median taken (default 3)
+#   BENCH_CKPT_RUNS=N   hyperfine minimum timed runs per command in the checkpoint-cost rows
+#                       (default 20: the target there is a difference of a few percent)
+#   BENCH_RESUME_RUNS=N kill-and-resume iterations (default 10)
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
+#   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
+#                       e.g. a copy, so a rebuild during the run cannot change it
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,15 +24,17 @@ SCALE=${BENCH_SCALE:-1}
 WARMUP=${BENCH_WARMUP:-2}
 MIN_RUNS=${BENCH_MIN_RUNS:-10}
 MEM_RUNS=${BENCH_MEM_RUNS:-3}
+CKPT_RUNS=${BENCH_CKPT_RUNS:-20}
+RESUME_RUNS=${BENCH_RESUME_RUNS:-10}
 STRICT=${BENCH_STRICT:-0}
-for v in SCALE WARMUP MIN_RUNS MEM_RUNS; do
+for v in SCALE WARMUP MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
         echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
         exit 2
     fi
 done
 
-BIN=target/release/batchproc
+BIN=${BIN:-target/release/batchproc}
 OUT=bench-data
 DATA=$OUT/scale-$SCALE
 NPROC=$(nproc)
@@ -58,13 +65,17 @@ install_peers() {
 install_peers
 
 if [[ ! -x $BIN ]]; then
+    [[ $BIN == target/release/batchproc ]] || die "BIN=$BIN is not an executable"
     say "$BIN missing: building it (make bench does this for you)"
     cargo build --release
 fi
+# The machine should be idle: record the load average at the start and the end.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 2. data ------------------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md
+rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
+    "$OUT"/resume.json
 say "data under $DATA (BENCH_SCALE=$SCALE)"
 python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
@@ -142,9 +153,48 @@ peak_rss small10k "$SMALL10K"
 peak_rss small100k "$SMALL100K"
 rm -f "$MEM_DB" "$MEM_DB"-wal "$MEM_DB"-shm "$MEM_DB"-journal
 
+# --- 3e. cost of checkpointing: the same run with and without the bookkeeping ---------------
+# Every SQLite run writes a batchproc_runs row and checkpoint rows in each batch's
+# transaction; --no-checkpoint leaves them out. 100k small files is where per-item
+# bookkeeping weighs most (the target row); the big tree is for information.
+HF_CKPT=(hyperfine --warmup "$WARMUP" --min-runs "$CKPT_RUNS")
+say "checkpoint cost: sha256 into SQLite, with vs without checkpoints ($SMALL100K)"
+"${HF_CKPT[@]}" --export-json "$OUT/hf-ckpt-small100k.json" \
+    --prepare "rm -f $OUT/out.db*" \
+    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$OUT/out.db" \
+    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$OUT/out.db --no-checkpoint"
+say "checkpoint cost: sha256 into SQLite, with vs without checkpoints ($BIG)"
+"${HF_CKPT[@]}" --export-json "$OUT/hf-ckpt-big.json" \
+    --prepare "rm -f $OUT/out.db*" \
+    "$BIN files $BIG -q -p sha256 --sink sqlite:$OUT/out.db" \
+    "$BIN files $BIG -q -p sha256 --sink sqlite:$OUT/out.db --no-checkpoint"
+rm -f "$OUT"/out.db*
+
+# --- 3f. resume after SIGKILL at ~90% vs a full run ---------------------------------------
+# The full run with hyperfine, then benches/resume_bench.py: start the same run, SIGKILL
+# it once >= 90% of the files are committed, time `... --resume`, verify the result.
+# At BENCH_SCALE=1 the batch size is the default 1000 (100 commits over 100k files). A
+# quick check has 1/SCALE of the files, so it scales the batch size down to keep about
+# 100 commits per run, and polls faster: its runs are SCALE times shorter.
+RESUME_BATCH=$((1000 / SCALE > 0 ? 1000 / SCALE : 1))
+RESUME_POLL=$(python3 -c "print(max(0.001, 0.02 / $SCALE))")
+RESUME_DB=$OUT/resume.db
+say "resume: full run of $SMALL100K (hyperfine)"
+hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS" --export-json "$OUT/hf-resume-full.json" \
+    --prepare "rm -f $RESUME_DB*" \
+    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$RESUME_DB --batch-size $RESUME_BATCH"
+say "resume: $RESUME_RUNS x (run, SIGKILL at >= 90% committed, time --resume, verify)"
+python3 benches/resume_bench.py --bin "$BIN" --tree "$SMALL100K" --db "$RESUME_DB" \
+    --runs "$RESUME_RUNS" --kill-at 0.9 --poll "$RESUME_POLL" --batch-size "$RESUME_BATCH" \
+    --out "$OUT/resume.json" ||
+    die "kill-and-resume benchmark failed (see above): resume did not produce the right table"
+rm -f "$RESUME_DB"*
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- 4. table + bench-data/results.md -------------------------------------------------------
 report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
-    --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA")
+    --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA"
+    --ckpt-runs "$CKPT_RUNS" --bin "$BIN" --load-start "$LOAD_START" --load-end "$LOAD_END")
 for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
 if [[ $STRICT == 1 ]]; then report+=(--strict); fi
 "${report[@]}"

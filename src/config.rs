@@ -44,8 +44,8 @@ impl FilesConfig {
         };
         let processors = processor::parse_list(&args.processors)?;
         let sink = SinkSpec::parse(&args.sink)?;
-        if args.resume && sink.state_path().is_none() {
-            bail!("--resume needs a sink that keeps checkpoints: SQLite or a CSV file (not stdout or a device)");
+        if args.resume && !sink.keeps_checkpoints() {
+            bail!("--resume needs a sink that keeps checkpoints: SQLite, Postgres or a CSV file (not stdout or a device)");
         }
         let names: Vec<&str> = processors.iter().map(|p| p.name()).collect();
         let fingerprint = checkpoint::fingerprint(&[

@@ -111,6 +111,8 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         });
         let batcher = Batcher {
             sink: sink.as_mut(),
+            first_failure,
+            cancel,
             ledger,
             checkpoint: run.is_some(),
             batch_size,
@@ -178,6 +180,8 @@ fn count_ahead(source: &FileSource, point: &ResumePoint, progress: &Progress, ca
 /// once the flush interval passes, so slow runs still show progress.
 struct Batcher<'a> {
     sink: &'a mut dyn Sink,
+    first_failure: &'a OnceLock<String>,
+    cancel: &'a Cancel,
     ledger: &'a Ledger,
     checkpoint: bool,
     batch_size: usize,
@@ -255,6 +259,23 @@ impl Batcher<'_> {
             self.ledger.skipped.fetch_add(1, Ordering::Relaxed);
             batch.done_without_row.push(outcome.key);
             return;
+        }
+        if outcome.error.is_none() {
+            if let Some(reason) = self.sink.check(&outcome.record) {
+                // The sink cannot store this row at all (say, a non-UTF-8
+                // path in Postgres): the item fails, without a row.
+                summary.failed += 1;
+                if self.abort {
+                    let _ = self.first_failure.set(format!("{path}: {reason}"));
+                    self.cancel.cancel(CancelReason::Failed);
+                    return;
+                }
+                self.progress
+                    .println(&format!("batchproc: warning: {path}: {reason}"));
+                batch.failed += 1;
+                batch.done_without_row.push(outcome.key);
+                return;
+            }
         }
         match &outcome.error {
             None => {

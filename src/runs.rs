@@ -3,12 +3,16 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::checkpoint::sqlite::{self as store, RunRow};
+use crate::checkpoint::sqlite as store;
+use crate::checkpoint::RunRow;
 use crate::cli::RunsArgs;
 use crate::sink::SinkSpec;
 
 pub fn list(args: &RunsArgs) -> Result<()> {
     let spec = SinkSpec::parse(&args.sink)?;
+    if let SinkSpec::Postgres(url) = &spec {
+        return print(&postgres_runs(url)?, args.json);
+    }
     let Some(path) = spec.state_path() else {
         bail!("{spec} keeps no run records");
     };
@@ -25,10 +29,32 @@ pub fn list(args: &RunsArgs) -> Result<()> {
             store::list_runs(&mut conn).await
         })
         .with_context(|| format!("reading runs from {}", path.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+    print(&runs, args.json)
+}
+
+fn postgres_runs(url: &str) -> Result<Vec<RunRow>> {
+    use sqlx::Connection;
+    let redacted = crate::checkpoint::redact(url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {redacted}: {}",
+                crate::checkpoint::redact(&e.to_string())
+            )
+        })?;
+        crate::checkpoint::postgres::migrate(&mut conn).await?;
+        crate::checkpoint::postgres::list_runs(&mut conn).await
+    })
+}
+
+fn print(runs: &[RunRow], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(runs)?);
     } else {
-        print!("{}", table(&runs));
+        print!("{}", table(runs));
     }
     Ok(())
 }

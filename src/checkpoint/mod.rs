@@ -13,6 +13,7 @@
 //! items ahead of the watermark, so a resume never loads more than that and
 //! one stuck item cannot grow memory without bound.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -110,6 +111,21 @@ pub struct CheckpointUpdate {
     pub insert: Vec<ItemKey>,
     /// Checkpoint rows the new watermark made redundant.
     pub delete: Vec<ItemKey>,
+}
+
+/// One row of `batchproc runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub status: String,
+    pub ok: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub attempts: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub table: Option<String>,
+    pub command: String,
 }
 
 /// An item beyond the watermark, in source order.

@@ -4,6 +4,7 @@
 //! own async driver (sqlx on a tokio runtime) inside.
 
 pub mod csv;
+pub mod postgres;
 pub mod sqlite;
 
 use anyhow::{bail, Result};
@@ -20,6 +21,11 @@ pub trait Sink: Send {
     /// Opens the run's bookkeeping: a new run, or an unfinished one resumed.
     /// `None` when this sink cannot keep checkpoints (CSV on stdout or a device).
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>>;
+    /// Why this sink cannot store `record` (checked before batching, so one
+    /// such record fails its item instead of its whole batch).
+    fn check(&self, _record: &Record) -> Option<String> {
+        None
+    }
     /// Writes one batch, all or nothing, upserting on the schema's key,
     /// together with the checkpoint that covers it.
     fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()>;
@@ -41,6 +47,8 @@ pub fn status_name(status: RunStatus) -> &'static str {
 /// Where the `--sink` URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkSpec {
+    /// The URL as given (with any password): never printed, see `Display`.
+    Postgres(String),
     Sqlite(std::path::PathBuf),
     Csv(std::path::PathBuf),
     Stdout,
@@ -52,6 +60,9 @@ impl SinkSpec {
     pub fn parse(url: &str) -> Result<Self> {
         if url == "-" {
             return Ok(SinkSpec::Stdout);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(SinkSpec::Postgres(url.to_owned()));
         }
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
@@ -74,14 +85,16 @@ impl SinkSpec {
             return Ok(SinkSpec::Csv(url.into()));
         }
         bail!(
-            "unsupported sink {url:?}: use sqlite:PATH, csv:PATH, - (CSV on stdout), \
-             or a path ending in .db, .sqlite or .csv"
+            "unsupported sink {:?}: use postgres://…, sqlite:PATH, csv:PATH, - (CSV on stdout), \
+             or a path ending in .db, .sqlite or .csv",
+            crate::checkpoint::redact(url)
         )
     }
 
     /// Opens the sink; `table` is used by database sinks.
     pub fn open(&self, table: &str) -> Result<Box<dyn Sink>> {
         Ok(match self {
+            SinkSpec::Postgres(url) => Box::new(postgres::PostgresSink::open(url, table)?),
             SinkSpec::Sqlite(path) => Box::new(sqlite::SqliteSink::open(path, table)?),
             SinkSpec::Csv(path) => Box::new(csv::CsvSink::create(path)?),
             SinkSpec::Stdout => Box::new(csv::CsvSink::stdout()),
@@ -110,9 +123,15 @@ impl SinkSpec {
         files
     }
 
-    /// The SQLite file holding this sink's bookkeeping, if it keeps any.
+    /// True when runs into this sink can be resumed.
+    pub fn keeps_checkpoints(&self) -> bool {
+        matches!(self, SinkSpec::Postgres(_)) || self.state_path().is_some()
+    }
+
+    /// The SQLite file holding this sink's bookkeeping, if it keeps any there.
     pub fn state_path(&self) -> Option<std::path::PathBuf> {
         match self {
+            SinkSpec::Postgres(_) => None,
             SinkSpec::Sqlite(path) => Some(path.clone()),
             SinkSpec::Csv(path) => csv::state_path(path),
             SinkSpec::Stdout => None,
@@ -123,6 +142,7 @@ impl SinkSpec {
 impl std::fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            SinkSpec::Postgres(url) => f.write_str(&crate::checkpoint::redact(url)),
             SinkSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             SinkSpec::Csv(p) => write!(f, "csv:{}", p.display()),
             SinkSpec::Stdout => write!(f, "csv on stdout"),

@@ -1,0 +1,443 @@
+//! The Postgres sink: a typed table keyed by the schema's key column. Each
+//! batch is sent with COPY into a session-local staging table, then upserted
+//! (`INSERT … ON CONFLICT … DO UPDATE`) in the same transaction as the run's
+//! checkpoint rows, which live in the same database. A connection lost
+//! mid-run is re-opened with backoff (backon) and the batch retried: the
+//! transaction that died with it left nothing behind. An advisory lock on
+//! the pipeline's fingerprint keeps a second run of the same pipeline out.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use backon::BackoffBuilder;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, Row};
+use tokio::runtime::Runtime;
+
+use super::{quote_ident, status_name, Sink};
+use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
+use crate::record::{ColumnType, Record, Schema, Value};
+use crate::RunStatus;
+
+/// How long to keep trying to reconnect before the run fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+const STAGE: &str = "batchproc_stage";
+
+pub struct PostgresSink {
+    rt: Runtime,
+    inner: Inner,
+}
+
+/// Everything but the runtime, so `rt.block_on(inner.…)` borrows apart.
+struct Inner {
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+    table: String,
+    schema: Option<Schema>,
+    run_id: Option<i64>,
+    /// The advisory lock key held for this run (re-taken after a reconnect).
+    lock: Option<String>,
+    copy_sql: String,
+    upsert_sql: String,
+}
+
+impl PostgresSink {
+    pub fn open(url: &str, table: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+            anyhow::anyhow!(
+                "bad Postgres URL {}: {}",
+                redact(url),
+                redact(&e.to_string())
+            )
+        })?;
+        let mut conn = rt.block_on(connect(&options)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {}: {}",
+                redact(url),
+                redact(&e.to_string())
+            )
+        })?;
+        rt.block_on(store::migrate(&mut conn))?;
+        Ok(PostgresSink {
+            rt,
+            inner: Inner {
+                options,
+                conn: Some(conn),
+                table: table.to_owned(),
+                schema: None,
+                run_id: None,
+                lock: None,
+                copy_sql: String::new(),
+                upsert_sql: String::new(),
+            },
+        })
+    }
+}
+
+impl Inner {
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()> {
+        loop {
+            match self.try_write(batch, checkpoint).await {
+                Ok(()) => return Ok(()),
+                Err(e) if connection_lost(&e) => {
+                    crate::progress::say(&format!(
+                        "batchproc: warning: Postgres connection lost ({}); reconnecting",
+                        redact(&e.to_string())
+                    ));
+                    self.conn = None;
+                    self.reconnect().await?;
+                }
+                Err(e) => return Err(anyhow::Error::new(e)),
+            }
+        }
+    }
+
+    /// Replaces a dead connection: reconnects with backoff, then restores
+    /// the session state (staging table, advisory lock).
+    async fn reconnect(&mut self) -> Result<()> {
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_total_delay(Some(RECONNECT_FOR))
+            .with_max_times(usize::MAX)
+            .with_jitter()
+            .build();
+        let mut conn = loop {
+            match connect(&self.options).await {
+                Ok(conn) => break conn,
+                Err(e) => match delays.next() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => bail!("connection lost and not back within {RECONNECT_FOR:?}: {e}"),
+                },
+            }
+        };
+        if let Some(schema) = &self.schema {
+            create_stage(&mut conn, schema).await?;
+        }
+        if let Some(fingerprint) = &self.lock {
+            take_lock(&mut conn, fingerprint).await?;
+        }
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    async fn try_write(
+        &mut self,
+        batch: &[Record],
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<(), sqlx::Error> {
+        let conn = self.conn.as_mut().expect("connected");
+        let mut tx = conn.begin().await?;
+        if !batch.is_empty() {
+            let mut copy = tx.copy_in_raw(&self.copy_sql).await?;
+            copy.send(copy_csv(batch)).await?;
+            copy.finish().await?;
+            sqlx::query(&self.upsert_sql).execute(&mut *tx).await?;
+        }
+        if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
+            store::record(&mut tx, run_id, update, None)
+                .await
+                .map_err(|e| match e.downcast::<sqlx::Error>() {
+                    Ok(e) => e,
+                    Err(e) => sqlx::Error::Protocol(e.to_string()),
+                })?;
+        }
+        tx.commit().await
+    }
+}
+
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options))
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
+/// Errors after which the same batch may succeed on a new connection.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+async fn take_lock(conn: &mut PgConnection, fingerprint: &str) -> Result<()> {
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(fingerprint)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !got {
+        bail!("another batchproc run of this pipeline is working on this database; try again when it ends");
+    }
+    Ok(())
+}
+
+impl Sink for PostgresSink {
+    fn prepare(&mut self, schema: &Schema) -> Result<()> {
+        let inner = &mut self.inner;
+        let table = inner.table.clone();
+        let conn = inner.conn.as_mut().expect("connected");
+        self.rt.block_on(async {
+            prepare_table(conn, &table, schema).await?;
+            create_stage(conn, schema).await
+        })?;
+        let names: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let cols = names.join(", ");
+        let key = &names[schema.key];
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| *n != key)
+            .map(|n| format!("{n} = EXCLUDED.{n}"))
+            .collect();
+        inner.copy_sql = format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)");
+        inner.upsert_sql = format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({key}) DO UPDATE SET {}",
+            quote_ident(&table),
+            updates.join(", ")
+        );
+        inner.schema = Some(schema.clone());
+        Ok(())
+    }
+
+    fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
+        let inner = &mut self.inner;
+        let conn = inner.conn.as_mut().expect("connected");
+        let start = self.rt.block_on(async {
+            take_lock(conn, &spec.fingerprint).await?;
+            store::start_run(conn, spec).await
+        })?;
+        inner.lock = Some(spec.fingerprint.clone());
+        inner.run_id = Some(start.run_id);
+        Ok(Some(start))
+    }
+
+    fn check(&self, record: &Record) -> Option<String> {
+        let schema = self.inner.schema.as_ref()?;
+        record
+            .values
+            .iter()
+            .zip(&schema.columns)
+            .find_map(|(v, c)| match (v, c.ty) {
+                (Value::Bytes(_), ColumnType::Text) => Some(format!(
+                    "{} is not valid UTF-8, which a Postgres TEXT column cannot hold",
+                    c.name
+                )),
+                (Value::Text(s), _) if s.contains('\0') => Some(format!(
+                    "{} contains a NUL character, which Postgres text cannot hold",
+                    c.name
+                )),
+                _ => None,
+            })
+    }
+
+    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        self.rt
+            .block_on(self.inner.write(batch, checkpoint))
+            .with_context(|| format!("writing to table {}", self.inner.table))
+    }
+
+    fn end_run(&mut self, status: RunStatus, skipped: u64) -> Result<()> {
+        if let (Some(conn), Some(run_id)) = (self.inner.conn.as_mut(), self.inner.run_id) {
+            self.rt
+                .block_on(store::end_run(conn, run_id, status_name(status), skipped))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(conn) = self.inner.conn.take() {
+            self.rt
+                .block_on(conn.close())
+                .context("closing Postgres connection")?;
+        }
+        Ok(())
+    }
+}
+
+/// The batch as COPY's CSV: text always quoted (so an empty string is not
+/// NULL), NULL as an unquoted empty field, bytes as `\x` hex.
+fn copy_csv(batch: &[Record]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(batch.len() * 128);
+    for record in batch {
+        for (i, value) in record.values.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match value {
+                Value::Null => {}
+                Value::Int(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Value::Float(f) => {
+                    let _ = write!(out, "{f:?}");
+                }
+                Value::Text(s) => {
+                    out.push('"');
+                    out.push_str(&s.replace('"', "\"\""));
+                    out.push('"');
+                }
+                Value::Bytes(b) => {
+                    out.push_str("\\x");
+                    for byte in b {
+                        let _ = write!(out, "{byte:02x}");
+                    }
+                }
+                Value::Time(t) => out.push_str(&Value::format_time(t)),
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn pg_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int => "BIGINT",
+        ColumnType::Float => "DOUBLE PRECISION",
+        ColumnType::Text => "TEXT",
+        ColumnType::Bytes => "BYTEA",
+        ColumnType::Time => "TIMESTAMPTZ",
+    }
+}
+
+/// The `information_schema` names a compatible existing column may have.
+fn accepted(ty: ColumnType) -> &'static [&'static str] {
+    match ty {
+        ColumnType::Int => &["bigint", "numeric"],
+        ColumnType::Float => &["double precision", "numeric"],
+        ColumnType::Text => &["text", "character varying"],
+        ColumnType::Bytes => &["bytea"],
+        ColumnType::Time => &["timestamp with time zone"],
+    }
+}
+
+async fn create_stage(conn: &mut PgConnection, schema: &Schema) -> Result<()> {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", quote_ident(&c.name), pg_type(c.ty)))
+        .collect();
+    sqlx::query(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({}) ON COMMIT DELETE ROWS",
+        cols.join(", ")
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates the table, or checks an existing one as the SQLite sink does:
+/// right types, a plain unique index on the key, nothing NOT NULL or
+/// generated among our columns, nothing required that we do not write.
+async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) -> Result<()> {
+    let q = quote_ident(table);
+    let existing = sqlx::query(
+        "SELECT column_name::text AS name, data_type::text AS ty, is_nullable::text AS nullable, \
+         column_default::text AS dflt, is_generated::text AS generated \
+         FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    let key = &schema.key_column().name;
+    if existing.is_empty() {
+        let cols: Vec<String> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let k = if i == schema.key { " PRIMARY KEY" } else { "" };
+                format!("{} {}{k}", quote_ident(&c.name), pg_type(c.ty))
+            })
+            .collect();
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {q} ({})",
+            cols.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    let incompatible = |why: String| anyhow::anyhow!("table {table:?} is incompatible: {why}");
+    let mut missing = Vec::new();
+    for col in &schema.columns {
+        let Some(row) = existing
+            .iter()
+            .find(|r| r.get::<String, _>("name") == col.name)
+        else {
+            missing.push(col);
+            continue;
+        };
+        let ty: String = row.get("ty");
+        if !accepted(col.ty).contains(&ty.as_str()) {
+            return Err(incompatible(format!(
+                "column {:?} has type {ty:?}, this run writes {}",
+                col.name,
+                pg_type(col.ty)
+            )));
+        }
+        if row.get::<String, _>("generated") == "ALWAYS" {
+            return Err(incompatible(format!(
+                "column {:?} is a generated column",
+                col.name
+            )));
+        }
+        if row.get::<String, _>("nullable") == "NO" && col.name != *key {
+            return Err(incompatible(format!(
+                "column {:?} is NOT NULL, and this run leaves it NULL for failed items",
+                col.name
+            )));
+        }
+    }
+    for row in &existing {
+        let name: String = row.get("name");
+        let ours = schema.columns.iter().any(|c| c.name == name);
+        let required = row.get::<String, _>("nullable") == "NO"
+            && row.get::<Option<String>, _>("dflt").is_none();
+        if !ours && required {
+            return Err(incompatible(format!(
+                "column {name:?} is NOT NULL without a default, and this run does not write it"
+            )));
+        }
+    }
+    let unique: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique \
+         AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)",
+    )
+    .bind(table)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !unique {
+        return Err(incompatible(format!(
+            "column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, without WHERE)"
+        )));
+    }
+    for col in missing {
+        sqlx::query(&format!(
+            "ALTER TABLE {q} ADD COLUMN {} {}",
+            quote_ident(&col.name),
+            pg_type(col.ty)
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
