@@ -8,37 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
 use sqlx::Row;
 
 const FILES: usize = 2000;
-
-/// 2,000 files of varied sizes over 8 directories, and their sha256sum digests.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    let d = root.join("d");
-    let mut oracle = BTreeMap::new();
-    for i in 0..FILES {
-        let sub = d.join(format!("s{}", i % 8));
-        std::fs::create_dir_all(&sub).unwrap();
-        let path = sub.join(format!("f{i:05}.txt"));
-        std::fs::write(&path, format!("file {i}\n").repeat(i % 97)).unwrap();
-        oracle.insert(format!("d/s{}/f{i:05}.txt", i % 8), String::new());
-    }
-    let out = std::process::Command::new("sh")
-        .current_dir(root)
-        .arg("-c")
-        .arg("find d -type f -print0 | xargs -0 sha256sum")
-        .output()
-        .unwrap();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let (sum, path) = line.split_once("  ").unwrap();
-        oracle.insert(path.to_owned(), sum.to_owned());
-    }
-    assert_eq!(oracle.len(), FILES);
-    oracle
-}
 
 fn spawn(root: &Path, sink: &str, resume: bool) -> Child {
     let mut cmd = batchproc_std(root);
@@ -64,14 +40,6 @@ fn spawn(root: &Path, sink: &str, resume: bool) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn sigkill_after(mut child: Child, delay: Duration) -> bool {
-    std::thread::sleep(delay);
-    let finished = child.try_wait().unwrap().is_some();
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    finished
 }
 
 fn integrity_ok(db: &Path) {
@@ -124,7 +92,7 @@ const DELAYS: [u64; 12] = [0, 3, 10, 25, 40, 60, 80, 100, 120, 150, 180, 220];
 #[test]
 fn sqlite_sink_survives_sigkill_at_many_points() {
     let tmp = tempfile::tempdir().unwrap();
-    let oracle = tree(tmp.path());
+    let oracle = hashed_tree(tmp.path(), FILES);
     let db = tmp.path().join("out.db");
     // A trigger logs every row written a second time: a record committed
     // twice (not merely re-sent after a rollback) would show up here.
@@ -175,7 +143,7 @@ fn sqlite_sink_survives_sigkill_at_many_points() {
 #[test]
 fn csv_sink_survives_sigkill_at_many_points() {
     let tmp = tempfile::tempdir().unwrap();
-    let oracle = tree(tmp.path());
+    let oracle = hashed_tree(tmp.path(), FILES);
     let state = tmp.path().join("out.csv.state.db");
     let kills = kill_and_resume(tmp.path(), "csv:out.csv", &state, &DELAYS);
     assert!(kills >= 10, "only {kills} kills landed mid-run");
@@ -197,7 +165,7 @@ fn csv_sink_survives_sigkill_at_many_points() {
 #[test]
 fn kill_right_at_start_then_resume() {
     let tmp = tempfile::tempdir().unwrap();
-    let oracle = tree(tmp.path());
+    let oracle = hashed_tree(tmp.path(), FILES);
     let db = tmp.path().join("out.db");
     for _ in 0..3 {
         let child = spawn(tmp.path(), "sqlite:out.db", true);
@@ -255,7 +223,7 @@ fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
 #[test]
 fn resume_with_other_processors_starts_a_new_run_and_never_mixes() {
     let tmp = tempfile::tempdir().unwrap();
-    tree(tmp.path());
+    hashed_tree(tmp.path(), FILES);
     let child = spawn(tmp.path(), "sqlite:out.db", false);
     assert!(
         !sigkill_after(child, Duration::from_millis(150)),

@@ -2,9 +2,13 @@
 //! the SQLite file it wrote, and oracles computed by other tools.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::process::Command as StdCommand;
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{Connection, SqliteConnection};
@@ -103,4 +107,39 @@ pub fn many_csv_files(dir: &Path, n: usize) -> Vec<PathBuf> {
 
 pub fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `files` files of varied sizes over 8 directories under `root/d`, and
+/// their digests by sha256sum (path as walked -> digest).
+pub fn hashed_tree(root: &Path, files: usize) -> BTreeMap<String, String> {
+    let d = root.join("d");
+    let mut oracle = BTreeMap::new();
+    for i in 0..files {
+        let sub = d.join(format!("s{}", i % 8));
+        std::fs::create_dir_all(&sub).unwrap();
+        let path = sub.join(format!("f{i:05}.txt"));
+        std::fs::write(&path, format!("file {i}\n").repeat(i % 97)).unwrap();
+        oracle.insert(format!("d/s{}/f{i:05}.txt", i % 8), String::new());
+    }
+    let out = std::process::Command::new("sh")
+        .current_dir(root)
+        .arg("-c")
+        .arg("find d -type f -print0 | xargs -0 sha256sum")
+        .output()
+        .unwrap();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (sum, path) = line.split_once("  ").unwrap();
+        oracle.insert(path.to_owned(), sum.to_owned());
+    }
+    assert_eq!(oracle.len(), files);
+    oracle
+}
+
+/// Waits `delay`, then SIGKILLs the child; true if it had already finished.
+pub fn sigkill_after(mut child: Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    let finished = child.try_wait().unwrap().is_some();
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    finished
 }

@@ -1,0 +1,343 @@
+//! The Postgres sink against the real local server: round trips, types,
+//! SIGKILL + resume, a lost connection, the advisory lock, redaction.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::pg::{fresh_db, PgDb};
+use common::*;
+use sqlx::Row;
+
+fn sha_rows(db: &PgDb, table: &str) -> BTreeMap<String, String> {
+    db.query(&format!("SELECT path, sha256 FROM {table}"))
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn files_into_postgres_match_the_oracles_with_typed_columns() {
+    let Some(db) = fresh_db() else { return };
+    let out = batchproc(&fixtures())
+        .args([
+            "files",
+            "sample",
+            "-p",
+            "sha256,lines",
+            "-q",
+            "-t",
+            "file_hashes",
+            "--sink",
+        ])
+        .arg(&db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let sums = oracle("sample.sha256");
+    let lines = oracle("sample.wc");
+    let rows = db.query("SELECT path, size, extract(epoch FROM mtime)::float8 AS mtime, sha256, lines, error FROM file_hashes");
+    assert_eq!(rows.len(), sums.len());
+    for row in rows {
+        let path: String = row.get("path");
+        let rel = path.strip_prefix("sample/").unwrap();
+        assert_eq!(row.get::<String, _>("sha256"), sums[rel], "{path}");
+        assert_eq!(row.get::<i64, _>("lines").to_string(), lines[rel], "{path}");
+        assert_eq!(row.get::<Option<String>, _>("error"), None);
+        let meta = std::fs::metadata(fixtures().join(&path)).unwrap();
+        assert_eq!(row.get::<i64, _>("size") as u64, meta.len());
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((row.get::<f64, _>("mtime") - mtime).abs() < 1e-5, "{path}");
+    }
+    let types: Vec<(String, String)> = db
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name = 'file_hashes' ORDER BY ordinal_position",
+        )
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [
+        ("path", "text"),
+        ("size", "bigint"),
+        ("mtime", "timestamp with time zone"),
+        ("sha256", "text"),
+        ("lines", "bigint"),
+        ("error", "text"),
+    ];
+    assert_eq!(types, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    // A rerun upserts: still one row per file.
+    batchproc(&fixtures())
+        .args([
+            "files",
+            "sample",
+            "-p",
+            "sha256,lines",
+            "-q",
+            "-t",
+            "file_hashes",
+            "--sink",
+        ])
+        .arg(&db.url)
+        .assert()
+        .success();
+    assert_eq!(sha_rows(&db, "file_hashes").len(), sums.len());
+}
+
+#[test]
+fn postgres_sink_survives_sigkill_at_many_points() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let files = 1500;
+    let oracle = hashed_tree(tmp.path(), files);
+    // Logs any row written a second time (see tests/resume.rs).
+    db.execute(
+        "CREATE TABLE files (path TEXT PRIMARY KEY, size BIGINT, mtime TIMESTAMPTZ, sha256 TEXT, error TEXT); \
+         CREATE TABLE rewritten (path TEXT); \
+         CREATE FUNCTION log_rewrite() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN INSERT INTO rewritten VALUES (NEW.path); RETURN NEW; END $$; \
+         CREATE TRIGGER files_rewritten AFTER UPDATE ON files FOR EACH ROW EXECUTE FUNCTION log_rewrite();",
+    );
+    let spawn = |resume: bool| {
+        let mut cmd = batchproc_std(tmp.path());
+        cmd.args([
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "-w",
+            "2",
+            "--batch-size",
+            "29",
+            "-q",
+            "--sink",
+            &db.url,
+        ]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.env("BATCHPROC_TEST_COMMIT_DELAY_MS", "40")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    let mut finished = false;
+    for (i, ms) in [0u64, 30, 60, 90, 120, 150, 200, 250, 300, 350]
+        .iter()
+        .enumerate()
+    {
+        finished = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
+        if finished {
+            break;
+        }
+        kills += 1;
+    }
+    if !finished {
+        assert!(spawn(true).wait().unwrap().success());
+    }
+    assert!(kills >= 8, "only {kills} kills landed mid-run");
+    assert_eq!(sha_rows(&db, "files"), oracle);
+    let runs = db.query("SELECT status, ok FROM batchproc_runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].get::<String, _>(0), "succeeded");
+    assert_eq!(runs[0].get::<i64, _>(1) as usize, files);
+    assert_eq!(
+        db.query("SELECT count(*) FROM rewritten")[0].get::<i64, _>(0),
+        0,
+        "a record was committed twice"
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM batchproc_checkpoints")[0].get::<i64, _>(0),
+        0
+    );
+}
+
+#[test]
+fn a_lost_connection_is_retried_and_the_run_completes() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = hashed_tree(tmp.path(), 400);
+    let child = batchproc_std(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "-w",
+            "2",
+            "--batch-size",
+            "20",
+            "--sink",
+            &db.url,
+        ])
+        .env("BATCHPROC_TEST_COMMIT_DELAY_MS", "100")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let committed = || {
+        let exists: bool = db.query("SELECT to_regclass('batchproc_runs') IS NOT NULL")[0].get(0);
+        exists
+            && db.query("SELECT coalesce(max(ok), 0)::int8 FROM batchproc_runs")[0].get::<i64, _>(0)
+                >= 40
+    };
+    while !committed() {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(db.terminate_sessions() >= 1);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Postgres connection lost"), "{err}");
+    assert_eq!(sha_rows(&db, "files"), oracle);
+    assert_eq!(
+        db.query("SELECT ok FROM batchproc_runs")[0].get::<i64, _>(0),
+        400
+    );
+}
+
+#[test]
+fn a_second_run_of_the_same_pipeline_is_refused_while_the_first_works() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 10);
+    std::fs::File::create(d.join("big.bin"))
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let mut first = batchproc_std(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--sink", &db.url])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let started = || {
+        let exists: bool = db.query("SELECT to_regclass('batchproc_runs') IS NOT NULL")[0].get(0);
+        exists && db.query("SELECT count(*) FROM batchproc_runs")[0].get::<i64, _>(0) > 0
+    };
+    while !started() {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--sink", &db.url])
+        .output()
+        .unwrap();
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("another batchproc run of this pipeline is working"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Another pipeline (other processors) into the same database is fine.
+    std::fs::remove_file(d.join("big.bin")).unwrap();
+    batchproc(tmp.path())
+        .args([
+            "files", "d", "-p", "lines", "-t", "other", "-q", "--sink", &db.url,
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn passwords_never_appear_and_a_refused_connection_is_exit_2() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 3);
+    let secret = "s3cr3t-Pa55";
+    let url = db.url_with_password(secret);
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "--sink", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        !err.contains(secret) && err.contains("postgres:***@"),
+        "{err}"
+    );
+    let command: String = db.query("SELECT command FROM batchproc_runs")[0].get(0);
+    assert!(
+        !command.contains(secret) && command.contains("postgres:***@"),
+        "{command}"
+    );
+    let runs = batchproc(tmp.path())
+        .args(["runs", "--sink", &url])
+        .output()
+        .unwrap();
+    assert!(runs.status.success());
+    assert!(!String::from_utf8_lossy(&runs.stdout).contains(secret));
+    // Nothing listens on port 1.
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "--sink",
+            &format!("postgres://bob:{secret}@127.0.0.1:1/x"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("cannot connect to postgres://bob:***@127.0.0.1:1/x"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+}
+
+#[test]
+fn rows_postgres_cannot_hold_fail_their_item_only() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 5);
+    std::fs::write(d.join(OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+    let out = batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "--on-error",
+            "skip",
+            "--sink",
+            &db.url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("path is not valid UTF-8"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(sha_rows(&db, "files").len(), 5);
+    // An incompatible existing table is refused before any work.
+    db.execute("CREATE TABLE wrong (path TEXT PRIMARY KEY, size TEXT)");
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-t", "wrong", "--sink", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("column \"size\" has type \"text\""),
+        "{}",
+        stderr_of(&out)
+    );
+}
