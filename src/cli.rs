@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "batchproc",
     version,
-    about = "Batch jobs over many files: a bounded worker pool, fail-fast, results in SQLite or CSV",
+    about = "Batch jobs over many files or database rows: a bounded worker pool, fail-fast, \
+             exactly-once results in SQLite, Postgres or CSV",
     after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
-                  130 interrupted (what finished is committed)."
+                  130 interrupted (what finished is committed; --resume continues)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,13 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Process every regular file under one or more directories.
     Files(FilesArgs),
+    /// Process every row of a database query, read page by page.
+    Query(QueryArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// The sink whose runs to list: sqlite:PATH, csv:PATH (its state file), or a .db/.csv path.
+    /// The sink whose runs to list: sqlite:PATH, postgres://…, csv:PATH (its state file), or a .db/.csv path.
     #[arg(
         short = 'o',
         long,
@@ -61,31 +64,6 @@ pub struct FilesArgs {
     #[arg(short = 'p', long = "processor", value_name = "SPEC")]
     pub processors: Vec<String>,
 
-    /// Worker threads [default: number of CPUs].
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub workers: Option<u32>,
-
-    /// Capacity of the bounded queue between the walk and the workers [default: 64 per worker].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub queue: Option<u32>,
-
-    /// Where results go: sqlite:PATH, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
-    #[arg(
-        short = 'o',
-        long,
-        value_name = "URL",
-        default_value = "sqlite:batchproc.db"
-    )]
-    pub sink: String,
-
-    /// Table to write (database sinks); created if missing, rows keyed by path.
-    #[arg(short, long, value_name = "NAME", default_value = "files")]
-    pub table: String,
-
-    /// Rows per sink transaction; a partial batch is also flushed after about a second.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub batch_size: u32,
-
     /// Only files matching GLOB (a glob without / matches the file name, one with / the path under DIR).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
@@ -102,11 +80,72 @@ pub struct FilesArgs {
     #[arg(short = 'L', long)]
     pub follow: bool,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The database to read: sqlite:PATH or postgres://…
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+
+    /// The query; every column passes through to the output.
+    #[arg(long, value_name = "SQL")]
+    pub sql: String,
+
+    /// A unique, orderable column of the query (integer or text): pages are
+    /// read with WHERE key > last ORDER BY key, and rows are upserted on it.
+    #[arg(long, value_name = "COLUMN")]
+    pub key: String,
+
+    /// Rows per page read from the source.
+    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub page_size: u32,
+
+    /// Row processors, repeatable or comma-separated: NAME:COLUMN with NAME one of
+    /// sha256, blake3, lines, mime, csv, json (e.g. sha256:body).
+    #[arg(short = 'p', long = "processor", value_name = "SPEC")]
+    pub processors: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options every pipeline has.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Worker threads [default: number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: Option<u32>,
+
+    /// Capacity of the bounded queue between the source and the workers [default: 64 per worker].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue: Option<u32>,
+
+    /// Where results go: sqlite:PATH, postgres://…, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db"
+    )]
+    pub sink: String,
+
+    /// Table to write (database sinks); created if missing, rows keyed by the key column
+    /// [default: files for `files`, rows for `query`].
+    #[arg(short, long, value_name = "NAME")]
+    pub table: Option<String>,
+
+    /// Rows per sink transaction; a partial batch is also flushed after about a second.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
     /// What a failed item does to the run.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
     pub on_error: OnError,
 
-    /// Continue the latest unfinished run of this same pipeline (same roots,
+    /// Continue the latest unfinished run of this same pipeline (same source,
     /// filters, processors, sink and table), skipping what it committed.
     #[arg(long)]
     pub resume: bool,

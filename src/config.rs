@@ -1,5 +1,5 @@
 //! The validated configuration of a run: flags checked, defaults applied,
-//! the sink URL parsed. Every error here is a usage error (exit 2).
+//! URLs parsed. Every error here is a usage error (exit 2).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,15 +7,15 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::checkpoint;
-use crate::cli::{FilesArgs, OnError};
+use crate::cli::{FilesArgs, OnError, QueryArgs, RunArgs};
 use crate::processor::{self, Processor};
 use crate::record::DisplayPath;
 use crate::sink::{validate_table_name, SinkSpec};
 use crate::source::files::{FileSource, Filters};
+use crate::source::query::{QuerySource, SourceDb};
 
-pub struct FilesConfig {
-    pub source: FileSource,
-    pub processors: Vec<Box<dyn Processor>>,
+/// What every pipeline needs besides its source and processors.
+pub struct RunConfig {
     pub sink: SinkSpec,
     pub table: String,
     pub workers: usize,
@@ -26,50 +26,31 @@ pub struct FilesConfig {
     pub quiet: bool,
     pub resume: bool,
     pub checkpoint: bool,
-    /// Items the walk may run ahead of the checkpoint watermark.
+    /// Items the source may run ahead of the checkpoint watermark.
     pub window: usize,
+    /// What gives results their meaning: source, processors, sink, table.
     pub fingerprint: String,
 }
 
-impl FilesConfig {
-    pub fn from_args(args: FilesArgs) -> Result<Self> {
-        let roots = check_roots(args.dirs)?;
-        if args.max_depth == Some(0) {
-            bail!("--max-depth must be at least 1");
-        }
-        validate_table_name(&args.table)?;
-        let workers = match args.workers {
-            Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        let processors = processor::parse_list(&args.processors)?;
+impl RunConfig {
+    fn from_args(args: RunArgs, default_table: &str, meaning: &[(&str, String)]) -> Result<Self> {
+        let table = args.table.unwrap_or_else(|| default_table.to_owned());
+        validate_table_name(&table)?;
         let sink = SinkSpec::parse(&args.sink)?;
         if args.resume && !sink.keeps_checkpoints() {
             bail!("--resume needs a sink that keeps checkpoints: SQLite, Postgres or a CSV file (not stdout or a device)");
         }
-        let names: Vec<&str> = processors.iter().map(|p| p.name()).collect();
-        let fingerprint = checkpoint::fingerprint(&[
-            ("command", "files".into()),
-            ("roots", format!("{roots:?}")),
-            ("include", format!("{:?}", args.include)),
-            ("exclude", format!("{:?}", args.exclude)),
-            ("max_depth", format!("{:?}", args.max_depth)),
-            ("follow", args.follow.to_string()),
-            ("processors", names.join(",")),
-            ("sink", sink.to_string()),
-            ("table", args.table.clone()),
-        ]);
-        Ok(FilesConfig {
-            source: FileSource {
-                roots,
-                filters: Filters::new(&args.include, &args.exclude)?,
-                max_depth: args.max_depth,
-                follow: args.follow,
-                exclude_files: Default::default(),
-            },
-            processors,
+        let workers = match args.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let mut parts = meaning.to_vec();
+        parts.push(("sink", sink.to_string()));
+        parts.push(("table", table.clone()));
+        Ok(RunConfig {
+            fingerprint: checkpoint::fingerprint(&parts),
             sink,
-            table: args.table,
+            table,
             workers,
             queue: args.queue.map_or(64 * workers, |n| n as usize),
             batch_size: args.batch_size as usize,
@@ -79,7 +60,107 @@ impl FilesConfig {
             resume: args.resume,
             checkpoint: !args.no_checkpoint,
             window: 100_000,
-            fingerprint,
+        })
+    }
+}
+
+pub struct FilesConfig {
+    pub run: RunConfig,
+    pub source: FileSource,
+    pub processors: Vec<Box<dyn Processor>>,
+}
+
+impl FilesConfig {
+    pub fn from_args(args: FilesArgs) -> Result<Self> {
+        let roots = check_roots(args.dirs)?;
+        if args.max_depth == Some(0) {
+            bail!("--max-depth must be at least 1");
+        }
+        let processors = processor::parse_list(&args.processors)?;
+        let names: Vec<&str> = processors.iter().map(|p| p.name()).collect();
+        let run = RunConfig::from_args(
+            args.run,
+            "files",
+            &[
+                ("command", "files".into()),
+                ("roots", format!("{roots:?}")),
+                ("include", format!("{:?}", args.include)),
+                ("exclude", format!("{:?}", args.exclude)),
+                ("max_depth", format!("{:?}", args.max_depth)),
+                ("follow", args.follow.to_string()),
+                ("processors", names.join(",")),
+            ],
+        )?;
+        Ok(FilesConfig {
+            run,
+            source: FileSource {
+                roots,
+                filters: Filters::new(&args.include, &args.exclude)?,
+                max_depth: args.max_depth,
+                follow: args.follow,
+                exclude_files: Default::default(),
+            },
+            processors,
+        })
+    }
+}
+
+pub struct QueryConfig {
+    pub run: RunConfig,
+    pub source: QuerySource,
+    /// `(processor, column name)` pairs from `-p NAME:COLUMN`.
+    pub processors: Vec<(Box<dyn Processor>, String)>,
+}
+
+impl QueryConfig {
+    pub fn from_args(args: QueryArgs) -> Result<Self> {
+        let from = SourceDb::parse(&args.from)?;
+        let mut processors: Vec<(Box<dyn Processor>, String)> = Vec::new();
+        for spec in args
+            .processors
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+        {
+            if spec.is_empty() {
+                continue;
+            }
+            let Some((name, column)) = spec.split_once(':') else {
+                bail!("query processors take a column: {spec}:COLUMN (e.g. sha256:body)");
+            };
+            let mut one = processor::parse_list(&[name.to_owned()])?;
+            if processors
+                .iter()
+                .any(|(p, c)| p.name() == name && c == column)
+            {
+                bail!("processor {spec:?} is given twice");
+            }
+            processors.push((one.remove(0), column.to_owned()));
+        }
+        let specs: Vec<String> = processors
+            .iter()
+            .map(|(p, c)| format!("{}:{c}", p.name()))
+            .collect();
+        let run = RunConfig::from_args(
+            args.run,
+            "rows",
+            &[
+                ("command", "query".into()),
+                ("from", from.to_string()),
+                ("sql", args.sql.clone()),
+                ("key", args.key.clone()),
+                ("processors", specs.join(",")),
+            ],
+        )?;
+        Ok(QueryConfig {
+            run,
+            source: QuerySource {
+                from,
+                sql: args.sql,
+                key: args.key,
+                page_size: args.page_size as usize,
+            },
+            processors,
         })
     }
 }

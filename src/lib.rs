@@ -81,26 +81,40 @@ impl RunError {
 pub fn run(cli: Cli) -> Result<RunStatus, RunError> {
     match cli.command {
         Command::Files(args) => {
-            let quiet = args.quiet;
             let cfg = config::FilesConfig::from_args(args).map_err(RunError::Config)?;
-            let sink = cfg.sink.to_string();
+            let (quiet, sink) = (cfg.run.quiet, cfg.run.sink.to_string());
             let cancel = Cancel::new();
             let _signals = watch_signals(&cancel).map_err(RunError::Failed)?;
-            let (status, summary) = pipeline::run_files(cfg, &cancel)?;
-            if !quiet {
-                let prefix = match status {
-                    RunStatus::Interrupted => "interrupted: ",
-                    _ => "",
-                };
-                progress::say(&format!("batchproc: {prefix}{} -> {sink}", summary.line()));
-            }
-            Ok(status)
+            finish(pipeline::run_files(cfg, &cancel)?, quiet, &sink)
+        }
+        Command::Query(args) => {
+            let cfg = config::QueryConfig::from_args(args).map_err(RunError::Config)?;
+            let (quiet, sink) = (cfg.run.quiet, cfg.run.sink.to_string());
+            let cancel = Cancel::new();
+            let _signals = watch_signals(&cancel).map_err(RunError::Failed)?;
+            finish(pipeline::run_query(cfg, &cancel)?, quiet, &sink)
         }
         Command::Runs(args) => {
             runs::list(&args).map_err(RunError::Config)?;
             Ok(RunStatus::Succeeded)
         }
     }
+}
+
+/// Prints the summary line (unless quiet) and passes the status on.
+fn finish(
+    (status, summary): (RunStatus, progress::Summary),
+    quiet: bool,
+    sink: &str,
+) -> Result<RunStatus, RunError> {
+    if !quiet {
+        let prefix = match status {
+            RunStatus::Interrupted => "interrupted: ",
+            _ => "",
+        };
+        progress::say(&format!("batchproc: {prefix}{} -> {sink}", summary.line()));
+    }
+    Ok(status)
 }
 
 /// SIGINT/SIGTERM cancel the run, which then commits what finished; a second

@@ -14,22 +14,80 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::checkpoint::{self, ItemKey, Ledger, ResumePoint, RunSpec};
 use crate::cli::OnError;
-use crate::config::FilesConfig;
+use crate::config::{FilesConfig, QueryConfig, RunConfig};
 use crate::pool::{Cancel, CancelReason, Pool};
 use crate::progress::{say, Progress, Summary};
-use crate::record::{DisplayPath, Record};
-use crate::sink::Sink;
+use crate::record::Record;
+use crate::sink::{Sink, SinkSpec};
 use crate::source::files::{dir_done, done_before, FileSource, Visit};
 use crate::source::Source;
-use crate::work::{Buffer, FileWork, Outcome};
+use crate::work::files::FileWork;
+use crate::work::rows::RowWork;
+use crate::work::{Buffer, Outcome, Work};
 use crate::{RunError, RunStatus};
+
+/// Counts the items still to do, ahead of the source, for the progress bar.
+type Counter<'a> = Box<dyn FnOnce(&ResumePoint, &Progress, &Cancel) + Send + 'a>;
 
 /// Runs the `files` pipeline to the end, or until cancelled.
 pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summary), RunError> {
-    let started = Instant::now();
     let FilesConfig {
+        run,
         mut source,
         processors,
+    } = cfg;
+    let work = FileWork::new(processors, source.follow);
+    let counted = source.clone();
+    let count: Counter =
+        Box::new(move |point, progress, cancel| count_ahead(&counted, point, progress, cancel));
+    run_pipeline(
+        run,
+        work,
+        cancel,
+        |sink| {
+            // Only now do the sink's files exist, to be left out of the walk.
+            source.exclude_files = sink
+                .own_files()
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect();
+            source
+        },
+        Some(count),
+    )
+}
+
+/// Runs the `query` pipeline to the end, or until cancelled.
+pub fn run_query(cfg: QueryConfig, cancel: &Cancel) -> Result<(RunStatus, Summary), RunError> {
+    let QueryConfig {
+        run,
+        source,
+        processors,
+    } = cfg;
+    let from = source.from.to_string();
+    let shape = source
+        .describe()
+        .map_err(|e| RunError::Config(e.context(format!("query on {from}"))))?;
+    let work = RowWork::new(&shape, processors).map_err(RunError::Config)?;
+    run_pipeline(run, work, cancel, |_| source, None)
+}
+
+/// The pipeline shared by every source: sink checks, bookkeeping, the
+/// threads, the batcher, the end of the run.
+fn run_pipeline<W, S>(
+    cfg: RunConfig,
+    work: W,
+    cancel: &Cancel,
+    make_source: impl FnOnce(&SinkSpec) -> S,
+    count: Option<Counter>,
+) -> Result<(RunStatus, Summary), RunError>
+where
+    W: Work,
+    S: Source<Item = W::Item>,
+{
+    let started = Instant::now();
+    let RunConfig {
         sink: sink_spec,
         table,
         workers,
@@ -45,7 +103,6 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     } = cfg;
     let config_error = |e: anyhow::Error| RunError::Config(e.context(format!("sink {sink_spec}")));
     let run_error = |e: anyhow::Error| RunError::Failed(e.context(format!("sink {sink_spec}")));
-    let work = FileWork::new(processors, source.follow);
     let mut sink = sink_spec.open(&table).map_err(RunError::Config)?;
     sink.prepare(work.schema()).map_err(config_error)?;
 
@@ -65,12 +122,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
             say(&format!("batchproc: {notice}"));
         }
     }
-    source.exclude_files = sink_spec
-        .own_files()
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| (m.dev(), m.ino()))
-        .collect();
+    let source = make_source(&sink_spec);
     let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
     let ledger = Ledger::new(point.clone(), window);
 
@@ -78,17 +130,23 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     let abort = on_error == OnError::Abort;
     let first_failure: OnceLock<String> = OnceLock::new();
     let pool_error: OnceLock<std::io::Error> = OnceLock::new();
+    let source_error: OnceLock<anyhow::Error> = OnceLock::new();
     let (item_tx, item_rx) = bounded(queue);
     let (out_tx, out_rx) = bounded(queue);
 
     let (summary, sink_error) = std::thread::scope(|scope| {
-        if progress.is_shown() {
-            let (source, progress) = (&source, &progress);
-            scope.spawn(move || count_ahead(source, &point, progress, cancel));
+        if let (true, Some(count)) = (progress.is_shown(), count) {
+            let (point, progress) = (&point, &progress);
+            scope.spawn(move || count(point, progress, cancel));
         }
-        let walk = source.clone();
         let ledger = &ledger;
-        scope.spawn(move || walk.run(item_tx, ledger, cancel));
+        let source_error = &source_error;
+        scope.spawn(move || {
+            if let Err(e) = source.run(item_tx, ledger, cancel) {
+                cancel.cancel(CancelReason::Failed);
+                let _ = source_error.set(e);
+            }
+        });
         let (work, first_failure) = (&work, &first_failure);
         let pool = Pool::new(workers);
         let pool_error = &pool_error;
@@ -97,8 +155,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
                 let outcome = work.process(buf, item, cancel);
                 if abort && !outcome.cancelled {
                     if let Some(error) = &outcome.error {
-                        let path = DisplayPath(&outcome.path);
-                        let _ = first_failure.set(format!("{path}: {error}"));
+                        let _ = first_failure.set(format!("{}: {error}", outcome.label));
                         cancel.cancel(CancelReason::Failed);
                     }
                 }
@@ -137,6 +194,14 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
             let _ = sink.end_run(RunStatus::Failed, 0);
         }
         return Err(run_error(e));
+    }
+    if let Some(e) = source_error.into_inner() {
+        // What finished is committed; the run is failed and resumable.
+        if run.is_some() {
+            let _ = sink.end_run(RunStatus::Failed, 0);
+        }
+        let _ = sink.finish();
+        return Err(RunError::Failed(e.context("source")));
     }
     if let Some(failure) = first_failure.get() {
         say(&format!("batchproc: error: {failure}"));
@@ -250,7 +315,7 @@ impl Batcher<'_> {
     }
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, outcome: Outcome) {
-        let path = DisplayPath(&outcome.path);
+        let path = &outcome.label;
         if outcome.vanished {
             // Gone before its turn: no row, and nothing to retry.
             self.progress.println(&format!(

@@ -14,6 +14,8 @@ pub enum ColumnType {
     Bytes,
     /// A point in time; SQLite and CSV store RFC 3339 UTC text with nanoseconds.
     Time,
+    /// SQLite stores 0/1, CSV `true`/`false`, Postgres BOOLEAN.
+    Bool,
 }
 
 /// A named, typed output column.
@@ -43,6 +45,7 @@ pub enum Value {
     /// valid UTF-8 for it (a file name that is not UTF-8): stored without loss.
     Bytes(Vec<u8>),
     Time(chrono::DateTime<chrono::Utc>),
+    Bool(bool),
 }
 
 impl Value {

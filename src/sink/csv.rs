@@ -209,5 +209,6 @@ fn field(value: &Value) -> Vec<u8> {
         Value::Text(s) => s.as_bytes().to_vec(),
         Value::Bytes(b) => b.clone(),
         Value::Time(t) => Value::format_time(t).into_bytes(),
+        Value::Bool(b) => b.to_string().into_bytes(),
     }
 }

@@ -298,6 +298,7 @@ fn copy_csv(batch: &[Record]) -> Vec<u8> {
                     }
                 }
                 Value::Time(t) => out.push_str(&Value::format_time(t)),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             }
         }
         out.push('\n');
@@ -312,6 +313,7 @@ fn pg_type(ty: ColumnType) -> &'static str {
         ColumnType::Text => "TEXT",
         ColumnType::Bytes => "BYTEA",
         ColumnType::Time => "TIMESTAMPTZ",
+        ColumnType::Bool => "BOOLEAN",
     }
 }
 
@@ -323,6 +325,7 @@ fn accepted(ty: ColumnType) -> &'static [&'static str] {
         ColumnType::Text => &["text", "character varying"],
         ColumnType::Bytes => &["bytea"],
         ColumnType::Time => &["timestamp with time zone"],
+        ColumnType::Bool => &["boolean"],
     }
 }
 

@@ -202,6 +202,7 @@ async fn write_batch(
                     Value::Text(s) => query.bind(s.as_str()),
                     Value::Bytes(b) => query.bind(b.as_slice()),
                     Value::Time(t) => query.bind(Value::format_time(t)),
+                    Value::Bool(b) => query.bind(*b),
                 };
             }
         }
@@ -232,7 +233,7 @@ fn affinity(declared: &str) -> &'static str {
 
 fn declared_type(ty: ColumnType) -> &'static str {
     match ty {
-        ColumnType::Int => "INTEGER",
+        ColumnType::Int | ColumnType::Bool => "INTEGER",
         ColumnType::Float => "REAL",
         ColumnType::Text | ColumnType::Time => "TEXT",
         ColumnType::Bytes => "BLOB",

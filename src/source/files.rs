@@ -164,7 +164,7 @@ impl FileItem {
 impl Source for FileSource {
     type Item = FileItem;
 
-    fn run(self, queue: Sender<FileItem>, ledger: &Ledger, cancel: &Cancel) {
+    fn run(self, queue: Sender<FileItem>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
         let after = ledger.resumed_after();
         self.walk(
             |dir| dir_done(after, dir),
@@ -183,6 +183,7 @@ impl Source for FileSource {
                 },
             },
         );
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! into the bounded queue that feeds the worker pool.
 
 pub mod files;
+pub mod query;
 
 use crossbeam_channel::Sender;
 
@@ -11,8 +12,10 @@ use crate::pool::Cancel;
 /// A producer of items in a deterministic order. `run` skips what the
 /// ledger says an earlier attempt committed, registers every item it queues
 /// with the ledger, blocks on the full queue (that is what keeps memory
-/// bounded) and returns early once `cancel` fires.
+/// bounded) and returns early once `cancel` fires. An error (the database
+/// went away, a key turned out not unique) fails the run.
 pub trait Source: Send {
     type Item: Send;
-    fn run(self, queue: Sender<Self::Item>, ledger: &Ledger, cancel: &Cancel);
+    fn run(self, queue: Sender<Self::Item>, ledger: &Ledger, cancel: &Cancel)
+        -> anyhow::Result<()>;
 }

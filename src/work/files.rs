@@ -8,14 +8,11 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context, Result};
 
-use crate::checkpoint::ItemKey;
+use super::{Buffer, Outcome, Work};
 use crate::pool::Cancel;
 use crate::processor::{Accumulator, Pass, Processor};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
 use crate::source::files::FileItem;
-
-/// Bytes read per `read` call; large enough that syscalls are noise next to hashing.
-const CHUNK: usize = 256 * 1024;
 
 /// The processors of a run, and the schema of the records they produce.
 pub struct FileWork {
@@ -23,29 +20,6 @@ pub struct FileWork {
     /// Without `--follow`, a symlink swapped in after the walk is not opened.
     follow: bool,
     schema: Schema,
-}
-
-/// A worker's reusable state.
-pub struct Buffer(Vec<u8>);
-
-impl Default for Buffer {
-    fn default() -> Self {
-        Buffer(vec![0; CHUNK])
-    }
-}
-
-/// The result of one item: its record and the error message if it failed.
-/// An item abandoned because the run was cancelled while it was in flight
-/// has `cancelled` set: it gets no row and counts neither way.
-pub struct Outcome {
-    pub path: std::path::PathBuf,
-    pub cancelled: bool,
-    /// The file was gone when its turn came: no row, not a failure.
-    pub vanished: bool,
-    pub key: ItemKey,
-    pub record: Record,
-    pub error: Option<String>,
-    pub bytes: u64,
 }
 
 impl FileWork {
@@ -63,14 +37,18 @@ impl FileWork {
             schema: Schema { columns, key: 0 },
         }
     }
+}
 
-    pub fn schema(&self) -> &Schema {
+impl Work for FileWork {
+    type Item = FileItem;
+
+    fn schema(&self) -> &Schema {
         &self.schema
     }
 
     /// Processes one item. Never panics on bad input: every failure ends up
     /// in `Outcome::error` with the record's processor columns left NULL.
-    pub fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
+    fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
         let path = item.path().to_path_buf();
         let FileItem {
             key,
@@ -103,7 +81,7 @@ impl FileWork {
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
-            path: path.clone(),
+            label: crate::record::DisplayPath(path).to_string(),
             cancelled,
             vanished,
             key,
@@ -115,7 +93,9 @@ impl FileWork {
             bytes: meta.map_or(0, |m| m.len()),
         }
     }
+}
 
+impl FileWork {
     fn read_file(
         &self,
         buf: &mut Buffer,

@@ -1,0 +1,46 @@
+//! What a worker does with one item: run the processors and build the
+//! record. One file per kind of item; both produce an [`Outcome`].
+
+pub mod files;
+pub mod rows;
+
+use crate::checkpoint::ItemKey;
+use crate::pool::Cancel;
+use crate::record::{Record, Schema};
+
+/// Bytes read per `read` call; large enough that syscalls are noise next to hashing.
+pub const CHUNK: usize = 256 * 1024;
+
+/// The per-item work of a pipeline.
+pub trait Work: Sync {
+    type Item: Send;
+    /// The columns of the records `process` builds.
+    fn schema(&self) -> &Schema;
+    /// Processes one item. Never panics on bad input: a failure ends up in
+    /// `Outcome::error`, with the processor columns left NULL.
+    fn process(&self, buf: &mut Buffer, item: Self::Item, cancel: &Cancel) -> Outcome;
+}
+
+/// A worker's reusable state.
+pub struct Buffer(pub Vec<u8>);
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer(vec![0; CHUNK])
+    }
+}
+
+/// The result of one item: its record and the error message if it failed.
+/// An item abandoned because the run was cancelled while it was in flight
+/// has `cancelled` set: it gets no row and counts neither way.
+pub struct Outcome {
+    /// The item as named in messages (a path, or `key=value`).
+    pub label: String,
+    pub cancelled: bool,
+    /// The file was gone when its turn came: no row, not a failure.
+    pub vanished: bool,
+    pub key: ItemKey,
+    pub record: Record,
+    pub error: Option<String>,
+    pub bytes: u64,
+}
