@@ -2,31 +2,35 @@
 """Kill-and-resume benchmark for benches/run.sh (`make bench`), in one process.
 
     python3 benches/resume_bench.py --bin BIN --tree DIR --db PATH --runs K \
-        [--kill-at 0.9] [--poll 0.02] [--batch-size N] --out OUT.json
+        [--warmup 1] [--kill-at 0.9] [--poll 0.02] [--batch-size N] --out OUT.json
 
-Each of K iterations:
+The command is `BIN files DIR -q -p sha256 --sink sqlite:PATH [--batch-size N]`.
+After --warmup untimed full runs, each of K iterations:
 
-1. deletes PATH (and its -wal/-shm/-journal) and starts
-   `BIN files DIR -q -p sha256 --sink sqlite:PATH [--batch-size N]`;
-2. every --poll seconds reads the committed count
-   (`SELECT ok FROM batchproc_runs ORDER BY id DESC LIMIT 1`, through a read-only
-   connection) until at least --kill-at of the files are committed, then SIGKILLs it;
+1. times a full uninterrupted run of the command (PATH deleted first) and checks
+   its result (below); the full runs and the resumes alternate, so a change in the
+   machine's load weighs on both alike;
+2. deletes PATH (and its -wal/-shm/-journal) and starts the command again; every
+   --poll seconds reads the committed count (`SELECT ok FROM batchproc_runs ORDER BY
+   id DESC LIMIT 1`, through a read-only connection) until at least --kill-at of the
+   files are committed, then SIGKILLs it;
 3. checks what the killed run left: one run row, status 'running', and exactly as
    many rows in the table as the run row says are committed (records and bookkeeping
    commit in one transaction);
 4. times the same command plus `--resume` to completion;
-5. checks the result, and exits 1 at once (no JSON) if any check fails: exit code 0;
-   still one run row (the same run, continued), status 'succeeded', ok == number of
-   files, failed == 0; exactly one row per file in the table, with exactly the paths
-   of the tree; and no committed row rewritten (the rows committed before the kill keep
-   their rowids, and no rowid beyond the file count was used).
+5. checks the result: exit code 0; still one run row (the same run, continued),
+   status 'succeeded', ok == number of files, failed == 0; exactly one row per file
+   in the table, with exactly the paths of the tree; and no committed row rewritten
+   (the rows committed before the kill keep their rowids, and no rowid beyond the
+   file count was used).
 
-An iteration where the run finishes before the poll sees the kill point (or the kill
-lands after everything was committed) is not a measurement; it is retried, and the
-benchmark fails after 3 such tries in a row.
+Any failed check ends the benchmark at once with exit 1 and no JSON. An iteration
+where the run finishes before the poll sees the kill point (or the kill lands after
+everything was committed) is not a measurement; it is retried, and the benchmark
+fails after 5 such tries in a row.
 
-The full uninterrupted run is timed separately, by hyperfine in run.sh. Writes the
-resume times and what each iteration saw to OUT.json for benches/report.py.
+Both kinds of run are timed with time.perf_counter around the child process. Writes
+the times and what each iteration saw to OUT.json for benches/report.py.
 """
 
 import argparse
@@ -140,6 +144,68 @@ def kill_at_fraction(cmd, db, n_files, kill_at, poll):
             proc.wait()
 
 
+def run_timed(cmd, what):
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        fail(f"{what} did not finish in {RUN_TIMEOUT} s: {' '.join(cmd)}")
+    secs = time.perf_counter() - t0
+    if res.returncode != 0:
+        fail(f"{what} exited {res.returncode}: {' '.join(cmd)}: {res.stderr.strip()}")
+    return secs, res.stderr.strip()
+
+
+def check_complete(db, table, paths, run_id=None, before=None):
+    """Problems with a finished run's database (an empty list if it is right)."""
+    n = len(paths)
+    after = state(db, table)
+    problems = []
+    if len(after["runs"]) != 1 or (run_id is not None and after["runs"][0]["id"] != run_id):
+        want = f"run {run_id} continued as the only run" if run_id is not None else "one run"
+        problems.append(f"expected {want}, found {after['runs']}")
+    r = after["runs"][-1] if after["runs"] else {}
+    if r.get("status") != "succeeded":
+        problems.append(f"status {r.get('status')!r}, expected 'succeeded'")
+    if r.get("ok") != n:
+        problems.append(f"ok = {r.get('ok')}, expected {n} (the number of files)")
+    if r.get("failed") != 0:
+        problems.append(f"failed = {r.get('failed')}, expected 0")
+    if after["rows"] != n:
+        problems.append(f"table {table} has {after['rows']} rows, expected {n}")
+    conn = connect_ro(db)
+    try:
+        stored = {p for (p,) in conn.execute(f'SELECT path FROM "{table}"')}
+        kept = None
+        if before is not None:
+            kept = conn.execute(f'SELECT count(*) FROM "{table}" WHERE rowid <= ?',
+                                (before["max_rowid"],)).fetchone()[0]
+    finally:
+        conn.close()
+    if stored != paths:
+        missing, extra = sorted(paths - stored), sorted(stored - paths)
+        problems.append(f"paths differ from the tree: {len(missing)} missing "
+                        f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
+    if after["max_rowid"] != n or (before is not None and kept != before["rows"]):
+        how = (f"{before['rows']} rows (max rowid {before['max_rowid']}) before the resume, "
+               f"{kept} of them left with their rowids after it, " if before else "")
+        problems.append(f"committed rows were rewritten: {how}max rowid "
+                        f"{after['max_rowid']} for {n} rows")
+    return problems, after, r
+
+
+def summary(times):
+    return {
+        "mean": statistics.mean(times),
+        "stddev": statistics.stdev(times) if len(times) > 1 else 0.0,
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "times": times,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -147,6 +213,8 @@ def main():
     ap.add_argument("--db", required=True)
     ap.add_argument("--table", default="files")
     ap.add_argument("--runs", type=int, required=True)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed full runs before the first iteration")
     ap.add_argument("--kill-at", type=float, default=0.9)
     ap.add_argument("--poll", type=float, default=0.02)
     ap.add_argument("--batch-size", type=int)
@@ -162,8 +230,22 @@ def main():
         cmd += ["--batch-size", str(args.batch_size)]
     resume_cmd = cmd + ["--resume"]
 
+    for _ in range(args.warmup):
+        remove_db(args.db)
+        run_timed(cmd, "warmup run")
+
     iterations = []
+    full_times = []
     for i in range(1, args.runs + 1):
+        # A full uninterrupted run, timed the same way as the resume and right next to
+        # it, so a change in the machine's load hits both alike.
+        remove_db(args.db)
+        t_full, _ = run_timed(cmd, f"run {i}: full run")
+        problems, _, _ = check_complete(args.db, args.table, paths)
+        if problems:
+            fail(f"run {i}: after the full run `{' '.join(cmd)}`: " + "; ".join(problems))
+        full_times.append(t_full)
+
         for attempt in range(1, MAX_TRIES + 1):
             killed = kill_at_fraction(cmd, args.db, n, args.kill_at, args.poll)
             if killed is None:
@@ -190,51 +272,14 @@ def main():
             fail(f"run {i}: after the kill the table has {before['rows']} rows but the run row "
                  f"says {run['ok']} ok + {run['failed']} failed are committed")
 
-        t0 = time.perf_counter()
-        try:
-            res = subprocess.run(resume_cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                 text=True, timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            fail(f"run {i}: resume did not finish in {RUN_TIMEOUT} s")
-        t_resume = time.perf_counter() - t0
-        if res.returncode != 0:
-            fail(f"run {i}: resume exited {res.returncode}: {res.stderr.strip()}")
-
-        after = state(args.db, args.table)
-        problems = []
-        if len(after["runs"]) != 1 or after["runs"][0]["id"] != run["id"]:
-            problems.append(f"expected run {run['id']} continued as the only run, "
-                            f"found {after['runs']}")
-        r = after["runs"][-1] if after["runs"] else {}
-        if r.get("status") != "succeeded":
-            problems.append(f"status {r.get('status')!r}, expected 'succeeded'")
-        if r.get("ok") != n:
-            problems.append(f"ok = {r.get('ok')}, expected {n} (the number of files)")
-        if r.get("failed") != 0:
-            problems.append(f"failed = {r.get('failed')}, expected 0")
-        if after["rows"] != n:
-            problems.append(f"table {args.table} has {after['rows']} rows, expected {n}")
-        conn = connect_ro(args.db)
-        try:
-            stored = {p for (p,) in conn.execute(f'SELECT path FROM "{args.table}"')}
-            kept = conn.execute(f'SELECT count(*) FROM "{args.table}" WHERE rowid <= ?',
-                                (before["max_rowid"],)).fetchone()[0]
-        finally:
-            conn.close()
-        if stored != paths:
-            missing, extra = sorted(paths - stored), sorted(stored - paths)
-            problems.append(f"paths differ from the tree: {len(missing)} missing "
-                            f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
-        if kept != before["rows"] or after["max_rowid"] != n:
-            problems.append(
-                f"committed rows were rewritten: {before['rows']} rows (max rowid "
-                f"{before['max_rowid']}) before the resume, {kept} of them left with their "
-                f"rowids after it, max rowid now {after['max_rowid']} for {n} rows")
+        t_resume, stderr = run_timed(resume_cmd, f"run {i}: resume")
+        problems, after, r = check_complete(args.db, args.table, paths, run["id"], before)
         if problems:
             fail(f"run {i}: after `{' '.join(resume_cmd)}`: " + "; ".join(problems))
 
-        it = {
+        iterations.append({
             "run": i,
+            "full_s": t_full,
             "tries": attempt,
             "kill_after_s": t_kill,
             "ok_polled": ok_polled,
@@ -244,30 +289,24 @@ def main():
             "resume_s": t_resume,
             "attempts_after": r.get("attempts"),
             "checkpoint_rows_after": after["checkpoint_rows"],
-            "resume_stderr": res.stderr.strip(),
-        }
-        iterations.append(it)
-        print(f"resume_bench: run {i}: killed at {run['ok']}/{n} committed "
-              f"({run['ok'] / n:.1%}) after {t_kill:.3f} s; resume took {t_resume:.3f} s; "
-              f"verified {n} rows, run {run['id']} succeeded", file=sys.stderr)
+            "resume_stderr": stderr,
+        })
+        print(f"resume_bench: run {i}: full run {t_full:.3f} s; killed at {run['ok']}/{n} "
+              f"committed ({run['ok'] / n:.1%}) after {t_kill:.3f} s; resume {t_resume:.3f} s "
+              f"({t_resume / t_full:.1%}); verified {n} rows, run {run['id']} succeeded",
+              file=sys.stderr)
     remove_db(args.db)
 
-    times = [it["resume_s"] for it in iterations]
     out = {
         "files": n,
         "kill_at": args.kill_at,
         "poll_s": args.poll,
         "batch_size": args.batch_size,
+        "warmup": args.warmup,
         "command": " ".join(cmd),
         "resume_command": " ".join(resume_cmd),
-        "resume": {
-            "mean": statistics.mean(times),
-            "stddev": statistics.stdev(times) if len(times) > 1 else 0.0,
-            "median": statistics.median(times),
-            "min": min(times),
-            "max": max(times),
-            "times": times,
-        },
+        "full": summary(full_times),
+        "resume": summary([it["resume_s"] for it in iterations]),
         "iterations": iterations,
     }
     with open(args.out, "w") as f:

@@ -10,9 +10,9 @@
 #   BENCH_WARMUP=N      hyperfine warmup runs per command (default 2)
 #   BENCH_MIN_RUNS=N    hyperfine minimum timed runs per command (default 10)
 #   BENCH_MEM_RUNS=N    /usr/bin/time runs per tree for peak memory; median taken (default 3)
-#   BENCH_CKPT_RUNS=N   hyperfine minimum timed runs per command in the checkpoint-cost rows
-#                       (default 20: the target there is a difference of a few percent)
-#   BENCH_RESUME_RUNS=N kill-and-resume iterations (default 10)
+#   BENCH_CKPT_RUNS=N   timed runs per command in the checkpoint-cost rows (default 20, in 5
+#                       hyperfine rounds of alternating order: the target is a few percent)
+#   BENCH_RESUME_RUNS=N iterations of (full run, kill at 90% and resume) (default 10)
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
 #   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
 #                       e.g. a copy, so a rebuild during the run cannot change it
@@ -69,13 +69,17 @@ if [[ ! -x $BIN ]]; then
     say "$BIN missing: building it (make bench does this for you)"
     cargo build --release
 fi
-# The machine should be idle: record the load average at the start and the end.
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# The machine should be idle. To tell afterwards whether it was, record the load
+# average and the CPU time of the whole machine and of this script at the start and the
+# end of the timings: report.py turns the difference into "CPU used by other processes".
+cpu_mark() { # file
+    { date +%s.%N; head -1 /proc/stat; cut -d' ' -f1-3 /proc/loadavg; times; } >"$1"
+}
 
 # --- 2. data ------------------------------------------------------------------------
 mkdir -p "$OUT"
 rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
-    "$OUT"/resume.json
+    "$OUT"/resume.json "$OUT"/cpu-*.txt
 say "data under $DATA (BENCH_SCALE=$SCALE)"
 python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
@@ -111,6 +115,7 @@ if ! err=$("$BIN" files "$BIG/d000" -q -p sha256 --sink csv:/dev/null 2>&1 >/dev
 fi
 
 HF=(hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS")
+cpu_mark "$OUT/cpu-start.txt"
 
 # --- 3a. hashing: sha256 ----------------------------------------------------------------
 # The target row splits the list (-n64) so -P really uses every core: without -n,
@@ -157,44 +162,52 @@ rm -f "$MEM_DB" "$MEM_DB"-wal "$MEM_DB"-shm "$MEM_DB"-journal
 # Every SQLite run writes a batchproc_runs row and checkpoint rows in each batch's
 # transaction; --no-checkpoint leaves them out. 100k small files is where per-item
 # bookkeeping weighs most (the target row); the big tree is for information.
-HF_CKPT=(hyperfine --warmup "$WARMUP" --min-runs "$CKPT_RUNS")
-say "checkpoint cost: sha256 into SQLite, with vs without checkpoints ($SMALL100K)"
-"${HF_CKPT[@]}" --export-json "$OUT/hf-ckpt-small100k.json" \
-    --prepare "rm -f $OUT/out.db*" \
-    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$OUT/out.db" \
-    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$OUT/out.db --no-checkpoint"
-say "checkpoint cost: sha256 into SQLite, with vs without checkpoints ($BIG)"
-"${HF_CKPT[@]}" --export-json "$OUT/hf-ckpt-big.json" \
-    --prepare "rm -f $OUT/out.db*" \
-    "$BIN files $BIG -q -p sha256 --sink sqlite:$OUT/out.db" \
-    "$BIN files $BIG -q -p sha256 --sink sqlite:$OUT/out.db --no-checkpoint"
-rm -f "$OUT"/out.db*
+# The target is a difference of a few percent, less than a drift in the machine's load
+# over a minute, and hyperfine does all runs of one command before the other's. So
+# the runs are split into CKPT_ROUNDS hyperfine invocations whose order alternates
+# (with, without; without, with; ...), and report.py pools the rounds' times.
+CKPT_ROUNDS=5
+CKPT_PER_ROUND=$(((CKPT_RUNS + CKPT_ROUNDS - 1) / CKPT_ROUNDS))
+((CKPT_PER_ROUND >= 2)) || CKPT_PER_ROUND=2
+ckpt_cost() { # name tree
+    local name=$1 tree=$2 r warm
+    local with="$BIN files $tree -q -p sha256 --sink sqlite:$OUT/out.db"
+    local without="$with --no-checkpoint"
+    say "checkpoint cost: sha256 into SQLite, with vs without checkpoints ($tree)"
+    for ((r = 1; r <= CKPT_ROUNDS; r++)); do
+        warm=1
+        ((r > 1)) || warm=$WARMUP
+        local order=("$with" "$without")
+        ((r % 2 == 1)) || order=("$without" "$with")
+        hyperfine --warmup "$warm" --runs "$CKPT_PER_ROUND" --prepare "rm -f $OUT/out.db*" \
+            --export-json "$OUT/hf-ckpt-$name.round$r.json" "${order[@]}"
+    done
+    rm -f "$OUT"/out.db*
+}
+ckpt_cost small100k "$SMALL100K"
+ckpt_cost big "$BIG"
 
 # --- 3f. resume after SIGKILL at ~90% vs a full run ---------------------------------------
-# The full run with hyperfine, then benches/resume_bench.py: start the same run, SIGKILL
-# it once >= 90% of the files are committed, time `... --resume`, verify the result.
+# benches/resume_bench.py, RESUME_RUNS times: time a full run; start it again, SIGKILL it
+# once >= 90% of the files are committed, time `... --resume`; verify both results.
 # At BENCH_SCALE=1 the batch size is the default 1000 (100 commits over 100k files). A
 # quick check has 1/SCALE of the files, so it scales the batch size down to keep about
 # 100 commits per run, and polls faster: its runs are SCALE times shorter.
 RESUME_BATCH=$((1000 / SCALE > 0 ? 1000 / SCALE : 1))
 RESUME_POLL=$(python3 -c "print(max(0.001, 0.02 / $SCALE))")
 RESUME_DB=$OUT/resume.db
-say "resume: full run of $SMALL100K (hyperfine)"
-hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS" --export-json "$OUT/hf-resume-full.json" \
-    --prepare "rm -f $RESUME_DB*" \
-    "$BIN files $SMALL100K -q -p sha256 --sink sqlite:$RESUME_DB --batch-size $RESUME_BATCH"
-say "resume: $RESUME_RUNS x (run, SIGKILL at >= 90% committed, time --resume, verify)"
+say "resume: $RESUME_RUNS x (full run; run, SIGKILL at >= 90% committed, time --resume; verify)"
 python3 benches/resume_bench.py --bin "$BIN" --tree "$SMALL100K" --db "$RESUME_DB" \
-    --runs "$RESUME_RUNS" --kill-at 0.9 --poll "$RESUME_POLL" --batch-size "$RESUME_BATCH" \
-    --out "$OUT/resume.json" ||
-    die "kill-and-resume benchmark failed (see above): resume did not produce the right table"
+    --runs "$RESUME_RUNS" --warmup 1 --kill-at 0.9 --poll "$RESUME_POLL" \
+    --batch-size "$RESUME_BATCH" --out "$OUT/resume.json" ||
+    die "kill-and-resume benchmark failed (see above)"
 rm -f "$RESUME_DB"*
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_mark "$OUT/cpu-end.txt"
 
 # --- 4. table + bench-data/results.md -------------------------------------------------------
 report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
     --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA"
-    --ckpt-runs "$CKPT_RUNS" --bin "$BIN" --load-start "$LOAD_START" --load-end "$LOAD_END")
+    --ckpt-runs "$((CKPT_ROUNDS * CKPT_PER_ROUND))" --ckpt-rounds "$CKPT_ROUNDS" --bin "$BIN")
 for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
 if [[ $STRICT == 1 ]]; then report+=(--strict); fi
 "${report[@]}"

@@ -347,6 +347,17 @@ async fn has_unique_index_on(
     table: &str,
     column: &str,
 ) -> Result<bool> {
+    // An INTEGER PRIMARY KEY is the rowid itself: unique, and no index lists it.
+    let pk: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info(?) WHERE pk > 0")
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await?;
+    if let [(name, ty)] = pk.as_slice() {
+        if name.eq_ignore_ascii_case(column) && ty == "INTEGER" {
+            return Ok(true);
+        }
+    }
     let indexes =
         sqlx::query(r#"SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND partial = 0"#)
             .bind(table)
