@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Turn the measurements of benches/run.sh into the final table.
 
-Reads OUT/hf-{sha256,blake3,stat,ckpt-small100k,ckpt-big,resume-full}.json (hyperfine
---export-json), OUT/mem-*.txt (peak RSS in KiB, one run per line), OUT/resume.json
-(benches/resume_bench.py) and OUT/trees.txt (gen_data.py's output); prints a plain
-table to stdout and writes the same table, with a description of the machine, to
-OUT/results.md for pasting into BENCHMARKS.md.
+Reads OUT/hf-{sha256,blake3,stat}.json and OUT/hf-ckpt-{small100k,big}.round*.json
+(hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
+run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
+time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); prints a
+plain table to stdout and writes the same table, with a description of the machine,
+to OUT/results.md for pasting into BENCHMARKS.md.
 
 Time ratios against the peers are speedups: peer time / batchproc time (> 1 means
 batchproc is faster), from hyperfine's mean times. The memory ratio is peak RSS at 100k
@@ -29,6 +30,56 @@ import sys
 def load_hf(out, name):
     with open(os.path.join(out, f"hf-{name}.json")) as f:
         return json.load(f)["results"]
+
+
+def load_hf_rounds(out, name):
+    """Pool the hyperfine exports OUT/hf-NAME.round*.json, by command."""
+    pooled = {}
+    files = sorted(f for f in os.listdir(out)
+                   if f.startswith(f"hf-{name}.round") and f.endswith(".json"))
+    if not files:
+        raise FileNotFoundError(f"no {out}/hf-{name}.round*.json")
+    for fname in files:
+        with open(os.path.join(out, fname)) as f:
+            for r in json.load(f)["results"]:
+                p = pooled.setdefault(r["command"], {"command": r["command"], "times": [],
+                                                     "user": [], "system": []})
+                p["times"] += r["times"]
+                p["user"].append(r["user"])
+                p["system"].append(r["system"])
+    res = []
+    for p in pooled.values():
+        t = p["times"]
+        res.append({
+            "command": p["command"],
+            "mean": statistics.mean(t),
+            "stddev": statistics.stdev(t) if len(t) > 1 else 0.0,
+            "median": statistics.median(t),
+            "times": t,
+            "user": statistics.mean(p["user"]),
+            "system": statistics.mean(p["system"]),
+        })
+    return res
+
+
+def cpu_use(out):
+    """(wall s, CPU s of other processes, load at start, load at end) from cpu-*.txt."""
+    def read(name):
+        with open(os.path.join(out, f"cpu-{name}.txt")) as f:
+            lines = f.read().splitlines()
+        wall = float(lines[0])
+        fields = [int(x) for x in lines[1].split()[1:]]
+        # user nice system idle iowait irq softirq steal: everything but idle and iowait
+        busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7)) / os.sysconf("SC_CLK_TCK")
+        mine = 0.0
+        for line in lines[3:5]:  # `times`: this shell, then its children
+            for t in line.split():
+                m, _, sec = t.rstrip("s").partition("m")
+                mine += int(m) * 60 + float(sec)
+        return wall, busy, mine, lines[2]
+    w0, b0, m0, l0 = read("start")
+    w1, b1, m1, l1 = read("end")
+    return w1 - w0, max(0.0, (b1 - b0) - (m1 - m0)), l0, l1
 
 
 def fmt_time(r):
@@ -124,7 +175,11 @@ def machine(args):
         ("b3sum", sh(["b3sum", "--version"])),
         ("GNU parallel", sh(["parallel", "--will-cite", "--version"])),
         ("find", sh(["find", "--version"])),
-        ("load average (1, 5, 15 min)", f"{args.load_start} at the start, {args.load_end} at the end"),
+        ("load average (1, 5, 15 min)", f"{args.cpu[2]} at the start, {args.cpu[3]} at the end "
+                                         "of the timings"),
+        ("CPU used by other processes", f"{args.cpu[1]:.0f} CPU-seconds over the {args.cpu[0]:.0f} s "
+                                        f"of the timings ({args.cpu[1] / args.cpu[0]:.0%} of one core "
+                                        "on average)"),
     ]
 
 
@@ -183,7 +238,8 @@ def rows(args):
     # Cost of checkpointing: the same command with and without --no-checkpoint.
     files = trees(args.out)
     for tree, target in (("small100k", 0.05), ("big", None)):
-        with_, without = load_hf(args.out, f"ckpt-{tree}")
+        with_, without = sorted(load_hf_rounds(args.out, f"ckpt-{tree}"),
+                                key=lambda r: "--no-checkpoint" in r["command"])
         hf[f"ckpt-{tree}"] = [with_, without]
         over = with_["mean"] / without["mean"] - 1
         se = (1 + over) * math.hypot(rel_se(with_), rel_se(without))
@@ -202,17 +258,15 @@ def rows(args):
         ))
 
     # Resume after SIGKILL at >= 90% vs a full run.
-    full = load_hf(args.out, "resume-full")[0]
-    hf["resume-full"] = [full]
     with open(os.path.join(args.out, "resume.json")) as f:
         resume = json.load(f)
-    rt = resume["resume"]
+    rt, full = resume["resume"], resume["full"]
     frac = rt["mean"] / full["mean"]
     out.append((
         f"resume after SIGKILL at ≥{resume['kill_at']:.0%} vs full run, "
         f"{resume['files']:,} files, sha256→SQLite",
-        f"{fmt_secs(rt['mean'], rt['stddev'])} ({len(rt['times'])} resumes)",
-        fmt_time(full),
+        fmt_secs(rt["mean"], rt["stddev"]),
+        fmt_secs(full["mean"], full["stddev"]),
         f"{frac:.1%}",
         "< 20% of full",
         "PASS" if frac < 0.20 else "FAIL",
@@ -259,12 +313,12 @@ def main():
     ap.add_argument("--mem-runs", type=int, required=True)
     ap.add_argument("--ckpt-runs", type=int, required=True)
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--load-start", default="?")
-    ap.add_argument("--load-end", default="?")
+    ap.add_argument("--ckpt-rounds", type=int, required=True)
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--strict", action="store_true")
     args = ap.parse_args()
 
+    args.cpu = cpu_use(args.out)
     table, hf, mem, resume = rows(args)
     files = trees(args.out)
     legend = ("ratio: time rows against a peer = peer time / batchproc time (mean of "
@@ -274,21 +328,34 @@ def main():
               "time of the resume / mean time of a full run (the peer column).")
     fracs = [it["killed_fraction"] for it in resume["iterations"]]
     times = resume["resume"]["times"]
+    per_iter = [it["resume_s"] / it["full_s"] for it in resume["iterations"]]
     resume_note = (
-        f"resume row: {len(times)} runs killed with SIGKILL once ≥{resume['kill_at']:.0%} of "
-        f"{resume['files']:,} files were committed (batch size "
-        f"{resume['batch_size'] or 'default'}; polled every {resume['poll_s'] * 1000:g} ms); "
-        f"committed at the kill: {min(fracs):.1%}–{max(fracs):.1%} (median "
+        f"resume row: {len(times)} iterations of a full run then a run killed with SIGKILL "
+        f"once ≥{resume['kill_at']:.0%} of {resume['files']:,} files were committed (batch "
+        f"size {resume['batch_size'] or 'default'}; polled every {resume['poll_s'] * 1000:g} "
+        f"ms) and resumed; committed at the kill: {min(fracs):.1%}–{max(fracs):.1%} (median "
         f"{statistics.median(fracs):.1%}); resume times {min(times):.3f}–{max(times):.3f} s "
-        f"(median {statistics.median(times):.3f} s). Each resume was verified: exit 0, the "
-        f"same run row continued, status 'succeeded', ok = {resume['files']:,}, one row per "
-        f"file with the tree's paths, no committed row rewritten.")
+        f"(median {statistics.median(times):.3f} s); resume / full run of the same "
+        f"iteration: {min(per_iter):.1%}–{max(per_iter):.1%} (median "
+        f"{statistics.median(per_iter):.1%}). Every full run and every resume was verified: "
+        f"exit 0, one run row (for a resume, the same run continued), status 'succeeded', "
+        f"ok = {resume['files']:,}, one row per file with the tree's paths, no committed "
+        f"row rewritten.")
+    wall, others, _, _ = args.cpu
+    busy_note = None
+    if others / wall > 0.10:
+        busy_note = (f"the machine was not idle: other processes used {others:.0f} "
+                     f"CPU-seconds during the {wall:.0f} s of timings ({others / wall:.0%} "
+                     f"of one of the {args.nproc} cores on average), so the times are noisy "
+                     "and may be slower than on an idle machine.")
 
     print()
     print(f"batchproc benchmarks (BENCH_SCALE={args.scale}, nproc={args.nproc})")
     print(plain_table(table))
     print(legend)
     print(resume_note)
+    if busy_note:
+        print("WARNING: " + busy_note)
     for note in args.note:
         print("note: " + note.replace("`", ""))
     if args.scale != 1:
@@ -309,10 +376,11 @@ def main():
         md.append(f"- `{path}`: {nfiles:,} files, {nbytes / 1048576:.1f} MiB")
     md.append("")
     md.append(f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
-              f"command ({args.ckpt_runs} in the checkpoint-cost rows); peak memory: median of "
-              f"{args.mem_runs} runs of `/usr/bin/time -v`; resume: "
-              f"{len(resume['resume']['times'])} kill-and-resume runs of "
-              "`benches/resume_bench.py`.")
+              f"command; checkpoint-cost rows: {args.ckpt_runs} timed runs per command, in "
+              f"{args.ckpt_rounds} hyperfine rounds of alternating order, pooled; peak memory: "
+              f"median of {args.mem_runs} runs of `/usr/bin/time -v`; resume row: "
+              f"{len(resume['resume']['times'])} iterations of `benches/resume_bench.py` "
+              f"after {resume['warmup']} warmup run.")
     md.append("")
     md.append(md_table(table))
     md.append("")
@@ -320,6 +388,9 @@ def main():
     md.append("")
     md.append(resume_note[0].upper() + resume_note[1:])
     md.append("")
+    if busy_note:
+        md.append("**Warning:** " + busy_note[0].upper() + busy_note[1:])
+        md.append("")
     for note in args.note:
         md.append(f"Note: {note}")
         md.append("")
@@ -341,11 +412,12 @@ def main():
     for name in ("ckpt-small100k", "ckpt-big"):
         for r in hf[name]:
             md.append(r["command"])
-    md.append(f"# hyperfine --prepare, before every run: rm -f {resume['command'].split('sqlite:')[1].split()[0]}*")
-    md.append(hf["resume-full"][0]["command"])
-    md.append(f"# benches/resume_bench.py, {len(resume['resume']['times'])} times: run the "
-              "command above, SIGKILL it once the run row's ok reaches "
-              f"{resume['kill_at']:.0%} of the files, then time:")
+    md.append(f"# benches/resume_bench.py, {len(resume['resume']['times'])} times: delete the "
+              "database, time a full run of the first command; delete the database, run the "
+              "first command again,")
+    md.append(f"# SIGKILL it once the run row's ok reaches {resume['kill_at']:.0%} of the "
+              "files, then time the second command")
+    md.append(resume["command"])
     md.append(resume["resume_command"])
     md.append("```")
     md.append("")
