@@ -131,18 +131,11 @@ fn postgres_sink_survives_sigkill_at_many_points() {
             .spawn()
             .unwrap()
     };
-    let mut kills = 0;
-    let mut finished = false;
-    for (i, ms) in [0u64, 30, 60, 90, 120, 150, 200, 250, 300, 350]
-        .iter()
-        .enumerate()
-    {
-        finished = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
-        if finished {
-            break;
-        }
-        kills += 1;
-    }
+    let (kills, finished) = kill_repeatedly(
+        spawn,
+        &[0u64, 30, 60, 90, 120, 150, 200, 250, 300, 350],
+        || {},
+    );
     if !finished {
         assert!(spawn(true).wait().unwrap().success());
     }

@@ -276,15 +276,7 @@ fn query_source_survives_sigkill_and_resumes_after_the_checkpointed_key() {
             .spawn()
             .unwrap()
     };
-    let mut kills = 0;
-    let mut finished = false;
-    for (i, ms) in [0u64, 40, 80, 120, 160, 200, 260, 320].iter().enumerate() {
-        finished = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
-        if finished {
-            break;
-        }
-        kills += 1;
-    }
+    let (kills, finished) = kill_repeatedly(spawn, &[0u64, 40, 80, 120, 160, 200, 260, 320], || {});
     if !finished {
         assert!(spawn(true).wait().unwrap().success());
     }

@@ -50,19 +50,15 @@ fn integrity_ok(db: &Path) {
 /// Kills the run at each delay (the first attempt fresh, the rest resuming),
 /// then resumes to the end. Returns how many kills landed mid-run.
 fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) -> usize {
-    let mut kills = 0;
-    let mut finished = false;
-    for (i, ms) in delays_ms.iter().enumerate() {
-        let child = spawn(root, sink, i > 0);
-        finished = sigkill_after(child, Duration::from_millis(*ms));
-        if state_db.exists() {
-            integrity_ok(state_db);
-        }
-        if finished {
-            break;
-        }
-        kills += 1;
-    }
+    let (kills, finished) = kill_repeatedly(
+        |resume| spawn(root, sink, resume),
+        delays_ms,
+        || {
+            if state_db.exists() {
+                integrity_ok(state_db);
+            }
+        },
+    );
     if !finished {
         let out = spawn(root, sink, true).wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));

@@ -10,7 +10,7 @@ pub mod sqlite;
 use anyhow::{bail, Result};
 
 use crate::checkpoint::{CheckpointUpdate, RunSpec, RunStart};
-use crate::record::{Record, Schema};
+use crate::record::{Column, Record, Schema};
 use crate::RunStatus;
 
 /// A destination for records.
@@ -175,6 +175,73 @@ pub fn validate_table_name(name: &str) -> Result<()> {
         bail!("invalid table name {name:?}: the prefix is reserved");
     }
     Ok(())
+}
+
+/// A column of an existing table, as its database describes it.
+pub struct ExistingColumn {
+    pub name: String,
+    /// The declared type, for messages.
+    pub declared: String,
+    pub not_null: bool,
+    pub has_default: bool,
+    pub generated: bool,
+}
+
+/// The rules every database sink applies to an existing table: each column
+/// this run writes must fit its type, be nullable (failed items leave it
+/// NULL; the key excepted) and not generated; no other column may demand a
+/// value. Returns the columns the table lacks (to be added). `misfit` says
+/// which type a found column should have had, when it does not fit; names
+/// match case-insensitively.
+pub fn check_existing<'s>(
+    table: &str,
+    schema: &'s Schema,
+    existing: &[ExistingColumn],
+    misfit: impl Fn(&ExistingColumn, &Column) -> Option<&'static str>,
+) -> Result<Vec<&'s Column>> {
+    let incompatible = |why: String| anyhow::anyhow!("table {table:?} is incompatible: {why}");
+    let key = &schema.key_column().name;
+    let mut missing = Vec::new();
+    for col in &schema.columns {
+        let Some(found) = existing
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&col.name))
+        else {
+            missing.push(col);
+            continue;
+        };
+        if found.generated {
+            return Err(incompatible(format!(
+                "column {:?} is a generated column",
+                col.name
+            )));
+        }
+        if found.not_null && col.name != *key {
+            return Err(incompatible(format!(
+                "column {:?} is NOT NULL, and this run leaves it NULL for failed items",
+                col.name
+            )));
+        }
+        if let Some(want) = misfit(found, col) {
+            return Err(incompatible(format!(
+                "column {:?} has type {:?}, this run writes {want}",
+                col.name, found.declared
+            )));
+        }
+    }
+    for e in existing {
+        let ours = schema
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(&e.name));
+        if !ours && e.not_null && !e.has_default {
+            return Err(incompatible(format!(
+                "column {:?} is NOT NULL without a default, and this run does not write it",
+                e.name
+            )));
+        }
+    }
+    Ok(missing)
 }
 
 /// Quotes an identifier that [`validate_table_name`] or the processor

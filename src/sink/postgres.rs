@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::runtime::Runtime;
 
-use super::{quote_ident, status_name, Sink};
+use super::{check_existing, quote_ident, status_name, ExistingColumn, Sink};
 use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -376,48 +376,19 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
         .await?;
         return Ok(());
     }
-    let incompatible = |why: String| anyhow::anyhow!("table {table:?} is incompatible: {why}");
-    let mut missing = Vec::new();
-    for col in &schema.columns {
-        let Some(row) = existing
-            .iter()
-            .find(|r| r.get::<String, _>("name") == col.name)
-        else {
-            missing.push(col);
-            continue;
-        };
-        let ty: String = row.get("ty");
-        if !accepted(col.ty).contains(&ty.as_str()) {
-            return Err(incompatible(format!(
-                "column {:?} has type {ty:?}, this run writes {}",
-                col.name,
-                pg_type(col.ty)
-            )));
-        }
-        if row.get::<String, _>("generated") == "ALWAYS" {
-            return Err(incompatible(format!(
-                "column {:?} is a generated column",
-                col.name
-            )));
-        }
-        if row.get::<String, _>("nullable") == "NO" && col.name != *key {
-            return Err(incompatible(format!(
-                "column {:?} is NOT NULL, and this run leaves it NULL for failed items",
-                col.name
-            )));
-        }
-    }
-    for row in &existing {
-        let name: String = row.get("name");
-        let ours = schema.columns.iter().any(|c| c.name == name);
-        let required = row.get::<String, _>("nullable") == "NO"
-            && row.get::<Option<String>, _>("dflt").is_none();
-        if !ours && required {
-            return Err(incompatible(format!(
-                "column {name:?} is NOT NULL without a default, and this run does not write it"
-            )));
-        }
-    }
+    let existing: Vec<ExistingColumn> = existing
+        .iter()
+        .map(|r| ExistingColumn {
+            name: r.get("name"),
+            declared: r.get("ty"),
+            not_null: r.get::<String, _>("nullable") == "NO",
+            has_default: r.get::<Option<String>, _>("dflt").is_some(),
+            generated: r.get::<String, _>("generated") == "ALWAYS",
+        })
+        .collect();
+    let missing = check_existing(table, schema, &existing, |found, col| {
+        (!accepted(col.ty).contains(&found.declared.as_str())).then_some(pg_type(col.ty))
+    })?;
     let unique: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_index i \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
@@ -429,9 +400,7 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
     .fetch_one(&mut *conn)
     .await?;
     if !unique {
-        return Err(incompatible(format!(
-            "column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, without WHERE)"
-        )));
+        bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, without WHERE)");
     }
     for col in missing {
         sqlx::query(&format!(

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
-use super::{quote_ident, status_name, Sink};
+use super::{check_existing, quote_ident, status_name, ExistingColumn, Sink};
 use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -273,52 +273,20 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
         .await?;
         return Ok(());
     }
-    let mut missing = Vec::new();
-    for col in &schema.columns {
-        let found = existing
-            .iter()
-            .find(|r| r.get::<String, _>("name").eq_ignore_ascii_case(&col.name));
-        match found {
-            Some(row) if row.get::<i64, _>("hidden") != 0 => {
-                bail!(
-                    "table {table:?} is incompatible: column {:?} is a generated column",
-                    col.name
-                );
-            }
-            Some(row)
-                if row.get::<i64, _>("notnull") != 0 && col.name != schema.key_column().name =>
-            {
-                bail!(
-                    "table {table:?} is incompatible: column {:?} is NOT NULL, and this run leaves it NULL for failed items",
-                    col.name
-                );
-            }
-            Some(row) => {
-                let declared: String = row.get("type");
-                let want = declared_type(col.ty);
-                if affinity(&declared) != want {
-                    bail!(
-                        "table {table:?} is incompatible: column {:?} has type {:?}, this run writes {want}",
-                        col.name,
-                        declared
-                    );
-                }
-            }
-            None => missing.push(col),
-        }
-    }
-    for row in &existing {
-        let name: String = row.get("name");
-        let ours = schema
-            .columns
-            .iter()
-            .any(|c| c.name.eq_ignore_ascii_case(&name));
-        let required = row.get::<i64, _>("notnull") != 0
-            && row.get::<Option<String>, _>("dflt_value").is_none();
-        if !ours && required {
-            bail!("table {table:?} is incompatible: column {name:?} is NOT NULL without a default, and this run does not write it");
-        }
-    }
+    let existing: Vec<ExistingColumn> = existing
+        .iter()
+        .map(|r| ExistingColumn {
+            name: r.get("name"),
+            declared: r.get("type"),
+            not_null: r.get::<i64, _>("notnull") != 0,
+            has_default: r.get::<Option<String>, _>("dflt_value").is_some(),
+            generated: r.get::<i64, _>("hidden") != 0,
+        })
+        .collect();
+    let missing = check_existing(table, schema, &existing, |found, col| {
+        let want = declared_type(col.ty);
+        (affinity(&found.declared) != want).then_some(want)
+    })?;
     let strict: Option<i64> = sqlx::query_scalar("SELECT strict FROM pragma_table_list(?)")
         .bind(table)
         .fetch_optional(&mut *conn)

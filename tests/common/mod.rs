@@ -143,3 +143,24 @@ pub fn sigkill_after(mut child: Child, delay: Duration) -> bool {
     child.wait().unwrap();
     finished
 }
+
+/// Starts `spawn(resume)` once per delay (fresh the first time, resuming
+/// after) and SIGKILLs it after that many milliseconds, calling `after_kill`
+/// each time; stops early when an attempt finished by itself. Returns how
+/// many kills landed mid-run and whether an attempt finished.
+pub fn kill_repeatedly(
+    spawn: impl Fn(bool) -> Child,
+    delays_ms: &[u64],
+    mut after_kill: impl FnMut(),
+) -> (usize, bool) {
+    let mut kills = 0;
+    for (i, ms) in delays_ms.iter().enumerate() {
+        let finished = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
+        after_kill();
+        if finished {
+            return (kills, true);
+        }
+        kills += 1;
+    }
+    (kills, false)
+}
