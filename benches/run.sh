@@ -10,7 +10,7 @@
 #   BENCH_WARMUP=N      hyperfine warmup runs per command (default 2)
 #   BENCH_MIN_RUNS=N    hyperfine minimum timed runs per command (default 10)
 #   BENCH_MEM_RUNS=N    /usr/bin/time runs per tree for peak memory; median taken (default 3)
-#   BENCH_CKPT_RUNS=N   timed runs per command in the checkpoint-cost rows (default 20, in 5
+#   BENCH_CKPT_RUNS=N   timed runs per command in the checkpoint-cost rows (default 30, in 6
 #                       hyperfine rounds of alternating order: the target is a few percent)
 #   BENCH_RESUME_RUNS=N iterations of (full run, kill at 90% and resume) (default 10)
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
@@ -24,7 +24,7 @@ SCALE=${BENCH_SCALE:-1}
 WARMUP=${BENCH_WARMUP:-2}
 MIN_RUNS=${BENCH_MIN_RUNS:-10}
 MEM_RUNS=${BENCH_MEM_RUNS:-3}
-CKPT_RUNS=${BENCH_CKPT_RUNS:-20}
+CKPT_RUNS=${BENCH_CKPT_RUNS:-30}
 RESUME_RUNS=${BENCH_RESUME_RUNS:-10}
 STRICT=${BENCH_STRICT:-0}
 for v in SCALE WARMUP MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS; do
@@ -166,7 +166,7 @@ rm -f "$MEM_DB" "$MEM_DB"-wal "$MEM_DB"-shm "$MEM_DB"-journal
 # over a minute, and hyperfine does all runs of one command before the other's. So
 # the runs are split into CKPT_ROUNDS hyperfine invocations whose order alternates
 # (with, without; without, with; ...), and report.py pools the rounds' times.
-CKPT_ROUNDS=5
+CKPT_ROUNDS=6
 CKPT_PER_ROUND=$(((CKPT_RUNS + CKPT_ROUNDS - 1) / CKPT_ROUNDS))
 ((CKPT_PER_ROUND >= 2)) || CKPT_PER_ROUND=2
 ckpt_cost() { # name tree

@@ -151,15 +151,23 @@ where
         let pool = Pool::new(workers);
         let pool_error = &pool_error;
         scope.spawn(move || {
-            let ran = pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, item| {
-                let outcome = work.process(buf, item, cancel);
-                if abort && !outcome.cancelled {
-                    if let Some(error) = &outcome.error {
-                        let _ = first_failure.set(format!("{}: {error}", outcome.label));
-                        cancel.cancel(CancelReason::Failed);
+            let ran = pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, chunk| {
+                let mut outcomes = Vec::with_capacity(chunk.len());
+                for item in chunk {
+                    // Once cancelled, the rest of the chunk is not started.
+                    if cancel.is_cancelled() {
+                        break;
                     }
+                    let outcome = work.process(buf, item, cancel);
+                    if abort && !outcome.cancelled {
+                        if let Some(error) = &outcome.error {
+                            let _ = first_failure.set(format!("{}: {error}", outcome.label));
+                            cancel.cancel(CancelReason::Failed);
+                        }
+                    }
+                    outcomes.push(outcome);
                 }
-                outcome
+                outcomes
             });
             if let Err(e) = ran {
                 cancel.cancel(CancelReason::Failed);
@@ -255,16 +263,30 @@ struct Batcher<'a> {
     progress: &'a Progress,
 }
 
+/// One finished item on its way to the sink.
+struct Entry {
+    /// None: done without a row (a vanished file, a row the sink cannot hold).
+    record: Option<Record>,
+    /// None: not checkpointed (failed under fail-fast: a resume retries it).
+    key: Option<ItemKey>,
+    ok: bool,
+    failed: bool,
+}
+
 /// One batch in the making.
 #[derive(Default)]
 struct Batch {
-    records: Vec<Record>,
-    /// Keys whose rows are in `records` and that the checkpoint covers.
-    keys: Vec<ItemKey>,
-    /// Keys done without a row (vanished files).
-    done_without_row: Vec<ItemKey>,
-    ok: u64,
-    failed: u64,
+    entries: Vec<Entry>,
+    rows: usize,
+    /// Since when entries beyond the watermark have been held back.
+    held_since: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, entry: Entry) {
+        self.rows += entry.record.is_some() as usize;
+        self.entries.push(entry);
+    }
 }
 
 impl Batcher<'_> {
@@ -273,7 +295,7 @@ impl Batcher<'_> {
     /// blocks on a full channel.
     fn drain(
         mut self,
-        outcomes: Receiver<Outcome>,
+        outcomes: Receiver<Vec<Outcome>>,
         cancel: &Cancel,
     ) -> (Summary, Option<anyhow::Error>) {
         let mut summary = Summary::default();
@@ -282,32 +304,38 @@ impl Batcher<'_> {
         let mut deadline = Instant::now() + self.flush_interval;
         loop {
             let flush = match outcomes.recv_deadline(deadline) {
-                // Abandoned in flight: no row, no checkpoint; a resume redoes it.
-                Ok(outcome) if outcome.cancelled => false,
-                Ok(outcome) => {
-                    self.progress.inc();
-                    summary.bytes += outcome.bytes;
-                    self.add(&mut batch, &mut summary, outcome);
+                Ok(chunk) => {
+                    for outcome in chunk {
+                        // Abandoned in flight: no row, no checkpoint; a resume redoes it.
+                        if outcome.cancelled {
+                            continue;
+                        }
+                        self.progress.inc();
+                        summary.bytes += outcome.bytes;
+                        self.add(&mut batch, &mut summary, outcome);
+                    }
                     // recv_deadline hands out queued outcomes before it
                     // looks at the clock: check it here too.
-                    batch.records.len() >= self.batch_size || Instant::now() >= deadline
+                    batch.rows >= self.batch_size || Instant::now() >= deadline
                 }
                 Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if flush {
                 if sink_error.is_none() {
-                    if let Err(e) = self.commit(&mut batch) {
+                    if let Err(e) = self.commit(&mut batch, false) {
                         cancel.cancel(CancelReason::Failed);
                         sink_error = Some(e);
                     }
                 }
-                batch = Batch::default();
+                if sink_error.is_some() {
+                    batch = Batch::default();
+                }
                 deadline = Instant::now() + self.flush_interval;
             }
         }
         if sink_error.is_none() {
-            if let Err(e) = self.commit(&mut batch) {
+            if let Err(e) = self.commit(&mut batch, true) {
                 sink_error = Some(e);
             }
         }
@@ -322,7 +350,12 @@ impl Batcher<'_> {
                 "batchproc: warning: {path}: vanished before it was read"
             ));
             self.ledger.skipped.fetch_add(1, Ordering::Relaxed);
-            batch.done_without_row.push(outcome.key);
+            batch.push(Entry {
+                record: None,
+                key: Some(outcome.key),
+                ok: false,
+                failed: false,
+            });
             return;
         }
         if outcome.error.is_none() {
@@ -337,46 +370,77 @@ impl Batcher<'_> {
                 }
                 self.progress
                     .println(&format!("batchproc: warning: {path}: {reason}"));
-                batch.failed += 1;
-                batch.done_without_row.push(outcome.key);
+                batch.push(Entry {
+                    record: None,
+                    key: Some(outcome.key),
+                    ok: false,
+                    failed: true,
+                });
                 return;
             }
         }
-        match &outcome.error {
-            None => {
-                summary.ok += 1;
-                batch.ok += 1;
-            }
-            Some(_) if self.abort => {
-                // Fail-fast: the row says the item failed (an earlier run's
-                // row must not look current), but it gets no checkpoint, so
-                // a resume retries it first.
-                summary.failed += 1;
-                batch.records.push(outcome.record);
-                return;
-            }
-            Some(error) => {
-                summary.failed += 1;
-                batch.failed += 1;
+        let failed = outcome.error.is_some();
+        if let Some(error) = &outcome.error {
+            summary.failed += 1;
+            if !self.abort {
                 self.progress
                     .println(&format!("batchproc: warning: {path}: {error}"));
             }
+        } else {
+            summary.ok += 1;
         }
-        batch.records.push(outcome.record);
-        batch.keys.push(outcome.key);
+        // Fail-fast: the failed item's row says so (an earlier run's row must
+        // not look current), but it gets no checkpoint: a resume retries it.
+        let checkpointed = !(failed && self.abort);
+        batch.push(Entry {
+            record: Some(outcome.record),
+            key: checkpointed.then_some(outcome.key),
+            ok: !failed,
+            failed: failed && checkpointed,
+        });
     }
 
     /// Writes a batch with its checkpoint in one transaction, then moves the
-    /// ledger on.
-    fn commit(&mut self, batch: &mut Batch) -> Result<()> {
-        if batch.records.is_empty() && batch.done_without_row.is_empty() {
+    /// ledger on. Items that completed ahead of one still in flight would
+    /// each need a checkpoint row (written now, deleted a moment later), so
+    /// they are held back for up to one flush interval while the gap closes;
+    /// an item stuck longer than that no longer holds anything back.
+    fn commit(&mut self, batch: &mut Batch, last: bool) -> Result<()> {
+        let mut entries = std::mem::take(&mut batch.entries);
+        let keys =
+            |es: &[Entry]| -> Vec<ItemKey> { es.iter().filter_map(|e| e.key.clone()).collect() };
+        let mut update = self.ledger.plan(&keys(&entries), 0, 0);
+        let may_hold = self.checkpoint
+            && !last
+            && entries.len() <= 16 * self.batch_size
+            && batch
+                .held_since
+                .is_none_or(|t| t.elapsed() < self.flush_interval);
+        let mut held = Vec::new();
+        if may_hold && !update.insert.is_empty() {
+            let beyond: std::collections::HashSet<&ItemKey> = update.insert.iter().collect();
+            let (later, now): (Vec<Entry>, Vec<Entry>) = entries
+                .into_iter()
+                .partition(|e| e.key.as_ref().is_some_and(|k| beyond.contains(k)));
+            held = later;
+            entries = now;
+            update = self.ledger.plan(&keys(&entries), 0, 0);
+        }
+        batch.held_since = match held.is_empty() {
+            true => None,
+            false => batch.held_since.or(Some(Instant::now())),
+        };
+        batch.rows = held.iter().filter(|e| e.record.is_some()).count();
+        batch.entries = held;
+        if entries.is_empty() {
             return Ok(());
         }
-        batch.keys.append(&mut batch.done_without_row);
-        let update = self.ledger.plan(&batch.keys, batch.ok, batch.failed);
+        update.ok = entries.iter().filter(|e| e.ok).count() as u64;
+        update.failed = entries.iter().filter(|e| e.failed).count() as u64;
+        let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
         let checkpoint = self.checkpoint.then_some(&update);
-        self.sink.write(&batch.records, checkpoint)?;
-        self.ledger.apply(&batch.keys, &update);
+        self.sink.write(&records, checkpoint)?;
+        self.ledger.apply(&keys(&entries), &update);
         Ok(())
     }
 }

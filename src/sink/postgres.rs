@@ -54,6 +54,10 @@ impl PostgresSink {
                 redact(&e.to_string())
             )
         })?;
+        // Like SQLite's synchronous=NORMAL: a commit returns before its WAL
+        // is flushed. A server crash may lose the last commits, but records
+        // and checkpoint go together, so a resume redoes exactly those.
+        let options = options.options([("synchronous_commit", "off")]);
         let mut conn = rt.block_on(connect(&options)).map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {}: {}",

@@ -164,7 +164,7 @@ impl FileItem {
 impl Source for FileSource {
     type Item = FileItem;
 
-    fn run(self, queue: Sender<FileItem>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
+    fn run(self, queue: Sender<Vec<FileItem>>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
         let after = ledger.resumed_after();
         self.walk(
             |dir| dir_done(after, dir),
@@ -177,7 +177,7 @@ impl Source for FileSource {
                 }
                 Visit::Item(item) if done_before(after, &item.key) => !cancel.is_cancelled(),
                 Visit::Item(item) => match ledger.dispatch(item.key.clone(), cancel) {
-                    Dispatch::Go => queue.send(item).is_ok(),
+                    Dispatch::Go => queue.send(vec![item]).is_ok(),
                     Dispatch::Done => !cancel.is_cancelled(),
                     Dispatch::Cancelled => false,
                 },

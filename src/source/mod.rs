@@ -9,13 +9,19 @@ use crossbeam_channel::Sender;
 use crate::checkpoint::Ledger;
 use crate::pool::Cancel;
 
-/// A producer of items in a deterministic order. `run` skips what the
+/// A producer of items in a deterministic order, sent in chunks: one file
+/// at a time (files can be slow, and workers should share them out), many
+/// small rows at once (so threads are not woken for every row). `run` skips what the
 /// ledger says an earlier attempt committed, registers every item it queues
 /// with the ledger, blocks on the full queue (that is what keeps memory
 /// bounded) and returns early once `cancel` fires. An error (the database
 /// went away, a key turned out not unique) fails the run.
 pub trait Source: Send {
     type Item: Send;
-    fn run(self, queue: Sender<Self::Item>, ledger: &Ledger, cancel: &Cancel)
-        -> anyhow::Result<()>;
+    fn run(
+        self,
+        queue: Sender<Vec<Self::Item>>,
+        ledger: &Ledger,
+        cancel: &Cancel,
+    ) -> anyhow::Result<()>;
 }

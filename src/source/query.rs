@@ -5,21 +5,21 @@
 //! thread, so reading the next page overlaps with processing the current.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::Sender;
 use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
-use sqlx::{
-    Column as _, Connection, Executor, PgConnection, Row, SqliteConnection, TypeInfo, ValueRef,
-};
+use sqlx::{Column as _, Connection, Executor, PgConnection, Row, TypeInfo, ValueRef};
 
 use super::Source;
 use crate::checkpoint::{redact, Dispatch, ItemKey, Ledger};
 use crate::pool::Cancel;
 use crate::record::{Column, ColumnType, Value};
 use crate::sink::quote_ident;
+
+/// Rows sent to the workers at once: enough that threads are not woken per
+/// row, few enough that memory stays small (queue capacity × this).
+const ROWS_PER_CHUNK: usize = 128;
 
 /// Where the rows come from.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ pub struct Shape {
 
 /// An open connection to either database.
 enum Conn {
-    Sqlite(SqliteConnection),
+    Sqlite(rusqlite::Connection),
     Postgres(PgConnection),
 }
 
@@ -100,15 +100,12 @@ impl QuerySource {
                 if !path.exists() {
                     bail!("{}: no such database", path.display());
                 }
-                let opts = SqliteConnectOptions::from_str("sqlite:")?
-                    .filename(path)
-                    .read_only(true);
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 Conn::Sqlite(
-                    SqliteConnection::connect_with(&opts)
-                        .await
-                        .with_context(|| {
-                            format!("cannot open SQLite database {}", path.display())
-                        })?,
+                    rusqlite::Connection::open_with_flags(path, flags).with_context(|| {
+                        format!("cannot open SQLite database {}", path.display())
+                    })?,
                 )
             }
             SourceDb::Postgres(url) => {
@@ -155,11 +152,11 @@ impl QuerySource {
             let probe = format!("SELECT * FROM ({}) AS batchproc_q LIMIT 0", self.sql);
             let columns: Vec<Column> = match &mut conn {
                 Conn::Sqlite(c) => {
-                    let d = c.describe(&probe).await.context("--sql")?;
-                    d.columns()
+                    let stmt = c.prepare(&probe).context("--sql")?;
+                    stmt.columns()
                         .iter()
-                        .map(|col| Ok(Column::new(col.name(), sqlite_type(col.type_info().name()))))
-                        .collect::<Result<_>>()?
+                        .map(|col| Column::new(col.name(), sqlite_type(col.decl_type().unwrap_or(""))))
+                        .collect()
                 }
                 Conn::Postgres(c) => {
                     let d = c.describe(&probe).await.context("--sql")?;
@@ -190,7 +187,7 @@ impl QuerySource {
                 quote_ident(&self.key)
             );
             let has_null = match &mut conn {
-                Conn::Sqlite(c) => sqlx::query(&nulls).fetch_optional(&mut *c).await?.is_some(),
+                Conn::Sqlite(c) => c.prepare(&nulls)?.exists([])?,
                 Conn::Postgres(c) => sqlx::query(&nulls).fetch_optional(&mut *c).await?.is_some(),
             };
             if has_null {
@@ -208,23 +205,33 @@ impl QuerySource {
     ) -> Result<Vec<RowItem>> {
         let sql = self.page_sql(after.is_some());
         let limit = self.page_size as i64 + 1;
-        macro_rules! fetch {
-            ($c:expr, $decode:ident) => {{
+        match conn {
+            Conn::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(2);
+                match after {
+                    Some(ItemKey::Int(i)) => params.push((*i).into()),
+                    Some(ItemKey::Text(s)) => params.push(s.clone().into()),
+                    _ => {}
+                }
+                params.push(limit.into());
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                let mut items = Vec::with_capacity(self.page_size + 1);
+                while let Some(row) = rows.next()? {
+                    items.push(sqlite_row(row, shape)?);
+                }
+                Ok(items)
+            }
+            Conn::Postgres(c) => {
                 let mut q = sqlx::query(&sql);
                 q = match after {
                     Some(ItemKey::Int(i)) => q.bind(*i),
                     Some(ItemKey::Text(s)) => q.bind(s.as_str()),
                     _ => q,
                 };
-                let rows = q.bind(limit).fetch_all(&mut *$c).await?;
-                rows.iter()
-                    .map(|r| $decode(r, shape))
-                    .collect::<Result<Vec<_>>>()
-            }};
-        }
-        match conn {
-            Conn::Sqlite(c) => fetch!(c, sqlite_row),
-            Conn::Postgres(c) => fetch!(c, pg_row),
+                let rows = q.bind(limit).fetch_all(&mut *c).await?;
+                rows.iter().map(|r| pg_row(r, shape)).collect()
+            }
         }
     }
 }
@@ -232,7 +239,7 @@ impl QuerySource {
 impl Source for QuerySource {
     type Item = RowItem;
 
-    fn run(self, queue: Sender<RowItem>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
+    fn run(self, queue: Sender<Vec<RowItem>>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
         let shape = self.describe()?;
         let rt = runtime()?;
         rt.block_on(async {
@@ -261,19 +268,26 @@ impl Source for QuerySource {
                     }
                 }
                 after = rows.last().map(|r| r.key.clone()).or(after);
+                let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
                 for row in rows {
                     if cancel.is_cancelled() {
                         return Ok(());
                     }
                     match ledger.dispatch(row.key.clone(), cancel) {
-                        Dispatch::Go => {
-                            if queue.send(row).is_err() {
-                                return Ok(());
-                            }
-                        }
+                        Dispatch::Go => chunk.push(row),
                         Dispatch::Done => {}
                         Dispatch::Cancelled => return Ok(()),
                     }
+                    if chunk.len() == ROWS_PER_CHUNK {
+                        let full =
+                            std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
+                        if queue.send(full).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if !chunk.is_empty() && queue.send(chunk).is_err() {
+                    return Ok(());
                 }
                 if !more || cancel.is_cancelled() {
                     return Ok(());
@@ -324,30 +338,30 @@ fn item(shape: &Shape, values: Vec<Value>) -> Result<RowItem> {
     Ok(RowItem { key, values })
 }
 
-fn sqlite_row(row: &SqliteRow, shape: &Shape) -> Result<RowItem> {
+fn sqlite_row(row: &rusqlite::Row, shape: &Shape) -> Result<RowItem> {
+    use rusqlite::types::ValueRef;
     let mut values = Vec::with_capacity(shape.columns.len());
     for (i, col) in shape.columns.iter().enumerate() {
-        let raw = row.try_get_raw(i)?;
-        let runtime_type = raw.type_info().name().to_owned();
-        let value = if raw.is_null() {
-            Value::Null
-        } else {
-            match (col.ty, runtime_type.as_str()) {
-                (ColumnType::Int, "INTEGER") => Value::Int(row.try_get(i)?),
-                (ColumnType::Float, "INTEGER" | "REAL") => Value::Float(row.try_get(i)?),
-                (ColumnType::Bytes, _) => Value::Bytes(row.try_get(i)?),
-                (ColumnType::Text, "INTEGER") => Value::Text(row.try_get::<i64, _>(i)?.to_string()),
-                (ColumnType::Text, "REAL") => Value::Text(row.try_get::<f64, _>(i)?.to_string()),
-                (ColumnType::Text, "BLOB") => match String::from_utf8(row.try_get(i)?) {
-                    Ok(s) => Value::Text(s),
-                    Err(e) => Value::Bytes(e.into_bytes()),
-                },
-                (ColumnType::Text, _) => Value::Text(row.try_get(i)?),
-                (ty, found) => bail!(
-                    "column {:?}: expected {ty:?}, found a {found} value",
-                    col.name
-                ),
+        let value = match (col.ty, row.get_ref(i)?) {
+            (_, ValueRef::Null) => Value::Null,
+            (ColumnType::Int, ValueRef::Integer(n)) => Value::Int(n),
+            (ColumnType::Float, ValueRef::Integer(n)) => Value::Float(n as f64),
+            (ColumnType::Float, ValueRef::Real(f)) => Value::Float(f),
+            (ColumnType::Bytes, ValueRef::Blob(b) | ValueRef::Text(b)) => Value::Bytes(b.to_vec()),
+            (ColumnType::Text, ValueRef::Integer(n)) => Value::Text(n.to_string()),
+            (ColumnType::Text, ValueRef::Real(f)) => Value::Text(f.to_string()),
+            // SQLite does not check that TEXT is UTF-8: keep odd bytes as bytes.
+            (ColumnType::Text, ValueRef::Text(b) | ValueRef::Blob(b)) => {
+                match std::str::from_utf8(b) {
+                    Ok(s) => Value::Text(s.to_owned()),
+                    Err(_) => Value::Bytes(b.to_vec()),
+                }
             }
+            (ty, found) => bail!(
+                "column {:?}: expected {ty:?}, found a {:?} value",
+                col.name,
+                found.data_type()
+            ),
         };
         values.push(value);
     }
