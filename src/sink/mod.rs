@@ -177,6 +177,32 @@ pub fn validate_table_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `CREATE TABLE IF NOT EXISTS` with the schema's columns, keyed on its key.
+pub fn create_table_sql(
+    table: &str,
+    schema: &Schema,
+    sql_type: impl Fn(crate::record::ColumnType) -> &'static str,
+) -> String {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = if i == schema.key {
+                " PRIMARY KEY NOT NULL"
+            } else {
+                ""
+            };
+            format!("{} {}{key}", quote_ident(&c.name), sql_type(c.ty))
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote_ident(table),
+        cols.join(", ")
+    )
+}
+
 /// A column of an existing table, as its database describes it.
 pub struct ExistingColumn {
     pub name: String,

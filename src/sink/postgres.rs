@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::runtime::Runtime;
 
-use super::{check_existing, quote_ident, status_name, ExistingColumn, Sink};
+use super::{check_existing, create_table_sql, quote_ident, status_name, ExistingColumn, Sink};
 use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -363,21 +363,9 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
     .await?;
     let key = &schema.key_column().name;
     if existing.is_empty() {
-        let cols: Vec<String> = schema
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let k = if i == schema.key { " PRIMARY KEY" } else { "" };
-                format!("{} {}{k}", quote_ident(&c.name), pg_type(c.ty))
-            })
-            .collect();
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {q} ({})",
-            cols.join(", ")
-        ))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&create_table_sql(table, schema, pg_type))
+            .execute(&mut *conn)
+            .await?;
         return Ok(());
     }
     let existing: Vec<ExistingColumn> = existing

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
-use super::{check_existing, quote_ident, status_name, ExistingColumn, Sink};
+use super::{check_existing, create_table_sql, quote_ident, status_name, ExistingColumn, Sink};
 use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -252,25 +252,9 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
     .fetch_all(&mut *conn)
     .await?;
     if existing.is_empty() {
-        let cols: Vec<String> = schema
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let key = if i == schema.key {
-                    " PRIMARY KEY NOT NULL"
-                } else {
-                    ""
-                };
-                format!("{} {}{key}", quote_ident(&c.name), declared_type(c.ty))
-            })
-            .collect();
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {q} ({})",
-            cols.join(", ")
-        ))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&create_table_sql(table, schema, declared_type))
+            .execute(&mut *conn)
+            .await?;
         return Ok(());
     }
     let existing: Vec<ExistingColumn> = existing
