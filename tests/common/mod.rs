@@ -38,7 +38,9 @@ pub fn query(db: &Path, sql: &str) -> Vec<SqliteRow> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let opts = SqliteConnectOptions::new().filename(db).read_only(true);
+        // Not read-only: after a SIGKILL the first reader must recover the
+        // WAL, which SQLite refuses on a read-only connection.
+        let opts = SqliteConnectOptions::new().filename(db);
         let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
         let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
         conn.close().await.unwrap();
