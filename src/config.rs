@@ -159,6 +159,7 @@ impl QueryConfig {
                 sql: args.sql,
                 key: args.key,
                 page_size: args.page_size as usize,
+                shape: None,
             },
             processors,
         })

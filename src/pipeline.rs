@@ -62,7 +62,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
 pub fn run_query(cfg: QueryConfig, cancel: &Cancel) -> Result<(RunStatus, Summary), RunError> {
     let QueryConfig {
         run,
-        source,
+        mut source,
         processors,
     } = cfg;
     let from = source.from.to_string();
@@ -70,6 +70,7 @@ pub fn run_query(cfg: QueryConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         .describe()
         .map_err(|e| RunError::Config(e.context(format!("query on {from}"))))?;
     let work = RowWork::new(&shape, processors).map_err(RunError::Config)?;
+    source.shape = Some(shape);
     run_pipeline(run, work, cancel, |_| source, None)
 }
 

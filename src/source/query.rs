@@ -72,6 +72,8 @@ pub struct QuerySource {
     pub sql: String,
     pub key: String,
     pub page_size: usize,
+    /// The result of [`QuerySource::describe`], once done (it may scan).
+    pub shape: Option<Shape>,
 }
 
 /// The query's columns, as checked before the run starts.
@@ -240,7 +242,10 @@ impl Source for QuerySource {
     type Item = RowItem;
 
     fn run(self, queue: Sender<Vec<RowItem>>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
-        let shape = self.describe()?;
+        let shape = match &self.shape {
+            Some(shape) => shape.clone(),
+            None => self.describe()?,
+        };
         let rt = runtime()?;
         rt.block_on(async {
             let mut conn = self.connect().await?;
