@@ -4,7 +4,9 @@
 Reads OUT/hf-{sha256,blake3,stat}.json and OUT/hf-ckpt-{small100k,big}.round*.json
 (hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
 run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
-time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); prints a
+time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); with --db
+also OUT/hf-db-{pg,sqlite}.json, OUT/db-verify-*.json (benches/db_verify.py),
+OUT/db-commands.txt, OUT/rows.txt (gen_rows.py's output) and OUT/cpu-db-start.txt; prints a
 plain table to stdout and writes the same table, with a description of the machine,
 to OUT/results.md for pasting into BENCHMARKS.md.
 
@@ -12,7 +14,8 @@ Time ratios against the peers are speedups: peer time / batchproc time (> 1 mean
 batchproc is faster), from hyperfine's mean times. The memory ratio is peak RSS at 100k
 files / at 10k files. The checkpoint rows give the overhead of the bookkeeping,
 time with / time without - 1, as a percentage; the resume row gives the time of the
-resume after the kill as a percentage of a full run's time.
+resume after the kill as a percentage of a full run's time. In the database rows the
+time ratio is also the ratio of rows per second (both sides copy the same rows).
 """
 
 import argparse
@@ -62,15 +65,27 @@ def load_hf_rounds(out, name):
     return res
 
 
-def cpu_use(out):
-    """(wall s, CPU s of other processes, load at start, load at end) from cpu-*.txt."""
+def cpu_use(out, db=False):
+    """(wall s, CPU s of other processes, load at start, load at end, CPU s of the Postgres
+    server during the database rows) from cpu-*.txt. The Postgres server's CPU time from
+    cpu-db-start.txt to cpu-end.txt is work the database rows asked for, so it is not
+    counted as other processes' (with --db only)."""
+    tck = os.sysconf("SC_CLK_TCK")
+
+    def pg(name):
+        with open(os.path.join(out, f"cpu-{name}.txt")) as f:
+            for line in f:
+                if line.startswith("postgres "):
+                    return int(line.split()[1]) / tck
+        return 0.0
+
     def read(name):
         with open(os.path.join(out, f"cpu-{name}.txt")) as f:
             lines = f.read().splitlines()
         wall = float(lines[0])
         fields = [int(x) for x in lines[1].split()[1:]]
         # user nice system idle iowait irq softirq steal: everything but idle and iowait
-        busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7)) / os.sysconf("SC_CLK_TCK")
+        busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7)) / tck
         mine = 0.0
         for line in lines[3:5]:  # `times`: this shell, then its children
             for t in line.split():
@@ -79,7 +94,8 @@ def cpu_use(out):
         return wall, busy, mine, lines[2]
     w0, b0, m0, l0 = read("start")
     w1, b1, m1, l1 = read("end")
-    return w1 - w0, max(0.0, (b1 - b0) - (m1 - m0)), l0, l1
+    pg_cpu = max(0.0, pg("end") - pg("db-start")) if db else 0.0
+    return w1 - w0, max(0.0, (b1 - b0) - (m1 - m0) - pg_cpu), l0, l1, pg_cpu
 
 
 def fmt_time(r):
@@ -99,6 +115,13 @@ def rel_se(r):
     if len(times) < 2 or not r["mean"]:
         return 0.0
     return statistics.stdev(times) / math.sqrt(len(times)) / r["mean"]
+
+
+def fmt_rate(r, nrows):
+    """hyperfine mean ± sd, then rows per second at the mean."""
+    rate = nrows / r["mean"]
+    rate = f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.0f}k"
+    return f"{fmt_time(r)} ({rate} rows/s)"
 
 
 def fmt_kib(kib):
@@ -179,8 +202,29 @@ def machine(args):
                                          "of the timings"),
         ("CPU used by other processes", f"{args.cpu[1]:.0f} CPU-seconds over the {args.cpu[0]:.0f} s "
                                         f"of the timings ({args.cpu[1] / args.cpu[0]:.0%} of one core "
-                                        "on average)"),
-    ]
+                                        "on average)" + (
+                                            f"; not counting the Postgres server's {args.cpu[4]:.0f} "
+                                            "CPU-seconds during the database rows"
+                                            if args.db else "")),
+    ] + ([
+        ("pgloader", sh(["pgloader", "--version"])),
+        ("psql", sh(["psql", "--version"])),
+        ("PostgreSQL server", pg_server(args)),
+        ("sqlite3", sh(["sqlite3", "--version"]).split(" 20")[0]),
+    ] if args.db else [])
+
+
+def pg_server(args):
+    out = subprocess.run(["psql", "-X", "-At", "-h", args.pg_host, "-p", args.pg_port, "-U",
+                          args.pg_user, "-d", "postgres", "-c", "SHOW server_version", "-c",
+                          "SHOW synchronous_commit", "-c", "SHOW shared_buffers", "-c",
+                          "SHOW max_wal_size"],
+                         capture_output=True, text=True, check=False)
+    v = out.stdout.splitlines()
+    if out.returncode != 0 or len(v) < 4:
+        return "?"
+    return (f"PostgreSQL {v[0]} on {args.pg_host}:{args.pg_port} (synchronous_commit={v[1]}, "
+            f"shared_buffers={v[2]}, max_wal_size={v[3]})")
 
 
 def rows(args):
@@ -271,7 +315,37 @@ def rows(args):
         "< 20% of full",
         "PASS" if frac < 0.20 else "FAIL",
     ))
+
+    if args.db:
+        nrows = db_rows(args.out)[2]
+        pg = load_hf(args.out, "db-pg")
+        sq = load_hf(args.out, "db-sqlite")
+        hf["db-pg"], hf["db-sqlite"] = pg, sq
+        for label, bp, peer, target in (
+            (f"SQLite→Postgres, {nrows:,} rows, vs pgloader", pg[0], pg[1], 2.0),
+            (f"Postgres sink vs psql \\copy (CSV), {nrows:,} rows", pg[0], pg[2], 0.7),
+            (f"SQLite sink vs sqlite3 .import (CSV), {nrows:,} rows", sq[0], sq[1], 0.8),
+        ):
+            ratio = peer["mean"] / bp["mean"]
+            out.append((label, fmt_rate(bp, nrows), fmt_rate(peer, nrows), f"{ratio:.2f}×",
+                        f"≥ {target:.2f}×", "PASS" if ratio >= target else "FAIL"))
     return out, hf, mem, resume
+
+
+def db_rows(out):
+    """(db path, csv path, rows, db bytes, csv bytes) from gen_rows.py's output."""
+    with open(os.path.join(out, "rows.txt")) as f:
+        _, db, csv_path, n, db_bytes, csv_bytes = f.read().split()
+    return db, csv_path, int(n), int(db_bytes), int(csv_bytes)
+
+
+def db_verified(out):
+    """benches/db_verify.py's results, by name."""
+    res = {}
+    for name in ("bp-pg", "pgloader", "psql-copy", "bp-sqlite", "sqlite-import"):
+        with open(os.path.join(out, f"db-verify-{name}.json")) as f:
+            res[name] = json.load(f)
+    return res
 
 
 def trees(out):
@@ -316,16 +390,24 @@ def main():
     ap.add_argument("--ckpt-rounds", type=int, required=True)
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--db", action="store_true", help="the database rows ran")
+    ap.add_argument("--db-warmup", type=int, default=1)
+    ap.add_argument("--db-min-runs", type=int, default=3)
+    ap.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
+    ap.add_argument("--pg-port", default=os.environ.get("BENCH_PG_PORT", "5432"))
+    ap.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))
     args = ap.parse_args()
 
-    args.cpu = cpu_use(args.out)
+    args.cpu = cpu_use(args.out, args.db)
     table, hf, mem, resume = rows(args)
     files = trees(args.out)
     legend = ("ratio: time rows against a peer = peer time / batchproc time (mean of "
               "hyperfine runs; >1 = batchproc faster); memory row = median peak RSS at 100k / "
               "at 10k files; checkpoint rows = time with checkpoints / time with "
               "--no-checkpoint - 1 (± one standard error of that ratio); resume row = mean "
-              "time of the resume / mean time of a full run (the peer column).")
+              "time of the resume / mean time of a full run (the peer column)" +
+              ("; database rows = peer time / batchproc time, which is also batchproc's rows/s "
+               "/ the peer's rows/s." if args.db else "."))
     fracs = [it["killed_fraction"] for it in resume["iterations"]]
     times = resume["resume"]["times"]
     per_iter = [it["resume_s"] / it["full_s"] for it in resume["iterations"]]
@@ -341,7 +423,28 @@ def main():
         f"exit 0, one run row (for a resume, the same run continued), status 'succeeded', "
         f"ok = {resume['files']:,}, one row per file with the tree's paths, no committed "
         f"row rewritten.")
-    wall, others, _, _ = args.cpu
+    db_note = None
+    if args.db:
+        v = db_verified(args.out)
+        nrows = db_rows(args.out)[2]
+        off = v["sqlite-import"]["mtime_off_by_ulps"]
+        db_note = (
+            f"database rows: before the timings, each command ran once into its empty target "
+            f"and benches/db_verify.py compared every row of the target with the source "
+            f"(id, path, size, mtime as a double, sha256, count, ordered by id): all "
+            f"{nrows:,} rows are equal in every target, and batchproc's latest batchproc_runs "
+            f"row says succeeded, ok = {v['bp-pg']['run']['ok']:,} (Postgres) and "
+            f"{v['bp-sqlite']['run']['ok']:,} (SQLite), failed = 0. Exceptions: sqlite3 "
+            f".import stored {off:,} mtimes one unit in the last place away from the source's "
+            f"(its text-to-double conversion is not always correctly rounded; accepted), and "
+            f"pgloader runs with --cast 'type real to float' because its default maps SQLite "
+            f"REAL to Postgres real (float4), which would lose the mtimes' digits. Column "
+            f"types in Postgres: batchproc "
+            f"{', '.join(v['bp-pg']['types'][c] for c in ('id', 'mtime'))} (id, mtime), "
+            f"pgloader {', '.join(v['pgloader']['types'][c] for c in ('id', 'mtime'))}, "
+            f"psql \\copy (pre-created) "
+            f"{', '.join(v['psql-copy']['types'][c] for c in ('id', 'mtime'))}.")
+    wall, others, _, _, _ = args.cpu
     busy_note = None
     if others / wall > 0.10:
         busy_note = (f"the machine was not idle: other processes used {others:.0f} "
@@ -354,6 +457,8 @@ def main():
     print(plain_table(table))
     print(legend)
     print(resume_note)
+    if db_note:
+        print(db_note)
     if busy_note:
         print("WARNING: " + busy_note)
     for note in args.note:
@@ -374,13 +479,20 @@ def main():
     md.append("")
     for name, (nfiles, nbytes, path) in files.items():
         md.append(f"- `{path}`: {nfiles:,} files, {nbytes / 1048576:.1f} MiB")
+    if args.db:
+        db, csv_path, nrows, db_bytes, csv_bytes = db_rows(args.out)
+        md.append(f"- `{db}`: table `files`, {nrows:,} rows, {db_bytes / 1048576:.1f} MiB "
+                  f"(generated by `benches/gen_rows.py`); `{csv_path}`: the same rows as CSV, "
+                  f"{csv_bytes / 1048576:.1f} MiB")
     md.append("")
     md.append(f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
               f"command; checkpoint-cost rows: {args.ckpt_runs} timed runs per command, in "
               f"{args.ckpt_rounds} hyperfine rounds of alternating order, pooled; peak memory: "
               f"median of {args.mem_runs} runs of `/usr/bin/time -v`; resume row: "
               f"{len(resume['resume']['times'])} iterations of `benches/resume_bench.py` "
-              f"after {resume['warmup']} warmup run.")
+              f"after {resume['warmup']} warmup run" +
+              (f"; database rows: {args.db_warmup} warmup + at least {args.db_min_runs} timed "
+               "runs per command." if args.db else "."))
     md.append("")
     md.append(md_table(table))
     md.append("")
@@ -388,6 +500,9 @@ def main():
     md.append("")
     md.append(resume_note[0].upper() + resume_note[1:])
     md.append("")
+    if db_note:
+        md.append(db_note[0].upper() + db_note[1:])
+        md.append("")
     if busy_note:
         md.append("**Warning:** " + busy_note[0].upper() + busy_note[1:])
         md.append("")
@@ -419,6 +534,9 @@ def main():
               "files, then time the second command")
     md.append(resume["command"])
     md.append(resume["resume_command"])
+    if args.db:
+        with open(os.path.join(args.out, "db-commands.txt")) as f:
+            md.extend(f.read().splitlines())
     md.append("```")
     md.append("")
     with open(os.path.join(args.out, "results.md"), "w") as f:

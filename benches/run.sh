@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of batchproc against the tools people would otherwise use
-# (sha256sum/b3sum through find|xargs, find -printf), run by `make bench`.
+# (sha256sum/b3sum through find|xargs, find -printf; pgloader, psql \copy and sqlite3
+# .import for the database rows), run by `make bench`.
 # See BENCHMARKS.md. Installs its peers with apt if missing, generates its data under
 # bench-data/ (reused when unchanged), times with hyperfine and /usr/bin/time, prints a
 # table and writes it as Markdown to bench-data/results.md.
@@ -13,6 +14,15 @@
 #   BENCH_CKPT_RUNS=N   timed runs per command in the checkpoint-cost rows (default 30, in 6
 #                       hyperfine rounds of alternating order: the target is a few percent)
 #   BENCH_RESUME_RUNS=N iterations of (full run, kill at 90% and resume) (default 10)
+#   BENCH_DB=0          skip the three database rows (default 1: run them; they need a
+#                       Postgres server, see BENCH_PG_*)
+#   BENCH_DB_WARMUP=N   hyperfine warmup runs per command in the database rows (default 1)
+#   BENCH_DB_MIN_RUNS=N hyperfine minimum timed runs per command there (default 3)
+#   BENCH_PG_HOST, BENCH_PG_PORT, BENCH_PG_USER
+#                       the Postgres server of the database rows (default 127.0.0.1, 5432,
+#                       postgres; no password: trust auth, or a ~/.pgpass). The rows
+#                       drop and create the databases bench_db_bp, bench_db_pgloader and
+#                       bench_db_copy on it, and drop them at the end.
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
 #   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
 #                       e.g. a copy, so a rebuild during the run cannot change it
@@ -27,7 +37,21 @@ MEM_RUNS=${BENCH_MEM_RUNS:-3}
 CKPT_RUNS=${BENCH_CKPT_RUNS:-30}
 RESUME_RUNS=${BENCH_RESUME_RUNS:-10}
 STRICT=${BENCH_STRICT:-0}
-for v in SCALE WARMUP MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS; do
+DB=${BENCH_DB:-1}
+DB_WARMUP=${BENCH_DB_WARMUP:-1}
+DB_MIN_RUNS=${BENCH_DB_MIN_RUNS:-3}
+PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
+PG_PORT=${BENCH_PG_PORT:-5432}
+PG_USER=${BENCH_PG_USER:-postgres}
+if [[ $DB != 0 && $DB != 1 ]]; then
+    echo "bench: BENCH_DB must be 0 or 1, got '$DB'" >&2
+    exit 2
+fi
+if ! [[ $DB_WARMUP =~ ^[0-9]+$ ]]; then
+    echo "bench: BENCH_DB_WARMUP must be a non-negative integer, got '$DB_WARMUP'" >&2
+    exit 2
+fi
+for v in SCALE WARMUP MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
         echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
         exit 2
@@ -53,6 +77,11 @@ install_peers() {
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
     command -v find >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1 || need+=(findutils)
+    if [[ $DB == 1 ]]; then
+        command -v pgloader >/dev/null 2>&1 || need+=(pgloader)
+        command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+        command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+    fi
     if ((${#need[@]} == 0)); then
         return
     fi
@@ -72,19 +101,32 @@ fi
 # The machine should be idle. To tell afterwards whether it was, record the load
 # average and the CPU time of the whole machine and of this script at the start and the
 # end of the timings: report.py turns the difference into "CPU used by other processes".
+# The last line is the CPU time of the Postgres server (every process named postgres:
+# user + system of itself and of its reaped children, in clock ticks). Its work during
+# the database rows is part of what they measure, so report.py does not count it as
+# "other processes" there.
+pg_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk '$2 == "(postgres)" { t += $14 + $15 + $16 + $17 } END { printf "postgres %d\n", t }'
+}
 cpu_mark() { # file
-    { date +%s.%N; head -1 /proc/stat; cut -d' ' -f1-3 /proc/loadavg; times; } >"$1"
+    { date +%s.%N; head -1 /proc/stat; cut -d' ' -f1-3 /proc/loadavg; times; pg_ticks; } >"$1"
 }
 
 # --- 2. data ------------------------------------------------------------------------
 mkdir -p "$OUT"
 rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
-    "$OUT"/resume.json "$OUT"/cpu-*.txt
+    "$OUT"/resume.json "$OUT"/cpu-*.txt "$OUT"/rows.txt "$OUT"/db-verify-*.json \
+    "$OUT"/db-commands.txt "$OUT"/db-*.log
 say "data under $DATA (BENCH_SCALE=$SCALE)"
 python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
 SMALL100K=$DATA/small100k
 SMALL10K=$DATA/small10k
+if [[ $DB == 1 ]]; then
+    python3 benches/gen_rows.py "$DATA" "$SCALE" >"$OUT/rows.txt"
+    read -r _ ROWS_DB ROWS_CSV NROWS _ _ <"$OUT/rows.txt"
+fi
 ((SCALE == 1)) || echo "bench: BENCH_SCALE=$SCALE is a quick check; its numbers are not comparable with the targets" >&2
 
 # --- sanity: batchproc must agree with the peers it is timed against ------------------
@@ -202,12 +244,96 @@ python3 benches/resume_bench.py --bin "$BIN" --tree "$SMALL100K" --db "$RESUME_D
     --batch-size "$RESUME_BATCH" --out "$OUT/resume.json" ||
     die "kill-and-resume benchmark failed (see above)"
 rm -f "$RESUME_DB"*
+
+# --- 3g. database rows: 1,000,000/SCALE rows from SQLite into Postgres and SQLite -----------
+# The same batchproc command (default batch size) against pgloader (SQLite -> Postgres),
+# psql \copy of the rows as CSV (the floor of a Postgres load) and sqlite3 .import of the
+# CSV (the floor of a SQLite load). Every target starts empty: hyperfine --prepare drops
+# and creates the database (or deletes the file) before every run, and pre-creates the
+# table for the CSV peers. Each target is checked once, row by row against the source
+# (benches/db_verify.py), before it is timed.
+if [[ $DB == 1 ]]; then
+    cpu_mark "$OUT/cpu-db-start.txt"
+    PSQL="psql -X -q -h $PG_HOST -p $PG_PORT -U $PG_USER"
+    PG_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT
+    $PSQL -d postgres -c 'SELECT 1' >/dev/null ||
+        die "cannot reach Postgres at $PG_HOST:$PG_PORT as $PG_USER (set BENCH_PG_*, or BENCH_DB=0 to skip the database rows)"
+    PG_SCHEMA='CREATE TABLE files (id BIGINT PRIMARY KEY, path TEXT, size BIGINT, mtime DOUBLE PRECISION, sha256 TEXT, count BIGINT)'
+    SQLITE_SCHEMA='CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT, size INTEGER, mtime REAL, sha256 TEXT, count INTEGER)'
+    fresh_db() { # database: a command that drops and creates it
+        echo "$PSQL -d postgres -c 'DROP DATABASE IF EXISTS $1' -c 'CREATE DATABASE $1'"
+    }
+    BP_QUERY="$BIN query --from sqlite:$ROWS_DB --sql 'SELECT * FROM files' --key id -q"
+    BP_PG="$BP_QUERY --sink $PG_URL/bench_db_bp -t files"
+    # pgloader's default casts map SQLite REAL to Postgres real (float4), which keeps
+    # 6-7 digits: mtime 1609010024.418321 arrives as 1609010000. The cast rule keeps the
+    # doubles (float = double precision), as the other targets do.
+    PGLOADER="pgloader --cast 'type real to float using float-to-string' sqlite://$PWD/$ROWS_DB postgresql://$PG_USER@$PG_HOST:$PG_PORT/bench_db_pgloader"
+    PSQL_COPY="$PSQL -d bench_db_copy -c \"\\copy files FROM '$ROWS_CSV' WITH (FORMAT csv)\""
+    PREP_BP=$(fresh_db bench_db_bp)
+    PREP_PGLOADER=$(fresh_db bench_db_pgloader)
+    PREP_COPY="$(fresh_db bench_db_copy) && $PSQL -d bench_db_copy -c '$PG_SCHEMA'"
+    BP_SQLITE="$BP_QUERY --sink sqlite:$OUT/db-out.db -t files"
+    SQLITE_IMPORT="sqlite3 $OUT/db-import.db '.mode csv' '.import $ROWS_CSV files'"
+    PREP_BP_SQLITE="rm -f $OUT/db-out.db*"
+    PREP_IMPORT="rm -f $OUT/db-import.db* && sqlite3 $OUT/db-import.db '$SQLITE_SCHEMA'"
+
+    verify() { # name prepare command target [db_verify options...]
+        local name=$1 prep=$2 cmd=$3 target=$4
+        shift 4
+        echo "bench: checking $name: $cmd" >&2
+        bash -c "$prep" >"$OUT/db-$name.log" 2>&1 || die "preparing $name failed (see $OUT/db-$name.log)"
+        bash -c "$cmd" >>"$OUT/db-$name.log" 2>&1 || die "$name failed (see $OUT/db-$name.log)"
+        python3 benches/db_verify.py --source "$ROWS_DB" --rows "$NROWS" --target "$target" "$@" \
+            >"$OUT/db-verify-$name.json" || die "$name did not copy the $NROWS rows (see above)"
+    }
+    DB_HF=(hyperfine --warmup "$DB_WARMUP" --min-runs "$DB_MIN_RUNS")
+
+    say "SQLite -> Postgres, $NROWS rows: batchproc vs pgloader vs psql \\copy"
+    verify bp-pg "$PREP_BP" "$BP_PG" "$PG_URL/bench_db_bp" --runs
+    verify pgloader "$PREP_PGLOADER" "$PGLOADER" "$PG_URL/bench_db_pgloader"
+    verify psql-copy "$PREP_COPY" "$PSQL_COPY" "$PG_URL/bench_db_copy"
+    "${DB_HF[@]}" --export-json "$OUT/hf-db-pg.json" \
+        --prepare "$PREP_BP" --prepare "$PREP_PGLOADER" --prepare "$PREP_COPY" \
+        "$BP_PG" "$PGLOADER" "$PSQL_COPY"
+
+    say "SQLite sink, $NROWS rows: batchproc vs sqlite3 .import"
+    verify bp-sqlite "$PREP_BP_SQLITE" "$BP_SQLITE" "sqlite:$OUT/db-out.db" --runs
+    # sqlite3's text-to-double conversion is not always correctly rounded: a few mtimes
+    # land one unit in the last place away from the source's (db_verify counts them).
+    verify sqlite-import "$PREP_IMPORT" "$SQLITE_IMPORT" "sqlite:$OUT/db-import.db" --float-ulps 1
+    "${DB_HF[@]}" --export-json "$OUT/hf-db-sqlite.json" \
+        --prepare "$PREP_BP_SQLITE" --prepare "$PREP_IMPORT" \
+        "$BP_SQLITE" "$SQLITE_IMPORT"
+
+    {
+        echo "# hyperfine --prepare, before every run of the next command: $PREP_BP"
+        echo "$BP_PG"
+        echo "# hyperfine --prepare: $PREP_PGLOADER"
+        echo "$PGLOADER"
+        echo "# hyperfine --prepare: $PREP_COPY"
+        echo "$PSQL_COPY"
+        echo "# hyperfine --prepare: $PREP_BP_SQLITE"
+        echo "$BP_SQLITE"
+        echo "# hyperfine --prepare: $PREP_IMPORT"
+        echo "$SQLITE_IMPORT"
+    } >"$OUT/db-commands.txt"
+fi
 cpu_mark "$OUT/cpu-end.txt"
+if [[ $DB == 1 ]]; then
+    for d in bench_db_bp bench_db_pgloader bench_db_copy; do
+        $PSQL -d postgres -c "DROP DATABASE IF EXISTS $d" || true
+    done
+    rm -f "$OUT"/db-out.db* "$OUT"/db-import.db*
+fi
 
 # --- 4. table + bench-data/results.md -------------------------------------------------------
 report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
     --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA"
     --ckpt-runs "$((CKPT_ROUNDS * CKPT_PER_ROUND))" --ckpt-rounds "$CKPT_ROUNDS" --bin "$BIN")
+if [[ $DB == 1 ]]; then
+    report+=(--db --db-warmup "$DB_WARMUP" --db-min-runs "$DB_MIN_RUNS")
+fi
 for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
 if [[ $STRICT == 1 ]]; then report+=(--strict); fi
 "${report[@]}"

@@ -75,6 +75,37 @@ fn files_into_postgres_match_the_oracles_with_typed_columns() {
         ("error", "text"),
     ];
     assert_eq!(types, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    // A rerun with only `lines` clears sha256 just where a file changed.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 2);
+    let run = |p: &str| {
+        batchproc(tmp.path())
+            .args(["files", "d", "-p", p, "-q", "-t", "two", "--sink", &db.url])
+            .assert()
+            .success();
+    };
+    run("sha256");
+    std::fs::write(
+        d.join("f00001.csv"),
+        "changed
+",
+    )
+    .unwrap();
+    run("lines");
+    let stale: Vec<(String, Option<String>)> = db
+        .query("SELECT path, sha256 FROM two ORDER BY path")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        stale[0],
+        (
+            "d/f00000.csv".into(),
+            Some(sha256sum(&d.join("f00000.csv")))
+        )
+    );
+    assert_eq!(stale[1], ("d/f00001.csv".into(), None));
     // A rerun upserts: still one row per file.
     batchproc(&fixtures())
         .args([

@@ -254,3 +254,35 @@ fn a_closed_stdout_or_stderr_ends_quietly() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A rerun with other processors keeps the earlier processors' values only
+/// for files that did not change; for changed files they are cleared rather
+/// than left stale next to the new size.
+#[test]
+fn columns_of_processors_not_rerun_are_cleared_when_the_file_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("changed.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::write(d.join("same.csv"), "a,b\n1,2\n").unwrap();
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256,csv", "-q"])
+        .assert()
+        .success();
+    std::fs::write(d.join("changed.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "lines", "-q"])
+        .assert()
+        .success();
+    let db = tmp.path().join("batchproc.db");
+    let rows: BTreeMap<String, (Option<String>, Option<i64>, i64)> =
+        query(&db, "SELECT path, sha256, csv_rows, lines FROM files")
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+            .collect();
+    assert_eq!(rows["d/changed.csv"], (None, None, 3));
+    assert_eq!(
+        rows["d/same.csv"],
+        (Some(sha256sum(&d.join("same.csv"))), Some(1), 2)
+    );
+}

@@ -63,6 +63,17 @@ fn by_name(name: &str) -> Result<Box<dyn Processor>> {
     })
 }
 
+/// Every column any file processor can write (to recognise them in an
+/// existing table).
+pub fn output_columns() -> Vec<String> {
+    NAMES
+        .iter()
+        .filter_map(|n| by_name(n).ok())
+        .flat_map(|p| p.columns())
+        .map(|c| c.name)
+        .collect()
+}
+
 /// Parses `-p` values (each may be a comma-separated list) into processors,
 /// refusing duplicates: two processors writing one column is a mistake.
 pub fn parse_list(specs: &[String]) -> Result<Vec<Box<dyn Processor>>> {

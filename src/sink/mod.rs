@@ -203,6 +203,30 @@ pub fn create_table_sql(
     )
 }
 
+/// Upsert assignments that clear the columns of processors *not* in this
+/// run when the file changed (size or mtime differ): otherwise a rerun with
+/// other processors would leave an old digest next to a new size. `same` is
+/// the null-safe equality of the database (`IS`, `IS NOT DISTINCT FROM`).
+pub fn stale_clears(table: &str, schema: &Schema, existing: &[String], same: &str) -> Vec<String> {
+    let has = |name: &str| schema.columns.iter().any(|c| c.name == name);
+    if !(has("size") && has("mtime")) {
+        return Vec::new();
+    }
+    let t = quote_ident(table);
+    let known = crate::processor::output_columns();
+    existing
+        .iter()
+        .filter(|c| known.contains(c) && !has(c))
+        .map(|c| {
+            let c = quote_ident(c);
+            format!(
+                "{c} = CASE WHEN {t}.\"size\" {same} excluded.\"size\" AND {t}.\"mtime\" {same} excluded.\"mtime\" \
+                 THEN {t}.{c} ELSE NULL END"
+            )
+        })
+        .collect()
+}
+
 /// A column of an existing table, as its database describes it.
 pub struct ExistingColumn {
     pub name: String,

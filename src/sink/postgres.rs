@@ -14,7 +14,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::runtime::Runtime;
 
-use super::{check_existing, create_table_sql, quote_ident, status_name, ExistingColumn, Sink};
+use super::{
+    check_existing, create_table_sql, quote_ident, stale_clears, status_name, ExistingColumn, Sink,
+};
 use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -191,9 +193,10 @@ impl Sink for PostgresSink {
         let inner = &mut self.inner;
         let table = inner.table.clone();
         let conn = inner.conn.as_mut().expect("connected");
-        self.rt.block_on(async {
-            prepare_table(conn, &table, schema).await?;
-            create_stage(conn, schema).await
+        let existing = self.rt.block_on(async {
+            let existing = prepare_table(conn, &table, schema).await?;
+            create_stage(conn, schema).await?;
+            anyhow::Ok(existing)
         })?;
         let names: Vec<String> = schema
             .columns
@@ -202,11 +205,17 @@ impl Sink for PostgresSink {
             .collect();
         let cols = names.join(", ");
         let key = &names[schema.key];
-        let updates: Vec<String> = names
+        let mut updates: Vec<String> = names
             .iter()
             .filter(|n| *n != key)
             .map(|n| format!("{n} = EXCLUDED.{n}"))
             .collect();
+        updates.extend(stale_clears(
+            &table,
+            schema,
+            &existing,
+            "IS NOT DISTINCT FROM",
+        ));
         inner.copy_sql = format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)");
         inner.upsert_sql = format!(
             "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({key}) DO UPDATE SET {}",
@@ -351,7 +360,12 @@ async fn create_stage(conn: &mut PgConnection, schema: &Schema) -> Result<()> {
 /// Creates the table, or checks an existing one as the SQLite sink does:
 /// right types, a plain unique index on the key, nothing NOT NULL or
 /// generated among our columns, nothing required that we do not write.
-async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) -> Result<()> {
+/// Returns the names of the columns the table had before.
+async fn prepare_table(
+    conn: &mut PgConnection,
+    table: &str,
+    schema: &Schema,
+) -> Result<Vec<String>> {
     let q = quote_ident(table);
     let existing = sqlx::query(
         "SELECT column_name::text AS name, data_type::text AS ty, is_nullable::text AS nullable, \
@@ -366,7 +380,7 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
         sqlx::query(&create_table_sql(table, schema, pg_type))
             .execute(&mut *conn)
             .await?;
-        return Ok(());
+        return Ok(Vec::new());
     }
     let existing: Vec<ExistingColumn> = existing
         .iter()
@@ -378,6 +392,7 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
             generated: r.get::<String, _>("generated") == "ALWAYS",
         })
         .collect();
+    let names: Vec<String> = existing.iter().map(|e| e.name.clone()).collect();
     let missing = check_existing(table, schema, &existing, |found, col| {
         (!accepted(col.ty).contains(&found.declared.as_str())).then_some(pg_type(col.ty))
     })?;
@@ -403,5 +418,5 @@ async fn prepare_table(conn: &mut PgConnection, table: &str, schema: &Schema) ->
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(names)
 }

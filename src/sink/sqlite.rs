@@ -11,7 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
-use super::{check_existing, create_table_sql, quote_ident, status_name, ExistingColumn, Sink};
+use super::{
+    check_existing, create_table_sql, quote_ident, stale_clears, status_name, ExistingColumn, Sink,
+};
 use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
 use crate::RunStatus;
@@ -75,8 +77,8 @@ impl Sink for SqliteSink {
         let table = self.table.clone();
         let rt = &self.rt;
         let conn = self.conn.as_mut().expect("sink used after finish");
-        rt.block_on(async {
-            prepare_table(&mut *conn, &table, schema).await?;
+        let existing = rt.block_on(async {
+            let existing = prepare_table(&mut *conn, &table, schema).await?;
             // Find out now, not after all the work, if another process holds
             // the database locked (this waits up to the busy timeout).
             let tx = conn
@@ -84,9 +86,10 @@ impl Sink for SqliteSink {
                 .await
                 .context("database is locked")?;
             tx.rollback().await?;
-            anyhow::Ok(())
+            anyhow::Ok(existing)
         })?;
-        self.insert = Some(Insert::new(&table, schema));
+        let clears = stale_clears(&table, schema, &existing, "IS");
+        self.insert = Some(Insert::new(&table, schema, &clears));
         Ok(())
     }
 
@@ -135,18 +138,21 @@ impl Drop for SqliteSink {
 }
 
 impl Insert {
-    fn new(table: &str, schema: &Schema) -> Self {
+    fn new(table: &str, schema: &Schema, extra_updates: &[String]) -> Self {
         let names: Vec<String> = schema
             .columns
             .iter()
             .map(|c| quote_ident(&c.name))
             .collect();
         let key = &names[schema.key];
-        let updates: Vec<String> = names
+        let mut updates: Vec<String> = names
             .iter()
             .filter(|n| *n != key)
             .map(|n| format!("{n} = excluded.{n}"))
             .collect();
+        // Computed against the row as it was: SQLite evaluates every SET
+        // expression before assigning any.
+        updates.extend_from_slice(extra_updates);
         let row = format!("({})", vec!["?"; names.len()].join(", "));
         Insert {
             head: format!(
@@ -243,7 +249,12 @@ fn declared_type(ty: ColumnType) -> &'static str {
 /// Creates the table, or checks an existing one: every column this run
 /// writes must have the right affinity (missing ones are added), the key
 /// must be unique, and no other column may demand a value we do not give.
-async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema) -> Result<()> {
+/// Returns the names of the columns the table had before.
+async fn prepare_table(
+    conn: &mut SqliteConnection,
+    table: &str,
+    schema: &Schema,
+) -> Result<Vec<String>> {
     let q = quote_ident(table);
     let existing = sqlx::query(
         r#"SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)"#,
@@ -255,7 +266,7 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
         sqlx::query(&create_table_sql(table, schema, declared_type))
             .execute(&mut *conn)
             .await?;
-        return Ok(());
+        return Ok(Vec::new());
     }
     let existing: Vec<ExistingColumn> = existing
         .iter()
@@ -267,6 +278,7 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
             generated: r.get::<i64, _>("hidden") != 0,
         })
         .collect();
+    let names: Vec<String> = existing.iter().map(|e| e.name.clone()).collect();
     let missing = check_existing(table, schema, &existing, |found, col| {
         let want = declared_type(col.ty);
         (affinity(&found.declared) != want).then_some(want)
@@ -291,7 +303,7 @@ async fn prepare_table(conn: &mut SqliteConnection, table: &str, schema: &Schema
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(names)
 }
 
 async fn has_unique_index_on(
