@@ -176,11 +176,17 @@ def machine(args):
                     break
     except OSError:
         pass
-    commit = sh(["git", "rev-parse", "--short=12", "HEAD"])
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()
+    try:  # written by run.sh when the run started
+        with open(os.path.join(args.out, "commit.txt")) as f:
+            lines = f.read().splitlines()
+        commit, dirty = lines[0], any(line.strip() for line in lines[1:])
+        commit += " (HEAD when the run started)"
+    except (OSError, IndexError):
+        commit = sh(["git", "rev-parse", "--short=12", "HEAD"])
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
     if dirty:
         commit += " (with uncommitted changes in src/ or Cargo.*)"
     simd = ", ".join(f for f in ("sha_ni", "avx2", "avx512f") if f in flags) or "none of sha_ni/avx2/avx512f"

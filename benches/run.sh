@@ -117,7 +117,14 @@ cpu_mark() { # file
 mkdir -p "$OUT"
 rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
     "$OUT"/resume.json "$OUT"/cpu-*.txt "$OUT"/rows.txt "$OUT"/db-verify-*.json \
-    "$OUT"/db-commands.txt "$OUT"/db-*.log
+    "$OUT"/db-commands.txt "$OUT"/db-*.log "$OUT"/commit.txt
+# The commit, and whether src/ or Cargo.* differed from it, when the run starts (report.py
+# would otherwise read HEAD at the end, after any commit made meanwhile). This names the
+# tree, not the binary: BIN may have been built from another one.
+{
+    git rev-parse --short=12 HEAD 2>/dev/null || echo '?'
+    git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -1
+} >"$OUT/commit.txt"
 say "data under $DATA (BENCH_SCALE=$SCALE)"
 python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
