@@ -227,6 +227,25 @@ pub fn stale_clears(table: &str, schema: &Schema, existing: &[String], same: &st
         .collect()
 }
 
+/// `ALTER TABLE … ADD COLUMN` for each column an existing table lacks.
+pub fn add_columns_sql(
+    table: &str,
+    missing: &[&Column],
+    sql_type: impl Fn(crate::record::ColumnType) -> &'static str,
+) -> Vec<String> {
+    missing
+        .iter()
+        .map(|c| {
+            format!(
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                quote_ident(table),
+                quote_ident(&c.name),
+                sql_type(c.ty)
+            )
+        })
+        .collect()
+}
+
 /// A column of an existing table, as its database describes it.
 pub struct ExistingColumn {
     pub name: String,

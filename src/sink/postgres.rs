@@ -15,7 +15,8 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::runtime::Runtime;
 
 use super::{
-    check_existing, create_table_sql, quote_ident, stale_clears, status_name, ExistingColumn, Sink,
+    add_columns_sql, check_existing, create_table_sql, quote_ident, stale_clears, status_name,
+    ExistingColumn, Sink,
 };
 use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
@@ -366,7 +367,6 @@ async fn prepare_table(
     table: &str,
     schema: &Schema,
 ) -> Result<Vec<String>> {
-    let q = quote_ident(table);
     let existing = sqlx::query(
         "SELECT column_name::text AS name, data_type::text AS ty, is_nullable::text AS nullable, \
          column_default::text AS dflt, is_generated::text AS generated \
@@ -409,14 +409,8 @@ async fn prepare_table(
     if !unique {
         bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, without WHERE)");
     }
-    for col in missing {
-        sqlx::query(&format!(
-            "ALTER TABLE {q} ADD COLUMN {} {}",
-            quote_ident(&col.name),
-            pg_type(col.ty)
-        ))
-        .execute(&mut *conn)
-        .await?;
+    for sql in add_columns_sql(table, &missing, pg_type) {
+        sqlx::query(&sql).execute(&mut *conn).await?;
     }
     Ok(names)
 }

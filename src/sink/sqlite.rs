@@ -12,7 +12,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::runtime::Runtime;
 
 use super::{
-    check_existing, create_table_sql, quote_ident, stale_clears, status_name, ExistingColumn, Sink,
+    add_columns_sql, check_existing, create_table_sql, quote_ident, stale_clears, status_name,
+    ExistingColumn, Sink,
 };
 use crate::checkpoint::{sqlite as store, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
@@ -255,7 +256,6 @@ async fn prepare_table(
     table: &str,
     schema: &Schema,
 ) -> Result<Vec<String>> {
-    let q = quote_ident(table);
     let existing = sqlx::query(
         r#"SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)"#,
     )
@@ -294,14 +294,8 @@ async fn prepare_table(
     if !has_unique_index_on(conn, table, key).await? {
         bail!("table {table:?} is incompatible: column {key:?} is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, with the default BINARY collation and no WHERE clause)");
     }
-    for col in missing {
-        sqlx::query(&format!(
-            "ALTER TABLE {q} ADD COLUMN {} {}",
-            quote_ident(&col.name),
-            declared_type(col.ty)
-        ))
-        .execute(&mut *conn)
-        .await?;
+    for sql in add_columns_sql(table, &missing, declared_type) {
+        sqlx::query(&sql).execute(&mut *conn).await?;
     }
     Ok(names)
 }
