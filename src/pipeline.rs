@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use crate::checkpoint::{self, ItemKey, Ledger, ResumePoint, RunSpec};
+use crate::checkpoint::{self, Ledger, ResumePoint, RunSpec, Seq};
 use crate::cli::OnError;
 use crate::config::{FilesConfig, QueryConfig, RunConfig};
 use crate::pool::{Cancel, CancelReason, Pool};
@@ -154,7 +154,7 @@ where
         scope.spawn(move || {
             let ran = pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, chunk| {
                 let mut outcomes = Vec::with_capacity(chunk.len());
-                for item in chunk {
+                for (seq, item) in chunk {
                     // Once cancelled, the rest of the chunk is not started.
                     if cancel.is_cancelled() {
                         break;
@@ -162,11 +162,12 @@ where
                     let outcome = work.process(buf, item, cancel);
                     if abort && !outcome.cancelled {
                         if let Some(error) = &outcome.error {
-                            let _ = first_failure.set(format!("{}: {error}", outcome.label));
+                            let label = work.label(&outcome.record);
+                            let _ = first_failure.set(format!("{label}: {error}"));
                             cancel.cancel(CancelReason::Failed);
                         }
                     }
-                    outcomes.push(outcome);
+                    outcomes.push((seq, outcome));
                 }
                 outcomes
             });
@@ -177,6 +178,7 @@ where
         });
         let batcher = Batcher {
             sink: sink.as_mut(),
+            label: &|record| work.label(record),
             first_failure,
             cancel,
             ledger,
@@ -254,6 +256,7 @@ fn count_ahead(source: &FileSource, point: &ResumePoint, progress: &Progress, ca
 /// once the flush interval passes, so slow runs still show progress.
 struct Batcher<'a> {
     sink: &'a mut dyn Sink,
+    label: &'a (dyn Fn(&Record) -> String + Sync),
     first_failure: &'a OnceLock<String>,
     cancel: &'a Cancel,
     ledger: &'a Ledger,
@@ -269,7 +272,7 @@ struct Entry {
     /// None: done without a row (a vanished file, a row the sink cannot hold).
     record: Option<Record>,
     /// None: not checkpointed (failed under fail-fast: a resume retries it).
-    key: Option<ItemKey>,
+    seq: Option<Seq>,
     ok: bool,
     failed: bool,
 }
@@ -296,7 +299,7 @@ impl Batcher<'_> {
     /// blocks on a full channel.
     fn drain(
         mut self,
-        outcomes: Receiver<Vec<Outcome>>,
+        outcomes: Receiver<Vec<(Seq, Outcome)>>,
         cancel: &Cancel,
     ) -> (Summary, Option<anyhow::Error>) {
         let mut summary = Summary::default();
@@ -306,14 +309,14 @@ impl Batcher<'_> {
         loop {
             let flush = match outcomes.recv_deadline(deadline) {
                 Ok(chunk) => {
-                    for outcome in chunk {
+                    for (seq, outcome) in chunk {
                         // Abandoned in flight: no row, no checkpoint; a resume redoes it.
                         if outcome.cancelled {
                             continue;
                         }
                         self.progress.inc();
                         summary.bytes += outcome.bytes;
-                        self.add(&mut batch, &mut summary, outcome);
+                        self.add(&mut batch, &mut summary, seq, outcome);
                     }
                     // recv_deadline hands out queued outcomes before it
                     // looks at the clock: check it here too.
@@ -343,17 +346,18 @@ impl Batcher<'_> {
         (summary, sink_error)
     }
 
-    fn add(&self, batch: &mut Batch, summary: &mut Summary, outcome: Outcome) {
-        let path = &outcome.label;
+    fn add(&self, batch: &mut Batch, summary: &mut Summary, seq: Seq, outcome: Outcome) {
+        let path = || (self.label)(&outcome.record);
         if outcome.vanished {
             // Gone before its turn: no row, and nothing to retry.
             self.progress.println(&format!(
-                "batchproc: warning: {path}: vanished before it was read"
+                "batchproc: warning: {}: vanished before it was read",
+                path()
             ));
             self.ledger.skipped.fetch_add(1, Ordering::Relaxed);
             batch.push(Entry {
                 record: None,
-                key: Some(outcome.key),
+                seq: Some(seq),
                 ok: false,
                 failed: false,
             });
@@ -365,15 +369,15 @@ impl Batcher<'_> {
                 // path in Postgres): the item fails, without a row.
                 summary.failed += 1;
                 if self.abort {
-                    let _ = self.first_failure.set(format!("{path}: {reason}"));
+                    let _ = self.first_failure.set(format!("{}: {reason}", path()));
                     self.cancel.cancel(CancelReason::Failed);
                     return;
                 }
                 self.progress
-                    .println(&format!("batchproc: warning: {path}: {reason}"));
+                    .println(&format!("batchproc: warning: {}: {reason}", path()));
                 batch.push(Entry {
                     record: None,
-                    key: Some(outcome.key),
+                    seq: Some(seq),
                     ok: false,
                     failed: true,
                 });
@@ -385,7 +389,7 @@ impl Batcher<'_> {
             summary.failed += 1;
             if !self.abort {
                 self.progress
-                    .println(&format!("batchproc: warning: {path}: {error}"));
+                    .println(&format!("batchproc: warning: {}: {error}", path()));
             }
         } else {
             summary.ok += 1;
@@ -395,7 +399,7 @@ impl Batcher<'_> {
         let checkpointed = !(failed && self.abort);
         batch.push(Entry {
             record: Some(outcome.record),
-            key: checkpointed.then_some(outcome.key),
+            seq: checkpointed.then_some(seq),
             ok: !failed,
             failed: failed && checkpointed,
         });
@@ -408,9 +412,8 @@ impl Batcher<'_> {
     /// an item stuck longer than that no longer holds anything back.
     fn commit(&mut self, batch: &mut Batch, last: bool) -> Result<()> {
         let mut entries = std::mem::take(&mut batch.entries);
-        let keys =
-            |es: &[Entry]| -> Vec<ItemKey> { es.iter().filter_map(|e| e.key.clone()).collect() };
-        let mut update = self.ledger.plan(&keys(&entries), 0, 0);
+        let seqs = |es: &[Entry]| -> Vec<Seq> { es.iter().filter_map(|e| e.seq).collect() };
+        let mut update = self.ledger.plan(&seqs(&entries));
         let may_hold = self.checkpoint
             && !last
             && entries.len() <= 16 * self.batch_size
@@ -418,14 +421,15 @@ impl Batcher<'_> {
                 .held_since
                 .is_none_or(|t| t.elapsed() < self.flush_interval);
         let mut held = Vec::new();
-        if may_hold && !update.insert.is_empty() {
-            let beyond: std::collections::HashSet<&ItemKey> = update.insert.iter().collect();
+        if may_hold && !update.beyond.is_empty() {
+            // Both sorted: a merge walk finds the entries beyond the prefix.
+            let first_beyond = update.beyond[0];
             let (later, now): (Vec<Entry>, Vec<Entry>) = entries
                 .into_iter()
-                .partition(|e| e.key.as_ref().is_some_and(|k| beyond.contains(k)));
+                .partition(|e| e.seq.is_some_and(|s| s >= first_beyond));
             held = later;
             entries = now;
-            update = self.ledger.plan(&keys(&entries), 0, 0);
+            update = self.ledger.plan(&seqs(&entries));
         }
         batch.held_since = match held.is_empty() {
             true => None,
@@ -441,7 +445,7 @@ impl Batcher<'_> {
         let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
         let checkpoint = self.checkpoint.then_some(&update);
         self.sink.write(&records, checkpoint)?;
-        self.ledger.apply(&keys(&entries), &update);
+        self.ledger.apply(&seqs(&entries), &update);
         Ok(())
     }
 }

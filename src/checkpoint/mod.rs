@@ -16,7 +16,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -111,6 +111,9 @@ pub struct CheckpointUpdate {
     pub insert: Vec<ItemKey>,
     /// Checkpoint rows the new watermark made redundant.
     pub delete: Vec<ItemKey>,
+    /// The batch's items that commit beyond the new watermark (those of
+    /// `insert`), by sequence number.
+    pub beyond: Vec<Seq>,
 }
 
 /// One row of `batchproc runs`.
@@ -139,31 +142,35 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Tracker {
-    /// Items the source has reached and the watermark has not passed, by
-    /// sequence number (the order the source yielded them in).
-    window: BTreeMap<u64, Entry>,
-    seq_of: HashMap<ItemKey, u64>,
-    next_seq: u64,
+    /// Items the source has reached and the watermark has not passed, in
+    /// the order the source yielded them: `window[i]` has sequence number
+    /// `base + i`. Workers and batches name items by that number, so the
+    /// per-item bookkeeping is index arithmetic, not key hashing.
+    window: VecDeque<Entry>,
+    base: Seq,
     /// Checkpoint rows of an earlier attempt the source has not reached yet.
     resumed: HashSet<ItemKey>,
     watermark: Option<ItemKey>,
 }
 
 impl Tracker {
-    fn push(&mut self, key: ItemKey, committed: bool) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.seq_of.insert(key.clone(), seq);
-        self.window.insert(
-            seq,
-            Entry {
-                key,
-                committed,
-                persisted: committed,
-            },
-        );
+    fn push(&mut self, key: ItemKey, committed: bool) -> Seq {
+        self.window.push_back(Entry {
+            key,
+            committed,
+            persisted: committed,
+        });
+        self.base + self.window.len() as Seq - 1
+    }
+
+    fn entry(&mut self, seq: Seq) -> Option<&mut Entry> {
+        let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.window.get_mut(index)
     }
 }
+
+/// An item's place in the source's order within one attempt of a run.
+pub type Seq = u64;
 
 /// Shared by the source (which dispatches) and the batcher (which commits).
 /// The watermark logic follows the order the source yields items in, so it
@@ -183,8 +190,8 @@ pub struct Ledger {
 /// What the source should do with an item.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dispatch {
-    /// Queue it.
-    Go,
+    /// Queue it, under this sequence number.
+    Go(Seq),
     /// An earlier attempt committed it.
     Done,
     /// The run was cancelled while waiting for room.
@@ -224,7 +231,7 @@ impl Ledger {
     /// to be queued once the window has room.
     pub fn dispatch(&self, key: ItemKey, cancel: &Cancel) -> Dispatch {
         let mut t = self.lock();
-        if t.resumed.remove(&key) {
+        if !t.resumed.is_empty() && t.resumed.remove(&key) {
             t.push(key, true);
             return Dispatch::Done;
         }
@@ -238,71 +245,64 @@ impl Ledger {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        t.push(key, false);
-        Dispatch::Go
+        Dispatch::Go(t.push(key, false))
     }
 
-    /// Plans the bookkeeping for committing `keys` (with `ok`/`failed`
-    /// counts) without changing the ledger: the batch may yet fail.
-    pub fn plan(&self, keys: &[ItemKey], ok: u64, failed: u64) -> CheckpointUpdate {
+    /// Plans the bookkeeping for committing the items `seqs` without
+    /// changing the ledger: the batch may yet fail.
+    pub fn plan(&self, seqs: &[Seq]) -> CheckpointUpdate {
         let t = self.lock();
-        let batch: HashSet<u64> = keys
-            .iter()
-            .filter_map(|k| t.seq_of.get(k).copied())
-            .collect();
+        let mut batch: Vec<Seq> = seqs.to_vec();
+        batch.sort_unstable();
         let mut watermark = t.watermark.clone();
-        let mut prefix_end = None;
         let mut delete = Vec::new();
-        for (seq, entry) in &t.window {
-            if !(entry.committed || batch.contains(seq)) {
+        // The contiguous prefix: window entries committed before, or in
+        // this batch (walked in step with the sorted batch).
+        let mut next_in_batch = batch.iter().peekable();
+        let mut prefix_end = t.base;
+        for (seq, entry) in (t.base..).zip(&t.window) {
+            while next_in_batch.next_if(|s| **s < seq).is_some() {}
+            let in_batch = next_in_batch.next_if(|s| **s == seq).is_some();
+            if !(entry.committed || in_batch) {
                 break;
             }
             watermark = Some(entry.key.clone());
-            prefix_end = Some(*seq);
+            prefix_end = seq + 1;
             if entry.persisted {
                 delete.push(entry.key.clone());
             }
         }
-        let insert = keys
+        let beyond: Vec<Seq> = batch.into_iter().filter(|s| *s >= prefix_end).collect();
+        let insert = beyond
             .iter()
-            .filter(|k| {
-                let seq = t.seq_of.get(*k).copied();
-                prefix_end.is_none_or(|end| seq.is_none_or(|s| s > end))
-            })
-            .cloned()
+            .filter_map(|s| t.window.get((s - t.base) as usize))
+            .map(|e| e.key.clone())
             .collect();
         CheckpointUpdate {
-            ok,
-            failed,
             watermark,
             insert,
             delete,
+            beyond,
+            ..CheckpointUpdate::default()
         }
     }
 
-    /// Records that a planned update was committed.
-    pub fn apply(&self, keys: &[ItemKey], update: &CheckpointUpdate) {
+    /// Records that a planned update of the items `seqs` was committed.
+    pub fn apply(&self, seqs: &[Seq], update: &CheckpointUpdate) {
         let mut t = self.lock();
-        for k in keys {
-            if let Some(seq) = t.seq_of.get(k).copied() {
-                if let Some(entry) = t.window.get_mut(&seq) {
-                    entry.committed = true;
-                }
+        for seq in seqs {
+            if let Some(entry) = t.entry(*seq) {
+                entry.committed = true;
             }
         }
-        for k in &update.insert {
-            if let Some(seq) = t.seq_of.get(k).copied() {
-                if let Some(entry) = t.window.get_mut(&seq) {
-                    entry.persisted = true;
-                }
+        for seq in &update.beyond {
+            if let Some(entry) = t.entry(*seq) {
+                entry.persisted = true;
             }
         }
-        while let Some(entry) = t.window.first_entry() {
-            if !entry.get().committed {
-                break;
-            }
-            let entry = entry.remove();
-            t.seq_of.remove(&entry.key);
+        while t.window.front().is_some_and(|e| e.committed) {
+            t.window.pop_front();
+            t.base += 1;
         }
         t.watermark = update.watermark.clone();
         drop(t);
@@ -387,8 +387,11 @@ mod tests {
         ItemKey::path(0, p)
     }
 
-    fn go(ledger: &Ledger, p: &str) {
-        assert_eq!(ledger.dispatch(key(p), &Cancel::new()), Dispatch::Go);
+    fn go(ledger: &Ledger, p: &str) -> Seq {
+        match ledger.dispatch(key(p), &Cancel::new()) {
+            Dispatch::Go(seq) => seq,
+            other => panic!("{p}: {other:?}"),
+        }
     }
 
     #[test]
@@ -409,26 +412,43 @@ mod tests {
     #[test]
     fn watermark_advances_only_over_a_contiguous_prefix() {
         let ledger = Ledger::new(ResumePoint::default(), 100);
-        for p in ["d/1", "d/2", "d/3", "d/4"] {
-            go(&ledger, p);
-        }
-        // 2 and 4 finish first: no prefix yet, both become checkpoint rows.
-        let batch = [key("d/2"), key("d/4")];
-        let u = ledger.plan(&batch, 2, 0);
+        let [s1, s2, s3, s4] = ["d/1", "d/2", "d/3", "d/4"].map(|p| go(&ledger, p));
+        // 4 and 2 finish first: no prefix yet, both become checkpoint rows.
+        let u = ledger.plan(&[s4, s2]);
         assert_eq!(u.watermark, None);
-        assert_eq!(u.insert, batch);
-        ledger.apply(&batch, &u);
+        assert_eq!(u.insert, [key("d/2"), key("d/4")]);
+        ledger.apply(&[s4, s2], &u);
         // 1 finishes: the prefix is 1..2; row for 2 is deleted, 4 stays.
-        let u = ledger.plan(&[key("d/1")], 1, 0);
+        let u = ledger.plan(&[s1]);
         assert_eq!(u.watermark, Some(key("d/2")));
         assert_eq!(u.delete, [key("d/2")]);
         assert!(u.insert.is_empty());
-        ledger.apply(&[key("d/1")], &u);
+        ledger.apply(&[s1], &u);
         // 3 finishes: everything dispatched is done, watermark jumps to 4.
-        let u = ledger.plan(&[key("d/3")], 1, 0);
+        let u = ledger.plan(&[s3]);
         assert_eq!(u.watermark, Some(key("d/4")));
         assert_eq!(u.delete, [key("d/4")]);
-        ledger.apply(&[key("d/3")], &u);
+        ledger.apply(&[s3], &u);
+        // The window is empty again and numbering goes on.
+        assert_eq!(go(&ledger, "d/5"), s4 + 1);
+    }
+
+    #[test]
+    fn a_batch_spanning_the_prefix_and_beyond_splits() {
+        let ledger = Ledger::new(ResumePoint::default(), 100);
+        let seqs = ["d/1", "d/2", "d/3", "d/4", "d/5"].map(|p| go(&ledger, p));
+        // 1, 2 and 5 commit together while 3 and 4 are in flight.
+        let batch = [seqs[4], seqs[0], seqs[1]];
+        let u = ledger.plan(&batch);
+        assert_eq!(u.watermark, Some(key("d/2")));
+        assert_eq!(u.insert, [key("d/5")]);
+        assert_eq!(u.beyond, [seqs[4]]);
+        assert!(u.delete.is_empty());
+        ledger.apply(&batch, &u);
+        let u = ledger.plan(&[seqs[3], seqs[2]]);
+        assert_eq!(u.watermark, Some(key("d/5")));
+        assert_eq!(u.delete, [key("d/5")]);
+        assert!(u.insert.is_empty());
     }
 
     #[test]
@@ -442,13 +462,13 @@ mod tests {
         let cancel = Cancel::new();
         assert_eq!(ledger.resumed_after(), Some(&key("d/1")));
         assert_eq!(ledger.dispatch(key("d/2"), &cancel), Dispatch::Done);
-        go(&ledger, "d/3");
+        let s3 = go(&ledger, "d/3");
         // d/3 commits: the watermark passes d/2, whose row goes; d/9 has
         // not been reached, so its row stays and it is still skipped later.
-        let u = ledger.plan(&[key("d/3")], 1, 0);
+        let u = ledger.plan(&[s3]);
         assert_eq!(u.watermark, Some(key("d/3")));
         assert_eq!(u.delete, [key("d/2")]);
-        ledger.apply(&[key("d/3")], &u);
+        ledger.apply(&[s3], &u);
         assert!(ledger.is_checkpointed(&key("d/9")));
         assert_eq!(ledger.dispatch(key("d/9"), &cancel), Dispatch::Done);
     }

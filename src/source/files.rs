@@ -16,7 +16,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
 use super::Source;
-use crate::checkpoint::{Dispatch, ItemKey, Ledger};
+use crate::checkpoint::{Dispatch, ItemKey, Ledger, Seq};
 use crate::pool::Cancel;
 
 /// One file found by the walk, or a place the walk could not read.
@@ -164,7 +164,12 @@ impl FileItem {
 impl Source for FileSource {
     type Item = FileItem;
 
-    fn run(self, queue: Sender<Vec<FileItem>>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
+    fn run(
+        self,
+        queue: Sender<Vec<(Seq, FileItem)>>,
+        ledger: &Ledger,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let after = ledger.resumed_after();
         self.walk(
             |dir| dir_done(after, dir),
@@ -177,7 +182,7 @@ impl Source for FileSource {
                 }
                 Visit::Item(item) if done_before(after, &item.key) => !cancel.is_cancelled(),
                 Visit::Item(item) => match ledger.dispatch(item.key.clone(), cancel) {
-                    Dispatch::Go => queue.send(vec![item]).is_ok(),
+                    Dispatch::Go(seq) => queue.send(vec![(seq, item)]).is_ok(),
                     Dispatch::Done => !cancel.is_cancelled(),
                     Dispatch::Cancelled => false,
                 },

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Column as _, Connection, Executor, PgConnection, Row, TypeInfo, ValueRef};
 
 use super::Source;
-use crate::checkpoint::{redact, Dispatch, ItemKey, Ledger};
+use crate::checkpoint::{redact, Dispatch, ItemKey, Ledger, Seq};
 use crate::pool::Cancel;
 use crate::record::{Column, ColumnType, Value};
 use crate::sink::quote_ident;
@@ -241,7 +241,12 @@ impl QuerySource {
 impl Source for QuerySource {
     type Item = RowItem;
 
-    fn run(self, queue: Sender<Vec<RowItem>>, ledger: &Ledger, cancel: &Cancel) -> Result<()> {
+    fn run(
+        self,
+        queue: Sender<Vec<(Seq, RowItem)>>,
+        ledger: &Ledger,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let shape = match &self.shape {
             Some(shape) => shape.clone(),
             None => self.describe()?,
@@ -279,7 +284,7 @@ impl Source for QuerySource {
                         return Ok(());
                     }
                     match ledger.dispatch(row.key.clone(), cancel) {
-                        Dispatch::Go => chunk.push(row),
+                        Dispatch::Go(seq) => chunk.push((seq, row)),
                         Dispatch::Done => {}
                         Dispatch::Cancelled => return Ok(()),
                     }

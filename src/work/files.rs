@@ -51,9 +51,9 @@ impl Work for FileWork {
     fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
         let path = item.path().to_path_buf();
         let FileItem {
-            key,
             meta: walk_meta,
             walk_error,
+            ..
         } = item;
         let path = &path;
         let mut values = Vec::with_capacity(self.schema.columns.len());
@@ -81,10 +81,8 @@ impl Work for FileWork {
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
-            label: crate::record::DisplayPath(path).to_string(),
             cancelled,
             vanished,
-            key,
             record: Record {
                 values,
                 failed: error.is_some(),
@@ -92,6 +90,16 @@ impl Work for FileWork {
             error,
             bytes: meta.map_or(0, |m| m.len()),
         }
+    }
+
+    fn label(&self, record: &Record) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let path = match &record.values[0] {
+            Value::Text(s) => std::path::Path::new(s.as_str()),
+            Value::Bytes(b) => std::path::Path::new(std::ffi::OsStr::from_bytes(b)),
+            _ => std::path::Path::new(""),
+        };
+        crate::record::DisplayPath(path).to_string()
     }
 }
 

@@ -4,7 +4,6 @@
 pub mod files;
 pub mod rows;
 
-use crate::checkpoint::ItemKey;
 use crate::pool::Cancel;
 use crate::record::{Record, Schema};
 
@@ -19,6 +18,9 @@ pub trait Work: Sync {
     /// Processes one item. Never panics on bad input: a failure ends up in
     /// `Outcome::error`, with the processor columns left NULL.
     fn process(&self, buf: &mut Buffer, item: Self::Item, cancel: &Cancel) -> Outcome;
+    /// The item as named in messages (a path, or `key=value`), from its
+    /// record: built only when a message needs it, not for every item.
+    fn label(&self, record: &Record) -> String;
 }
 
 /// A worker's reusable state.
@@ -34,12 +36,9 @@ impl Default for Buffer {
 /// An item abandoned because the run was cancelled while it was in flight
 /// has `cancelled` set: it gets no row and counts neither way.
 pub struct Outcome {
-    /// The item as named in messages (a path, or `key=value`).
-    pub label: String,
     pub cancelled: bool,
     /// The file was gone when its turn came: no row, not a failure.
     pub vanished: bool,
-    pub key: ItemKey,
     pub record: Record,
     pub error: Option<String>,
     pub bytes: u64,

@@ -6,7 +6,6 @@
 use anyhow::{bail, Result};
 
 use super::{Buffer, Outcome, Work};
-use crate::checkpoint::ItemKey;
 use crate::pool::Cancel;
 use crate::processor::{Pass, Processor};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
@@ -65,12 +64,7 @@ impl Work for RowWork {
     }
 
     fn process(&self, _buf: &mut Buffer, item: RowItem, _cancel: &Cancel) -> Outcome {
-        let RowItem { key, mut values } = item;
-        let label = match &key {
-            ItemKey::Int(i) => format!("{}={i}", self.key_name),
-            ItemKey::Text(s) => format!("{}={s:?}", self.key_name),
-            ItemKey::Path { path, .. } => path.display().to_string(),
-        };
+        let RowItem { mut values, .. } = item;
         let width = self.schema.columns.len() - 1 - values.len();
         let mut produced = Vec::with_capacity(width);
         let mut error = None;
@@ -91,16 +85,22 @@ impl Work for RowWork {
         values.append(&mut produced);
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
-            label,
             cancelled: false,
             vanished: false,
-            key,
             record: Record {
                 values,
                 failed: error.is_some(),
             },
             error,
             bytes,
+        }
+    }
+
+    fn label(&self, record: &Record) -> String {
+        match &record.values[self.schema.key] {
+            Value::Int(i) => format!("{}={i}", self.key_name),
+            Value::Text(s) => format!("{}={s:?}", self.key_name),
+            other => format!("{}={other:?}", self.key_name),
         }
     }
 }

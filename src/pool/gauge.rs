@@ -1,0 +1,169 @@
+//! Counting for the streaming pool: the live [`Gauge`] other threads read,
+//! and the per-run tally behind [`PoolStats`].
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Live view of a pool's workers, readable from any thread while
+/// [`Pool::run`](super::Pool::run) runs. Cloning is cheap (an `Arc`).
+///
+/// ```
+/// use batchproc::pool::{Cancel, Pool};
+///
+/// let pool = Pool::new(2);
+/// let gauge = pool.gauge();
+/// let (in_tx, in_rx) = crossbeam_channel::bounded(1);
+/// let (out_tx, out_rx) = crossbeam_channel::bounded(1);
+/// let (started_tx, started_rx) = crossbeam_channel::bounded(0);
+/// let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+/// std::thread::scope(|s| {
+///     let cancel = Cancel::new();
+///     let pool = &pool;
+///     s.spawn(move || {
+///         pool.run(in_rx, out_tx, &cancel, || (), |_, n: u32| {
+///             started_tx.send(()).unwrap();
+///             release_rx.recv().unwrap();
+///             n + 1
+///         })
+///     });
+///     in_tx.send(41).unwrap();
+///     started_rx.recv().unwrap();
+///     // One item is being worked on, by one of the (up to) two workers.
+///     assert_eq!(gauge.busy(), 1);
+///     assert!((1..=2).contains(&gauge.live()));
+///     release_tx.send(()).unwrap();
+///     assert_eq!(out_rx.recv().unwrap(), 42);
+///     drop(in_tx);
+/// });
+/// assert_eq!((gauge.live(), gauge.busy()), (0, 0));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Gauge(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    live: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+impl Gauge {
+    /// Worker threads alive now.
+    pub fn live(&self) -> usize {
+        self.0.live.load(SeqCst)
+    }
+
+    /// Workers running an item now.
+    pub fn busy(&self) -> usize {
+        self.0.busy.load(SeqCst)
+    }
+}
+
+/// What a [`Pool::run`](super::Pool::run) did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolStats {
+    /// Most workers running an item at the same moment.
+    pub peak_busy: usize,
+    /// Total time all workers spent running items, divided by the wall time
+    /// of the run: 2.0 means two workers busy throughout.
+    pub average_busy: f64,
+    /// Most worker threads alive at the same moment.
+    pub peak_workers: usize,
+    /// Items run (items drained unprocessed after a cancellation are not
+    /// counted).
+    pub items: u64,
+}
+
+/// Counters of one run, mirrored into the pool's gauge (which other runs of
+/// the same pool may share, so decisions use the run's own counts).
+pub(super) struct Tally {
+    gauge: Gauge,
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    peak_live: AtomicUsize,
+    peak_busy: AtomicUsize,
+    busy_nanos: AtomicU64,
+    items: AtomicU64,
+}
+
+impl Tally {
+    pub(super) fn new(gauge: Gauge) -> Self {
+        Tally {
+            gauge,
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            peak_live: AtomicUsize::new(0),
+            peak_busy: AtomicUsize::new(0),
+            busy_nanos: AtomicU64::new(0),
+            items: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.live.load(SeqCst)
+    }
+
+    pub(super) fn enter(&self) {
+        let live = self.live.fetch_add(1, SeqCst) + 1;
+        self.gauge.0.live.fetch_add(1, SeqCst);
+        self.peak_live.fetch_max(live, SeqCst);
+    }
+
+    pub(super) fn leave(&self) {
+        self.live.fetch_sub(1, SeqCst);
+        self.gauge.0.live.fetch_sub(1, SeqCst);
+    }
+
+    /// Leaves the count if more than `min` workers are alive, in one step so
+    /// that idle workers timing out together cannot all retire.
+    pub(super) fn retire(&self, min: usize) -> bool {
+        let left = self
+            .live
+            .fetch_update(SeqCst, SeqCst, |n| (n > min).then(|| n - 1))
+            .is_ok();
+        if left {
+            self.gauge.0.live.fetch_sub(1, SeqCst);
+        }
+        left
+    }
+
+    pub(super) fn stats(&self, wall: Duration) -> PoolStats {
+        let wall = wall.as_nanos() as f64;
+        let busy = self.busy_nanos.load(SeqCst) as f64;
+        PoolStats {
+            peak_busy: self.peak_busy.load(SeqCst),
+            average_busy: if wall > 0.0 { busy / wall } else { 0.0 },
+            peak_workers: self.peak_live.load(SeqCst),
+            items: self.items.load(SeqCst),
+        }
+    }
+}
+
+/// Marks a worker busy for as long as it holds this, and accounts the time.
+pub(super) struct Busy<'a> {
+    tally: &'a Tally,
+    since: Instant,
+}
+
+impl<'a> Busy<'a> {
+    pub(super) fn start(tally: &'a Tally) -> Self {
+        let busy = tally.busy.fetch_add(1, SeqCst) + 1;
+        tally.gauge.0.busy.fetch_add(1, SeqCst);
+        tally.peak_busy.fetch_max(busy, SeqCst);
+        Busy {
+            tally,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let tally = self.tally;
+        let nanos = self.since.elapsed().as_nanos() as u64;
+        tally.busy_nanos.fetch_add(nanos, SeqCst);
+        tally.items.fetch_add(1, SeqCst);
+        tally.busy.fetch_sub(1, SeqCst);
+        tally.gauge.0.busy.fetch_sub(1, SeqCst);
+    }
+}
