@@ -365,3 +365,54 @@ fn rows_postgres_cannot_hold_fail_their_item_only() {
         stderr_of(&out)
     );
 }
+
+/// Batches go straight into the table while their keys are new; the first
+/// batch that meets an existing key switches to staging + upsert mid-run.
+/// Rows 1..=5 are new (direct), row 6 onwards already exist with other
+/// values, which the run must overwrite; 11..=12 are new again.
+#[test]
+fn new_keys_then_existing_keys_in_one_run_are_all_upserted() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    execute(&src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+    for i in 6..=10 {
+        execute(&src, &format!("INSERT INTO t VALUES ({i}, 'old {i}')"));
+    }
+    let run = || {
+        batchproc(tmp.path())
+            .args([
+                "query",
+                "--from",
+                "sqlite:src.db",
+                "--sql",
+                "SELECT * FROM t",
+            ])
+            .args([
+                "--key",
+                "id",
+                "-q",
+                "--batch-size",
+                "2",
+                "-t",
+                "t",
+                "--sink",
+                &db.url,
+            ])
+            .assert()
+            .success();
+    };
+    run();
+    execute(&src, "DELETE FROM t");
+    for i in 1..=12 {
+        execute(&src, &format!("INSERT INTO t VALUES ({i}, 'new {i}')"));
+    }
+    run();
+    let rows: Vec<(i64, String)> = db
+        .query("SELECT id, v FROM t ORDER BY id")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i64, String)> = (1..=12).map(|i| (i, format!("new {i}"))).collect();
+    assert_eq!(rows, expected);
+}

@@ -1,7 +1,9 @@
 //! The Postgres sink: a typed table keyed by the schema's key column. Each
-//! batch is sent with COPY into a session-local staging table, then upserted
-//! (`INSERT … ON CONFLICT … DO UPDATE`) in the same transaction as the run's
-//! checkpoint rows, which live in the same database. A connection lost
+//! batch is sent with COPY straight into the table while its keys are new;
+//! once a batch meets a key already there, batches go with COPY into a
+//! session-local staging table, then are upserted (`INSERT … ON CONFLICT …
+//! DO UPDATE`). Either way in the same transaction as the run's checkpoint
+//! rows, which live in the same database. A connection lost
 //! mid-run is re-opened with backoff (backon) and the batch retried: the
 //! transaction that died with it left nothing behind. An advisory lock on
 //! the pipeline's fingerprint keeps a second run of the same pipeline out.
@@ -42,6 +44,11 @@ struct Inner {
     lock: Option<String>,
     copy_sql: String,
     upsert_sql: String,
+    /// COPY straight into the table, which is a plain insert.
+    direct_sql: String,
+    /// Whether to try `direct_sql` first: true until a batch meets a key
+    /// already in the table, after which every batch takes the upsert path.
+    direct: bool,
 }
 
 impl PostgresSink {
@@ -80,6 +87,8 @@ impl PostgresSink {
                 lock: None,
                 copy_sql: String::new(),
                 upsert_sql: String::new(),
+                direct_sql: String::new(),
+                direct: true,
             },
         })
     }
@@ -144,10 +153,30 @@ impl Inner {
         let conn = self.conn.as_mut().expect("connected");
         let mut tx = conn.begin().await?;
         if !batch.is_empty() {
-            let mut copy = tx.copy_in_raw(&self.copy_sql).await?;
-            copy.send(copy_csv(batch)).await?;
-            copy.finish().await?;
-            sqlx::query(&self.upsert_sql).execute(&mut *tx).await?;
+            let csv = copy_csv(batch);
+            // New keys (a first run, a fresh table) need no upsert: COPY them
+            // straight in, which halves what the server writes. A key that
+            // is already there aborts that COPY with a unique violation; the
+            // savepoint undoes it and the batch goes through staging.
+            let mut upsert = !self.direct;
+            if self.direct {
+                sqlx::query("SAVEPOINT direct").execute(&mut *tx).await?;
+                match copy_in(&mut *tx, &self.direct_sql, &csv).await {
+                    Ok(()) => {}
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT direct")
+                            .execute(&mut *tx)
+                            .await?;
+                        self.direct = false;
+                        upsert = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if upsert {
+                copy_in(&mut *tx, &self.copy_sql, &csv).await?;
+                sqlx::query(&self.upsert_sql).execute(&mut *tx).await?;
+            }
         }
         if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
             store::record(&mut tx, run_id, update, None)
@@ -159,6 +188,12 @@ impl Inner {
         }
         tx.commit().await
     }
+}
+
+async fn copy_in(conn: &mut PgConnection, sql: &str, csv: &[u8]) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(sql).await?;
+    copy.send(csv).await?;
+    copy.finish().await.map(drop)
 }
 
 async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
@@ -218,6 +253,10 @@ impl Sink for PostgresSink {
             "IS NOT DISTINCT FROM",
         ));
         inner.copy_sql = format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)");
+        inner.direct_sql = format!(
+            "COPY {} ({cols}) FROM STDIN (FORMAT csv)",
+            quote_ident(&table)
+        );
         inner.upsert_sql = format!(
             "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({key}) DO UPDATE SET {}",
             quote_ident(&table),
@@ -302,7 +341,11 @@ fn copy_csv(batch: &[Record]) -> Vec<u8> {
                 }
                 Value::Text(s) => {
                     out.push('"');
-                    out.push_str(&s.replace('"', "\"\""));
+                    if s.contains('"') {
+                        out.push_str(&s.replace('"', "\"\""));
+                    } else {
+                        out.push_str(s);
+                    }
                     out.push('"');
                 }
                 Value::Bytes(b) => {
