@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod commit;
 pub mod config;
 pub mod pipeline;
 pub mod pool;

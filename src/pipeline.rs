@@ -14,11 +14,12 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::checkpoint::{self, Ledger, ResumePoint, RunSpec, Seq};
 use crate::cli::OnError;
+use crate::commit::{Committer, Job};
 use crate::config::{FilesConfig, QueryConfig, RunConfig};
 use crate::pool::{Cancel, CancelReason, Pool};
 use crate::progress::{say, Progress, Summary};
 use crate::record::Record;
-use crate::sink::{Sink, SinkSpec};
+use crate::sink::{Checker, SinkSpec};
 use crate::source::files::{dir_done, done_before, FileSource, Visit};
 use crate::source::Source;
 use crate::work::files::FileWork;
@@ -106,6 +107,7 @@ where
     let run_error = |e: anyhow::Error| RunError::Failed(e.context(format!("sink {sink_spec}")));
     let mut sink = sink_spec.open(&table).map_err(RunError::Config)?;
     sink.prepare(work.schema()).map_err(config_error)?;
+    let checker = sink.checker();
 
     let run = if checkpoint {
         let spec = RunSpec {
@@ -132,6 +134,7 @@ where
     let first_failure: OnceLock<String> = OnceLock::new();
     let pool_error: OnceLock<std::io::Error> = OnceLock::new();
     let source_error: OnceLock<anyhow::Error> = OnceLock::new();
+    let write_error: OnceLock<anyhow::Error> = OnceLock::new();
     let (item_tx, item_rx) = bounded(queue);
     let (out_tx, out_rx) = bounded(queue);
 
@@ -176,8 +179,10 @@ where
                 let _ = pool_error.set(e);
             }
         });
+        let (committer, _) = Committer::spawn(scope, sink.as_mut(), &write_error, cancel);
         let batcher = Batcher {
-            sink: sink.as_mut(),
+            committer,
+            checker: checker.as_ref(),
             label: &|record| work.label(record),
             first_failure,
             cancel,
@@ -196,6 +201,8 @@ where
         elapsed: started.elapsed(),
         ..summary
     };
+    // The write that failed, not the batcher's note that the sink had.
+    let sink_error = write_error.into_inner().or(sink_error);
     let sink_error = match pool_error.into_inner() {
         Some(e) => Some(anyhow::Error::new(e).context("cannot start worker threads")),
         None => sink_error,
@@ -255,7 +262,8 @@ fn count_ahead(source: &FileSource, point: &ResumePoint, progress: &Progress, ca
 /// Groups outcomes into sink batches: full batches, or whatever is pending
 /// once the flush interval passes, so slow runs still show progress.
 struct Batcher<'a> {
-    sink: &'a mut dyn Sink,
+    committer: Committer<'a>,
+    checker: Option<&'a Checker>,
     label: &'a (dyn Fn(&Record) -> String + Sync),
     first_failure: &'a OnceLock<String>,
     cancel: &'a Cancel,
@@ -364,7 +372,7 @@ impl Batcher<'_> {
             return;
         }
         if outcome.error.is_none() {
-            if let Some(reason) = self.sink.check(&outcome.record) {
+            if let Some(reason) = self.checker.and_then(|check| check(&outcome.record)) {
                 // The sink cannot store this row at all (say, a non-UTF-8
                 // path in Postgres): the item fails, without a row.
                 summary.failed += 1;
@@ -443,9 +451,13 @@ impl Batcher<'_> {
         update.ok = entries.iter().filter(|e| e.ok).count() as u64;
         update.failed = entries.iter().filter(|e| e.failed).count() as u64;
         let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
-        let checkpoint = self.checkpoint.then_some(&update);
-        self.sink.write(&records, checkpoint)?;
+        // The ledger moves on as the batch is queued: if its write fails,
+        // no later batch commits, and the run ends failed and resumable.
         self.ledger.apply(&seqs(&entries), &update);
+        self.committer.send(Job {
+            records,
+            checkpoint: self.checkpoint.then_some(update),
+        })?;
         Ok(())
     }
 }

@@ -416,3 +416,65 @@ fn new_keys_then_existing_keys_in_one_run_are_all_upserted() {
     let expected: Vec<(i64, String)> = (1..=12).map(|i| (i, format!("new {i}"))).collect();
     assert_eq!(rows, expected);
 }
+
+/// A write the database refuses mid-run (here a trigger raising on one key)
+/// fails the run with the database's message; no batch commits after it,
+/// and a resume once the cause is gone completes every row exactly once.
+#[test]
+fn a_refused_write_fails_the_run_and_a_resume_completes_it() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    execute(&src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+    execute(
+        &src,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+         INSERT INTO t SELECT i, 'v' || i FROM n",
+    );
+    let run = |sql: &str, resume: bool| {
+        let mut cmd = batchproc(tmp.path());
+        cmd.args([
+            "query",
+            "--from",
+            "sqlite:src.db",
+            "--sql",
+            sql,
+            "--key",
+            "id",
+        ])
+        .args(["-q", "--batch-size", "100", "-t", "t", "--sink", &db.url]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.output().unwrap()
+    };
+    // Creates the table, empty, so the trigger can go on it first.
+    let out = run("SELECT * FROM t WHERE id < 0", false);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    db.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.id = 1500 THEN RAISE EXCEPTION 'row 1500 refused'; END IF; RETURN NEW; END $$",
+    );
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION refuse()");
+    let out = run("SELECT * FROM t", false);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("row 1500 refused"),
+        "{}",
+        stderr_of(&out)
+    );
+    let committed: i64 = db.query("SELECT count(*) FROM t")[0].get(0);
+    assert!(committed < 1500, "{committed} rows committed");
+    assert!(db.query("SELECT 1 FROM t WHERE id >= 1600").is_empty());
+
+    db.execute("DROP TRIGGER refuse ON t");
+    let out = run("SELECT * FROM t", true);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let rows: Vec<(i64, String)> = db
+        .query("SELECT id, v FROM t ORDER BY id")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i64, String)> = (1..=3000).map(|i| (i, format!("v{i}"))).collect();
+    assert_eq!(rows, expected);
+}

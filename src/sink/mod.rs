@@ -13,6 +13,9 @@ use crate::checkpoint::{CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{Column, Record, Schema};
 use crate::RunStatus;
 
+/// Why a record cannot be stored, or None when it can.
+pub type Checker = Box<dyn Fn(&Record) -> Option<String> + Send + Sync>;
+
 /// A destination for records.
 pub trait Sink: Send {
     /// Creates the table, or checks that an existing one fits `schema`.
@@ -21,9 +24,11 @@ pub trait Sink: Send {
     /// Opens the run's bookkeeping: a new run, or an unfinished one resumed.
     /// `None` when this sink cannot keep checkpoints (CSV on stdout or a device).
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>>;
-    /// Why this sink cannot store `record` (checked before batching, so one
-    /// such record fails its item instead of its whole batch).
-    fn check(&self, _record: &Record) -> Option<String> {
+    /// Says why this sink cannot store a record (checked before batching,
+    /// so one such record fails its item instead of its whole batch). Asked
+    /// once after `prepare`; the check then runs apart from the sink, which
+    /// is busy writing on its own thread.
+    fn checker(&self) -> Option<Checker> {
         None
     }
     /// Writes one batch, all or nothing, upserting on the schema's key,

@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 
 use super::{
     add_columns_sql, check_existing, create_table_sql, quote_ident, stale_clears, status_name,
-    ExistingColumn, Sink,
+    Checker, ExistingColumn, Sink,
 };
 use crate::checkpoint::{postgres as store, redact, CheckpointUpdate, RunSpec, RunStart};
 use crate::record::{ColumnType, Record, Schema, Value};
@@ -151,42 +151,40 @@ impl Inner {
         checkpoint: Option<&CheckpointUpdate>,
     ) -> Result<(), sqlx::Error> {
         let conn = self.conn.as_mut().expect("connected");
-        let mut tx = conn.begin().await?;
-        if !batch.is_empty() {
-            let csv = copy_csv(batch);
-            // New keys (a first run, a fresh table) need no upsert: COPY them
-            // straight in, which halves what the server writes. A key that
-            // is already there aborts that COPY with a unique violation; the
-            // savepoint undoes it and the batch goes through staging.
-            let mut upsert = !self.direct;
-            if self.direct {
-                sqlx::query("SAVEPOINT direct").execute(&mut *tx).await?;
-                match copy_in(&mut *tx, &self.direct_sql, &csv).await {
-                    Ok(()) => {}
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                        sqlx::query("ROLLBACK TO SAVEPOINT direct")
-                            .execute(&mut *tx)
-                            .await?;
-                        self.direct = false;
-                        upsert = true;
+        let csv = (!batch.is_empty()).then(|| copy_csv(batch));
+        loop {
+            let mut tx = conn.begin().await?;
+            if let Some(csv) = &csv {
+                if self.direct {
+                    // New keys (a first run, a fresh table) need no upsert:
+                    // COPY them straight in, which halves what the server
+                    // writes. A key already there aborts the COPY with a
+                    // unique violation: the transaction is rolled back (with
+                    // nothing of it kept) and redone through staging.
+                    match copy_in(&mut tx, &self.direct_sql, csv).await {
+                        Ok(()) => {}
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                            tx.rollback().await?;
+                            self.direct = false;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
+                } else {
+                    copy_in(&mut tx, &self.copy_sql, csv).await?;
+                    sqlx::query(&self.upsert_sql).execute(&mut *tx).await?;
                 }
             }
-            if upsert {
-                copy_in(&mut *tx, &self.copy_sql, &csv).await?;
-                sqlx::query(&self.upsert_sql).execute(&mut *tx).await?;
+            if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
+                store::record(&mut tx, run_id, update, None)
+                    .await
+                    .map_err(|e| match e.downcast::<sqlx::Error>() {
+                        Ok(e) => e,
+                        Err(e) => sqlx::Error::Protocol(e.to_string()),
+                    })?;
             }
+            return tx.commit().await;
         }
-        if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
-            store::record(&mut tx, run_id, update, None)
-                .await
-                .map_err(|e| match e.downcast::<sqlx::Error>() {
-                    Ok(e) => e,
-                    Err(e) => sqlx::Error::Protocol(e.to_string()),
-                })?;
-        }
-        tx.commit().await
     }
 }
 
@@ -278,23 +276,30 @@ impl Sink for PostgresSink {
         Ok(Some(start))
     }
 
-    fn check(&self, record: &Record) -> Option<String> {
-        let schema = self.inner.schema.as_ref()?;
-        record
-            .values
+    fn checker(&self) -> Option<Checker> {
+        let types: Vec<(String, ColumnType)> = self
+            .inner
+            .schema
+            .as_ref()?
+            .columns
             .iter()
-            .zip(&schema.columns)
-            .find_map(|(v, c)| match (v, c.ty) {
-                (Value::Bytes(_), ColumnType::Text) => Some(format!(
-                    "{} is not valid UTF-8, which a Postgres TEXT column cannot hold",
-                    c.name
-                )),
-                (Value::Text(s), _) if s.contains('\0') => Some(format!(
-                    "{} contains a NUL character, which Postgres text cannot hold",
-                    c.name
-                )),
-                _ => None,
-            })
+            .map(|c| (c.name.clone(), c.ty))
+            .collect();
+        Some(Box::new(move |record: &Record| {
+            record
+                .values
+                .iter()
+                .zip(&types)
+                .find_map(|(v, (name, ty))| match (v, ty) {
+                    (Value::Bytes(_), ColumnType::Text) => Some(format!(
+                        "{name} is not valid UTF-8, which a Postgres TEXT column cannot hold"
+                    )),
+                    (Value::Text(s), _) if s.as_bytes().contains(&0) => Some(format!(
+                        "{name} contains a NUL character, which Postgres text cannot hold"
+                    )),
+                    _ => None,
+                })
+        }))
     }
 
     fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
