@@ -4,7 +4,7 @@ CARGO ?= cargo
 .PHONY: build test lint fmt bench clean
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --bins --examples
 
 # The whole suite: formatting, lints, unit + integration tests + doctests.
 test: lint

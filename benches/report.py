@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turn the measurements of benches/run.sh into the final table.
 
-Reads OUT/hf-{sha256,blake3,stat}.json and OUT/hf-ckpt-{small100k,big}.round*.json
+Reads OUT/hf-{sha256,blake3,stat,exec}.json, OUT/noop-*.txt (examples/pool_noop's
+output) and OUT/hf-ckpt-{small100k,big}.round*.json
 (hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
 run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
 time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); with --db
@@ -322,6 +323,35 @@ def rows(args):
         "PASS" if frac < 0.20 else "FAIL",
     ))
 
+    # Per-item overhead of a process per file (exec:true) against xargs -n1 and GNU
+    # parallel: within 1.1x of xargs' time, at least 3x faster than parallel.
+    ex = load_hf(args.out, "exec")
+    hf["exec"] = ex
+    nbig = trees(args.out)["big"][0]
+    for peer_label, r, target, shown in (
+            (f"xargs -n1 -P{n} true", ex[1], 1 / 1.1, "≥ 0.91× (≤ 1.1× xargs' time)"),
+            (f"GNU parallel -j{n} true", ex[2], 3.0, "≥ 3.00×")):
+        ratio = r["mean"] / ex[0]["mean"]
+        out.append((f"exec:true per item, {nbig:,} files, vs {peer_label}",
+                    fmt_time(ex[0]), fmt_time(r), f"{ratio:.2f}×", shown,
+                    "PASS" if ratio >= target else "FAIL"))
+
+    # The pool's own overhead: items/s of a no-op run, and memory flat in N.
+    noop = {}
+    for k in (100000, 1000000):
+        with open(os.path.join(args.out, f"noop-{k}.txt")) as f:
+            rates = [float(line.split(" items/s")[0].rsplit(" ", 1)[1])
+                     for line in f if "items/s" in line]
+        with open(os.path.join(args.out, f"mem-noop-{k}.txt")) as f:
+            rss = [int(x) for x in f.read().split()]
+        noop[k] = (statistics.median(rates), statistics.median(rss))
+    out.append((f"pool no-op, 1,000,000 items, {n} workers (examples/pool_noop.rs)",
+                f"{noop[1000000][0]:,.0f} items/s", "-", "-", "-", "info"))
+    ratio = noop[1000000][1] / noop[100000][1]
+    out.append(("peak RSS, pool no-op, 1,000,000 vs 100,000 items",
+                fmt_kib(noop[1000000][1]), fmt_kib(noop[100000][1]), f"{ratio:.2f}",
+                "≤ 1.20", "PASS" if ratio <= 1.2 else "FAIL"))
+
     if args.db:
         nrows = db_rows(args.out)[2]
         pg = load_hf(args.out, "db-pg")
@@ -540,6 +570,11 @@ def main():
               "files, then time the second command")
     md.append(resume["command"])
     md.append(resume["resume_command"])
+    for r in hf["exec"]:
+        md.append(r["command"])
+    md.append(f"# {args.mem_runs} runs each, items/s and peak RSS (/usr/bin/time -f %M)")
+    for k in (100000, 1000000):
+        md.append(f"{os.path.join(os.path.dirname(args.bin), 'examples', 'pool_noop')} {k} {args.nproc}")
     if args.db:
         with open(os.path.join(args.out, "db-commands.txt")) as f:
             md.extend(f.read().splitlines())

@@ -117,7 +117,7 @@ cpu_mark() { # file
 mkdir -p "$OUT"
 rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
     "$OUT"/resume.json "$OUT"/cpu-*.txt "$OUT"/rows.txt "$OUT"/db-verify-*.json \
-    "$OUT"/db-commands.txt "$OUT"/db-*.log "$OUT"/commit.txt
+    "$OUT"/db-commands.txt "$OUT"/db-*.log "$OUT"/commit.txt "$OUT"/noop-*.txt
 # The commit, and whether src/ or Cargo.* differed from it, when the run starts (report.py
 # would otherwise read HEAD at the end, after any commit made meanwhile). This names the
 # tree, not the binary: BIN may have been built from another one.
@@ -251,6 +251,32 @@ python3 benches/resume_bench.py --bin "$BIN" --tree "$SMALL100K" --db "$RESUME_D
     --batch-size "$RESUME_BATCH" --out "$OUT/resume.json" ||
     die "kill-and-resume benchmark failed (see above)"
 rm -f "$RESUME_DB"*
+
+# --- 3f2. per-item overhead: a process per file, exec:true vs xargs -n1 vs GNU parallel ------
+# One `true` per file of the big tree (2,000 files): what is timed is starting processes,
+# which is what the exec processor adds to a run. GNU parallel documents 3-10 ms of its
+# own per job.
+say "per-item overhead: exec:true vs xargs -n1 -P$NPROC true vs parallel -j$NPROC true ($BIG)"
+"${HF[@]}" --export-json "$OUT/hf-exec.json" \
+    "$BIN files $BIG -q -p exec:true $HASH_SINK -w $NPROC" \
+    "find $BIG -type f -print0 | xargs -0 -n1 -P$NPROC true" \
+    "find $BIG -type f -print0 | parallel -0 -j$NPROC true"
+
+# --- 3f3. the pool's own overhead: 1,000,000 no-op items, and memory flat vs 100,000 --------
+# examples/pool_noop.rs runs N synthetic items through batchproc::pool::Pool with a no-op
+# worker (bounded channels both sides); it checks every item came back once.
+NOOP=$(dirname "$BIN")/examples/pool_noop
+if [[ ! -x $NOOP ]]; then
+    cargo build --release --example pool_noop
+    NOOP=target/release/examples/pool_noop
+fi
+say "pool no-op: 1,000,000 and 100,000 items ($NOOP)"
+for n in 100000 1000000; do
+    for ((i = 1; i <= MEM_RUNS; i++)); do
+        /usr/bin/time -f '%M' -o "$OUT/time-noop-$n.log" "$NOOP" "$n" "$NPROC" >>"$OUT/noop-$n.txt"
+        cat "$OUT/time-noop-$n.log" >>"$OUT/mem-noop-$n.txt"
+    done
+done
 
 # --- 3g. database rows: 1,000,000/SCALE rows from SQLite into Postgres and SQLite -----------
 # The same batchproc command (default batch size) against pgloader (SQLite -> Postgres),
