@@ -18,6 +18,11 @@ pub mod sink;
 pub mod source;
 pub mod work;
 
+/// The README's Rust examples, run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
