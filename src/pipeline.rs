@@ -15,9 +15,11 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use crate::checkpoint::{self, Ledger, ResumePoint, RunSpec, Seq};
 use crate::cli::OnError;
 use crate::config::{FilesConfig, QueryConfig, RunConfig};
-use crate::pool::{Cancel, CancelReason, Pool};
+use crate::pool::{Cancel, CancelReason, Pool, PoolStats};
 use crate::progress::{say, Progress, Summary};
-use crate::record::Record;
+use crate::rate::RateLimit;
+use crate::record::{Column, ColumnType, Record, Schema, Value};
+use crate::retry::{retry_item, RetryPolicy, Tried};
 use crate::sink::{Sink, SinkSpec};
 use crate::source::files::{dir_done, done_before, FileSource, Visit};
 use crate::source::Source;
@@ -91,8 +93,11 @@ where
     let RunConfig {
         sink: sink_spec,
         table,
-        workers,
+        min_workers,
+        max_workers,
         queue,
+        retries,
+        rate,
         batch_size,
         flush_interval,
         on_error,
@@ -105,7 +110,9 @@ where
     let config_error = |e: anyhow::Error| RunError::Config(e.context(format!("sink {sink_spec}")));
     let run_error = |e: anyhow::Error| RunError::Failed(e.context(format!("sink {sink_spec}")));
     let mut sink = sink_spec.open(&table).map_err(RunError::Config)?;
-    sink.prepare(work.schema()).map_err(config_error)?;
+    let attempts_column = retries > 0;
+    let schema = output_schema(work.schema(), attempts_column).map_err(RunError::Config)?;
+    sink.prepare(&schema).map_err(config_error)?;
 
     let run = if checkpoint {
         let spec = RunSpec {
@@ -132,6 +139,9 @@ where
     let first_failure: OnceLock<String> = OnceLock::new();
     let pool_error: OnceLock<std::io::Error> = OnceLock::new();
     let source_error: OnceLock<anyhow::Error> = OnceLock::new();
+    let pool_stats: OnceLock<PoolStats> = OnceLock::new();
+    let retry = RetryPolicy::new(retries);
+    let rate = rate.map(RateLimit::new);
     let (item_tx, item_rx) = bounded(queue);
     let (out_tx, out_rx) = bounded(queue);
 
@@ -149,8 +159,8 @@ where
             }
         });
         let (work, first_failure) = (&work, &first_failure);
-        let pool = Pool::new(workers);
-        let pool_error = &pool_error;
+        let pool = Pool::dynamic(min_workers, max_workers);
+        let (pool_error, pool_stats, retry, rate) = (&pool_error, &pool_stats, &retry, &rate);
         scope.spawn(move || {
             let ran = pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, chunk| {
                 let mut outcomes = Vec::with_capacity(chunk.len());
@@ -159,7 +169,24 @@ where
                     if cancel.is_cancelled() {
                         break;
                     }
-                    let outcome = work.process(buf, item, cancel);
+                    let tried = retry_item(item, retry, cancel, |item| {
+                        let ready = rate.as_ref().is_none_or(|r| r.until_ready(cancel));
+                        ready.then(|| work.process(buf, item, cancel))
+                    });
+                    // Cancelled while waiting for the rate limit: not started.
+                    let Some(Tried {
+                        mut outcome,
+                        attempts,
+                    }) = tried
+                    else {
+                        break;
+                    };
+                    if attempts_column {
+                        // Before `error`, which stays the last column.
+                        let at = outcome.record.values.len() - 1;
+                        let attempts = Value::Int(attempts.into());
+                        outcome.record.values.insert(at, attempts);
+                    }
                     if abort && !outcome.cancelled {
                         if let Some(error) = &outcome.error {
                             let label = work.label(&outcome.record);
@@ -171,9 +198,14 @@ where
                 }
                 outcomes
             });
-            if let Err(e) = ran {
-                cancel.cancel(CancelReason::Failed);
-                let _ = pool_error.set(e);
+            match ran {
+                Ok(stats) => {
+                    let _ = pool_stats.set(stats);
+                }
+                Err(e) => {
+                    cancel.cancel(CancelReason::Failed);
+                    let _ = pool_error.set(e);
+                }
             }
         });
         let batcher = Batcher {
@@ -194,6 +226,7 @@ where
 
     let summary = Summary {
         elapsed: started.elapsed(),
+        pool: pool_stats.into_inner().unwrap_or_default(),
         ..summary
     };
     let sink_error = match pool_error.into_inner() {
@@ -228,6 +261,24 @@ where
     }
     sink.finish().map_err(run_error)?;
     Ok((status, summary))
+}
+
+/// The columns the sink gets: the work's, and with `--retries` the number
+/// of tries each item took, before `error` (which stays last).
+fn output_schema(schema: &Schema, attempts: bool) -> Result<Schema> {
+    let mut schema = schema.clone();
+    if attempts {
+        if schema.columns.iter().any(|c| c.name == "attempts") {
+            anyhow::bail!(
+                "--retries adds a column named \"attempts\" and the output already has one; rename it in --sql"
+            );
+        }
+        let at = schema.columns.len() - 1;
+        schema
+            .columns
+            .insert(at, Column::new("attempts", ColumnType::Int));
+    }
+    Ok(schema)
 }
 
 /// Counts the items still to do, ahead of the real walk, so the progress
