@@ -11,6 +11,7 @@ use crate::cli::{FilesArgs, OnError, QueryArgs, RunArgs};
 use crate::processor::{self, Processor};
 use crate::rate::Rate;
 use crate::record::DisplayPath;
+use crate::retry::RetryPolicy;
 use crate::sink::{validate_table_name, SinkSpec};
 use crate::source::files::{FileSource, Filters};
 use crate::source::query::{QuerySource, SourceDb};
@@ -23,9 +24,9 @@ pub struct RunConfig {
     pub min_workers: usize,
     pub max_workers: usize,
     pub queue: usize,
-    /// Further tries of a retryable failure (`--retries`); above 0 the
+    /// Further tries of a retryable failure (`--retries`); with any, the
     /// output gains an `attempts` column.
-    pub retries: u32,
+    pub retry: RetryPolicy,
     pub rate: Option<Rate>,
     pub batch_size: usize,
     pub flush_interval: Duration,
@@ -64,7 +65,7 @@ impl RunConfig {
             min_workers,
             max_workers,
             queue: args.queue.map_or(64 * max_workers, |n| n as usize),
-            retries: args.retries,
+            retry: RetryPolicy::new(args.retries),
             rate: args.rate,
             batch_size: args.batch_size as usize,
             flush_interval: Duration::from_secs(1),
