@@ -115,11 +115,33 @@ pub struct QueryArgs {
 /// Options every pipeline has.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Worker threads [default: number of CPUs].
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Worker threads, a fixed number [default: number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096),
+          conflicts_with_all = ["min_workers", "max_workers"])]
     pub workers: Option<u32>,
 
-    /// Capacity of the bounded queue between the source and the workers [default: 64 per worker].
+    /// A pool sized by the backlog: never fewer than N workers
+    /// [default: 1 when only --max-workers is given].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub min_workers: Option<u32>,
+
+    /// A pool sized by the backlog: a worker is added while items wait, up to M,
+    /// and retires after a second idle [default: the larger of --min-workers and the number of CPUs].
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_workers: Option<u32>,
+
+    /// Run an item whose failure may be transient (a timeout, HTTP 429 or 5xx) up to N more times,
+    /// after an exponential backoff with jitter (0.5 s, 1 s, 2 s … at most 30 s; longer if the server
+    /// says Retry-After). Adds an `attempts` column to the output.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// Start at most N items per second, minute or hour across all workers (N/s, N/m, N/h), evenly
+    /// spaced; every retry counts as a start.
+    #[arg(long, value_name = "N/UNIT")]
+    pub rate: Option<crate::rate::Rate>,
+
+    /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue: Option<u32>,
 

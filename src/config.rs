@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use crate::checkpoint;
 use crate::cli::{FilesArgs, OnError, QueryArgs, RunArgs};
 use crate::processor::{self, Processor};
+use crate::rate::Rate;
 use crate::record::DisplayPath;
+use crate::retry::RetryPolicy;
 use crate::sink::{validate_table_name, SinkSpec};
 use crate::source::files::{FileSource, Filters};
 use crate::source::query::{QuerySource, SourceDb};
@@ -18,8 +20,14 @@ use crate::source::query::{QuerySource, SourceDb};
 pub struct RunConfig {
     pub sink: SinkSpec,
     pub table: String,
-    pub workers: usize,
+    /// The pool's size: fixed when equal, else grown and shrunk by the backlog.
+    pub min_workers: usize,
+    pub max_workers: usize,
     pub queue: usize,
+    /// Further tries of a retryable failure (`--retries`); with any, the
+    /// output gains an `attempts` column.
+    pub retry: RetryPolicy,
+    pub rate: Option<Rate>,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub on_error: OnError,
@@ -34,25 +42,31 @@ pub struct RunConfig {
 
 impl RunConfig {
     fn from_args(args: RunArgs, default_table: &str, meaning: &[(&str, String)]) -> Result<Self> {
+        let (min_workers, max_workers) = pool_size(&args)?;
         let table = args.table.unwrap_or_else(|| default_table.to_owned());
         validate_table_name(&table)?;
         let sink = SinkSpec::parse(&args.sink)?;
         if args.resume && !sink.keeps_checkpoints() {
             bail!("--resume needs a sink that keeps checkpoints: SQLite, Postgres or a CSV file (not stdout or a device)");
         }
-        let workers = match args.workers {
-            Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
         let mut parts = meaning.to_vec();
         parts.push(("sink", sink.to_string()));
         parts.push(("table", table.clone()));
+        // The output's columns are part of its meaning (a resumed CSV must
+        // keep its header); added only when present, so the fingerprints of
+        // runs without --retries stay what they were.
+        if args.retries > 0 {
+            parts.push(("attempts", "column".into()));
+        }
         Ok(RunConfig {
             fingerprint: checkpoint::fingerprint(&parts),
             sink,
             table,
-            workers,
-            queue: args.queue.map_or(64 * workers, |n| n as usize),
+            min_workers,
+            max_workers,
+            queue: args.queue.map_or(64 * max_workers, |n| n as usize),
+            retry: RetryPolicy::new(args.retries),
+            rate: args.rate,
             batch_size: args.batch_size as usize,
             flush_interval: Duration::from_secs(1),
             on_error: args.on_error,
@@ -62,6 +76,23 @@ impl RunConfig {
             window: 100_000,
         })
     }
+}
+
+/// `--workers N` is a fixed pool (N, N); `--min-workers`/`--max-workers` a
+/// dynamic one; neither, a fixed pool of one worker per CPU. clap already
+/// refuses `--workers` together with the other two.
+fn pool_size(args: &RunArgs) -> Result<(usize, usize)> {
+    let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (min, max) = match (args.workers, args.min_workers, args.max_workers) {
+        (Some(n), _, _) => (n as usize, n as usize),
+        (None, None, None) => (cpus(), cpus()),
+        (None, min, Some(max)) => (min.map_or(1, |n| n as usize), max as usize),
+        (None, Some(min), None) => (min as usize, cpus().max(min as usize)),
+    };
+    if min > max {
+        bail!("--min-workers {min} is more than --max-workers {max}");
+    }
+    Ok((min, max))
 }
 
 pub struct FilesConfig {

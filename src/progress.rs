@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use crate::pool::PoolStats;
+
 /// The live view of a run. All methods are cheap no-ops without a terminal.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -77,20 +79,25 @@ pub struct Summary {
     pub failed: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// How the worker pool was used: tells whether more (or fewer) workers
+    /// would have helped.
+    pub pool: PoolStats,
 }
 
 impl Summary {
-    /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s)`
+    /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let items = self.ok + self.failed;
         format!(
-            "{} ok, {} failed in {:.2}s ({:.0} items/s, {:.1} MB/s)",
+            "{} ok, {} failed in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
             self.ok,
             self.failed,
             secs,
             items as f64 / secs,
-            self.bytes as f64 / 1e6 / secs
+            self.bytes as f64 / 1e6 / secs,
+            self.pool.peak_busy,
+            self.pool.average_busy,
         )
     }
 }

@@ -89,6 +89,7 @@ impl Work for FileWork {
             },
             error,
             bytes: meta.map_or(0, |m| m.len()),
+            retry: None,
         }
     }
 

@@ -12,7 +12,9 @@ pub const CHUNK: usize = 256 * 1024;
 
 /// The per-item work of a pipeline.
 pub trait Work: Sync {
-    type Item: Send;
+    /// Cloned for each retry attempt (`--retries`), so it must be cheap
+    /// enough to copy once per try.
+    type Item: Send + Clone;
     /// The columns of the records `process` builds.
     fn schema(&self) -> &Schema;
     /// Processes one item. Never panics on bad input: a failure ends up in
@@ -42,4 +44,15 @@ pub struct Outcome {
     pub record: Record,
     pub error: Option<String>,
     pub bytes: u64,
+    /// Set by a failure that may go away if the item is tried again (a
+    /// timeout, HTTP 503): `--retries` re-runs it. None: not retryable.
+    pub retry: Option<Retry>,
+}
+
+/// A failed item is worth another try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retry {
+    /// The server said when (HTTP Retry-After): the next try waits at least
+    /// this long. None: the backoff alone decides.
+    pub after: Option<std::time::Duration>,
 }

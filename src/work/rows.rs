@@ -93,6 +93,7 @@ impl Work for RowWork {
             },
             error,
             bytes,
+            retry: None,
         }
     }
 
