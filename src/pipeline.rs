@@ -36,7 +36,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         mut source,
         processors,
     } = cfg;
-    let work = FileWork::new(processors, source.follow);
+    let work = FileWork::new(processors, source.follow, run.timeout);
     let counted = source.clone();
     let count: Counter =
         Box::new(move |point, progress, cancel| count_ahead(&counted, point, progress, cancel));
@@ -69,7 +69,7 @@ pub fn run_query(cfg: QueryConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     let shape = source
         .describe()
         .map_err(|e| RunError::Config(e.context(format!("query on {from}"))))?;
-    let work = RowWork::new(&shape, processors).map_err(RunError::Config)?;
+    let work = RowWork::new(&shape, processors, run.timeout).map_err(RunError::Config)?;
     source.shape = Some(shape);
     run_pipeline(run, work, cancel, |_| source, None)
 }
@@ -96,6 +96,7 @@ where
         batch_size,
         flush_interval,
         on_error,
+        timeout: _,
         quiet,
         resume,
         checkpoint,

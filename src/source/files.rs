@@ -20,7 +20,7 @@ use crate::checkpoint::{Dispatch, ItemKey, Ledger, Seq};
 use crate::pool::Cancel;
 
 /// One file found by the walk, or a place the walk could not read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileItem {
     /// The path as walked (it starts with the root as given, like `find`),
     /// with the index of that root: the item's place in the walk order.

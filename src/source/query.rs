@@ -59,7 +59,7 @@ impl std::fmt::Display for SourceDb {
 }
 
 /// One row of the query: its key and its values, in column order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RowItem {
     pub key: ItemKey,
     pub values: Vec<Value>,
