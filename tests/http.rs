@@ -22,7 +22,7 @@ struct Seen {
 }
 
 /// A server answering by path prefix: `/ok/…` 200 with `hello <url>`,
-/// `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`, `/stall/…`
+/// `/big/…` 200 with 80,000 bytes of `é`, `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`, `/stall/…`
 /// only after 20 s. Stops when dropped.
 struct Server {
     port: u16,
@@ -60,6 +60,8 @@ impl Server {
                             tiny_http::Response::from_string(format!("hello {url}\n"))
                         } else if url.starts_with("/missing/") {
                             tiny_http::Response::from_string("no such thing").with_status_code(404)
+                        } else if url.starts_with("/big/") {
+                            tiny_http::Response::from_string("é".repeat(40_000))
                         } else if url.starts_with("/busy/") {
                             tiny_http::Response::from_string("later")
                                 .with_status_code(503)
@@ -353,4 +355,72 @@ fn bad_specs_are_configuration_errors() {
             stderr_of(&out)
         );
     }
+}
+
+#[test]
+fn a_long_body_is_capped_at_a_character_boundary() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "")]);
+    let spec = format!("http:GET {}", server.url("/big/{name}"));
+    let out = run(tmp.path(), &["files", "d", "-q", "-p", &spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let row = &query(&tmp.path().join("batchproc.db"), "SELECT * FROM files")[0];
+    let body: String = row.get("body");
+    // 64 KiB is 32,768 two-byte characters exactly.
+    let (kept, note) = body.split_once('\n').unwrap();
+    assert_eq!(kept, "é".repeat(32_768));
+    assert_eq!(note, "[batchproc: body truncated to its first 65536 bytes]");
+}
+
+/// Through the library: which failures the retry logic may try again.
+#[test]
+fn failures_say_whether_a_retry_may_help() {
+    use batchproc::pool::Cancel;
+    use batchproc::processor::{parse_one, Fields, Pass, Subject};
+    use batchproc::work::{Cx, Deadline, Retry};
+
+    let server = Server::start();
+    let cancel = Cancel::new();
+    let subject = Subject::File {
+        path: Path::new("d/x"),
+        size: Some(1),
+    };
+    let attempt = |spec: &str, timeout: Option<Duration>| {
+        let mut p = parse_one(spec).unwrap();
+        p.bind(&Fields::File).unwrap();
+        let cx = Cx {
+            cancel: &cancel,
+            deadline: Deadline::start(timeout),
+        };
+        let Pass::Item(item) = p.begin() else {
+            panic!("{spec} is an item processor")
+        };
+        item.run(&subject, &cx).map(|_| ())
+    };
+    let busy = attempt(&format!("http:GET {}", server.url("/busy/{name}")), None).unwrap_err();
+    assert_eq!(busy.message, "HTTP 503 Service Unavailable");
+    assert_eq!(
+        busy.retry,
+        Some(Retry {
+            after: Some(Duration::from_secs(7))
+        })
+    );
+    let missing =
+        attempt(&format!("http:GET {}", server.url("/missing/{name}")), None).unwrap_err();
+    assert_eq!(missing.retry, None);
+    let stalled = attempt(
+        &format!("http:GET {}", server.url("/stall/{name}")),
+        Some(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert_eq!(stalled.message, "timed out after 300ms");
+    assert_eq!(stalled.retry, Some(Retry { after: None }));
+    let slow = attempt("exec:sleep 5", Some(Duration::from_millis(300))).unwrap_err();
+    assert_eq!(slow.message, "timed out after 300ms");
+    assert!(slow.retry.is_some());
+    let failed = attempt("exec:false", None).unwrap_err();
+    assert_eq!(failed.message, "exit status 1");
+    assert_eq!(failed.retry, None);
+    assert!(attempt("exec:true", None).is_ok());
 }

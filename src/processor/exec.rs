@@ -20,6 +20,12 @@
 //! background process it left behind cannot hold the pipes open or outlive
 //! the run — and the command is always reaped: no orphans, no zombies.
 //!
+//! The groups running are also listed, so that an immediate exit (a second
+//! Ctrl-C) can kill them first: a group of its own does not get the
+//! terminal's SIGINT. Only a SIGKILL of batchproc itself leaves them running
+//! to their end (PR_SET_PDEATHSIG would need a pre_exec hook, which makes std
+//! fork instead of posix_spawn — a cost on every item).
+//!
 //! Columns: `exit_code` (NULL when killed by a signal) and `output` (stdout
 //! without trailing whitespace; text, or bytes if not UTF-8). A non-zero exit
 //! fails the item with `exit status N: <first line of stderr>` and still
@@ -31,6 +37,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -134,17 +141,13 @@ impl ItemProcessor for Exec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let child = command.spawn().map_err(|e| {
+        let mut group = Group::spawn(&mut command).map_err(|e| {
             ItemFailure::new(format!(
                 "cannot run {:?}: {}",
                 arg0.to_string_lossy(),
                 io_message(&e)
             ))
         })?;
-        let mut group = Group {
-            child,
-            reaped: false,
-        };
         let (status, stdout, stderr) = group.run(cx)?;
         let output = output_value(stdout);
         match (status.code(), status.signal()) {
@@ -166,6 +169,22 @@ impl ItemProcessor for Exec {
     }
 }
 
+/// The process groups of the commands running now.
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+fn running() -> MutexGuard<'static, Vec<libc::pid_t>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills every command still running, for a process about to exit at once.
+pub fn kill_running() {
+    for pgid in running().iter() {
+        unsafe { libc::killpg(*pgid, libc::SIGKILL) };
+    }
+}
+
 /// A running command and its process group, killed and reaped when dropped
 /// early (a panic, an error): no path leaves a child behind.
 struct Group {
@@ -174,6 +193,28 @@ struct Group {
 }
 
 impl Group {
+    fn spawn(command: &mut Command) -> std::io::Result<Group> {
+        // Not spawned under the lock: that would serialise the workers'
+        // spawns. A second Ctrl-C landing between these two lines misses
+        // this one command.
+        let child = command.spawn()?;
+        running().push(child.id() as libc::pid_t);
+        Ok(Group {
+            child,
+            reaped: false,
+        })
+    }
+
+    /// Kills what is left of the group, then reaps the command. It leaves
+    /// the list first: once reaped, its pid may belong to someone else.
+    fn reap(&mut self) -> std::io::Result<ExitStatus> {
+        self.kill();
+        let pgid = self.child.id() as libc::pid_t;
+        running().retain(|p| *p != pgid);
+        self.reaped = true;
+        self.child.wait()
+    }
+
     /// Reads the command's output until it exits, or kills it at the
     /// deadline or on cancellation.
     fn run(&mut self, cx: &Cx) -> Result<(ExitStatus, Capture, Capture), ItemFailure> {
@@ -230,11 +271,8 @@ impl Group {
             std::thread::sleep(pause);
             pause = (pause * 2).min(TICK);
         }
-        self.kill();
-        self.reaped = true;
         let status = self
-            .child
-            .wait()
+            .reap()
             .map_err(|e| ItemFailure::new(format!("wait: {}", io_message(&e))))?;
         Ok((status, stdout, stderr))
     }
@@ -278,8 +316,7 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         if !self.reaped {
-            self.kill();
-            let _ = self.child.wait();
+            let _ = self.reap();
         }
     }
 }

@@ -13,8 +13,8 @@
 //! row its query columns by name. Bytes become base64 strings (standard
 //! alphabet, padded), times RFC 3339 text.
 //!
-//! Columns: `status` and `body` (the first 64 KiB; text, or bytes if not
-//! UTF-8). A 2xx status succeeds; any other fails the item with `HTTP 404
+//! Columns: `status` and `body` (the first 64 KiB, then a note that it was
+//! truncated; text, or bytes if not UTF-8). A 2xx status succeeds; any other fails the item with `HTTP 404
 //! Not Found` and keeps both columns. Timeouts, connection failures, 429 and
 //! 5xx are marked retryable, with the response's `Retry-After` if any.
 
@@ -164,11 +164,12 @@ impl ItemProcessor for Http {
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
         let mut body = Vec::new();
+        // One byte more than is kept tells that there was more.
         let read = response
             .body_mut()
             .with_config()
             .reader()
-            .take(BODY_CAP)
+            .take(BODY_CAP + 1)
             .read_to_end(&mut body);
         if let Err(e) = read {
             if cx.deadline.is_some_and(|d| d.passed()) {
@@ -179,6 +180,18 @@ impl ItemProcessor for Http {
                 values: None,
                 retry: Some(Retry::default()),
             });
+        }
+        if body.len() as u64 > BODY_CAP {
+            body.truncate(BODY_CAP as usize);
+            // Cut at a character boundary, as exec's output is.
+            if let Err(e) = std::str::from_utf8(&body) {
+                if e.error_len().is_none() {
+                    body.truncate(e.valid_up_to());
+                }
+            }
+            body.extend_from_slice(
+                format!("\n[batchproc: body truncated to its first {BODY_CAP} bytes]").as_bytes(),
+            );
         }
         let body = match String::from_utf8(body) {
             Ok(s) => Value::Text(s),

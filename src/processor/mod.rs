@@ -22,6 +22,7 @@ use std::io::Read;
 
 use anyhow::{bail, Context, Result};
 
+pub use exec::kill_running as kill_running_commands;
 pub use template::{Fields, Subject};
 
 use crate::record::{Column, Value};
