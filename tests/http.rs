@@ -338,12 +338,42 @@ fn a_refused_connection_fails_the_item() {
 }
 
 #[test]
+fn https_to_a_plain_server_fails_the_item_in_one_line() {
+    // Answers whatever comes with plain HTTP, as a server without TLS would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            use std::io::Write;
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "")]);
+    let spec = format!("http:GET https://127.0.0.1:{port}/ok/{{name}}");
+    let out = run(
+        tmp.path(),
+        &["files", "d", "-q", "--timeout", "20s", "-p", &spec],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with(&format!(
+            "batchproc: error: d/x: GET https://127.0.0.1:{port}/ok/x: "
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("timed out"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn bad_specs_are_configuration_errors() {
     let tmp = tempfile::tempdir().unwrap();
     tree(tmp.path(), &[("x", "")]);
     for (spec, says) in [
         ("http:PUT http://127.0.0.1:9/", "PUT"),
-        ("http:GET ftp://127.0.0.1/", "http://"),
+        ("http:GET ftp://127.0.0.1/", "http:// or https://"),
         ("http:GET", "METHOD URL"),
         ("http:GET http://127.0.0.1:9/{nope}", "{nope}"),
     ] {

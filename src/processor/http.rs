@@ -1,7 +1,7 @@
 //! `http:METHOD URL`: one HTTP request per item (GET or POST), with ureq —
 //! a maintained blocking client, so requests run on the worker threads like
-//! every other processor and need no async runtime. Plain `http://` only:
-//! the build has no TLS (see docs/DESIGN.md).
+//! every other processor and need no async runtime. `https://` uses rustls
+//! with the Mozilla root certificates (webpki-roots) built in.
 //!
 //! Placeholders in the URL (see `template`) are percent-encoded: every byte
 //! but ASCII letters, digits and `-._~` is escaped, `/` included, so a value
@@ -77,10 +77,8 @@ impl Http {
         let uri: Uri = sample
             .parse()
             .map_err(|e| anyhow::anyhow!("bad URL {:?}: {e}", redact(&sample)))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => bail!("https is not supported by this build (no TLS): use http://"),
-            _ => bail!("the URL must start with http://"),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            bail!("the URL must start with http:// or https://");
         }
         if uri.host().is_none_or(str::is_empty) {
             bail!("the URL has no host");
@@ -325,6 +323,7 @@ mod tests {
         assert!(Http::parse("GET http://localhost/{}").is_ok());
         assert!(Http::parse("post http://localhost/").is_ok());
         assert!(Http::parse("PUT http://localhost/").is_err());
+        assert!(Http::parse("GET https://localhost/").is_ok());
         assert!(Http::parse("GET ftp://localhost/").is_err());
         assert!(Http::parse("GET").is_err());
     }
