@@ -172,6 +172,6 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be more than 0".into()),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e} (e.g. 500ms, 30s, 2m)")),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -81,7 +81,8 @@ impl FilesConfig {
         }
         let mut processors = processor::parse_list(&args.processors)?;
         for p in &mut processors {
-            p.bind(&Fields::File).with_context(|| p.spec())?;
+            p.bind(&Fields::File)
+                .with_context(|| format!("-p {:?}", p.spec()))?;
         }
         let specs: Vec<String> = processors.iter().map(|p| p.spec()).collect();
         let run = RunConfig::from_args(

@@ -40,7 +40,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::template::{Fields, Subject, Template};
 use super::{io_message, ItemFailure, ItemProcessor, Pass, Processor};
@@ -74,14 +74,15 @@ impl Exec {
             bail!("unbalanced quotes or a trailing backslash in the command");
         };
         if words.first().is_none_or(|w| w.is_empty()) {
-            bail!("exec: needs a command, e.g. exec:wc -c {{}}");
+            bail!("needs a command, e.g. exec:wc -c {{}}");
         }
         let argv: Vec<Template> = words.iter().map(|w| Template::parse(w)).collect();
         let program = match argv[0].literal() {
             Some(name) => {
                 let name = std::ffi::OsStr::from_bytes(name);
-                Some(which::which(name).with_context(|| {
-                    format!(
+                // which's own error ("cannot find binary path") adds nothing.
+                Some(which::which(name).map_err(|_| {
+                    anyhow::anyhow!(
                         "cannot run {:?}: not found in PATH or not executable",
                         words[0]
                     )

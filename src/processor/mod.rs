@@ -231,6 +231,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fingerprints_tell_a_comma_in_a_spec_from_two_specs() {
+        let one = ["exec:a,sha256".to_owned()];
+        let two = ["exec:a".to_owned(), "sha256".to_owned()];
+        assert_ne!(fingerprint_part(&one), fingerprint_part(&two));
+        // Runs from before item processors keep their fingerprint.
+        assert_eq!(
+            fingerprint_part(&["sha256".to_owned(), "lines".to_owned()]),
+            "sha256,lines"
+        );
+    }
+
+    #[test]
     fn item_specs_are_taken_whole() {
         let values = [
             "sha256,lines".to_owned(),

@@ -41,7 +41,8 @@ impl RowWork {
         for (mut p, column) in processors {
             let start = columns.len() - shape.columns.len();
             let Some(column) = column else {
-                p.bind(&fields).with_context(|| p.spec())?;
+                p.bind(&fields)
+                    .with_context(|| format!("-p {:?}", p.spec()))?;
                 columns.extend(p.columns());
                 bound.push((p, None, start));
                 continue;
