@@ -452,3 +452,32 @@ fn query_rows_fill_column_placeholders() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("{name}"), "{}", stderr_of(&out));
 }
+
+#[test]
+fn what_a_command_leaves_running_ends_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/a"), "").unwrap();
+    let started = Instant::now();
+    // The background sleep inherits stdout: without the group kill the
+    // run would wait for it.
+    batchproc(tmp.path())
+        .args([
+            "files",
+            "d",
+            "-q",
+            "-p",
+            "exec:sh -c 'sleep 30.105 & echo started'",
+        ])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let got = rows(&tmp.path().join("batchproc.db"), "path");
+    assert_eq!(got[&b"d/a"[..]].1.as_deref(), Some(&b"started"[..]));
+    assert_eq!(processes_with("30.105"), Vec::<String>::new());
+}
