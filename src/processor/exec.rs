@@ -182,6 +182,7 @@ fn running() -> MutexGuard<'static, Vec<libc::pid_t>> {
 /// Kills every command still running, for a process about to exit at once.
 pub fn kill_running() {
     for pgid in running().iter() {
+        // SAFETY: a plain syscall; every listed group's leader is unreaped.
         unsafe { libc::killpg(*pgid, libc::SIGKILL) };
     }
 }
@@ -235,6 +236,7 @@ impl Group {
             let wait = cx.deadline.map_or(TICK, |d| d.remaining().min(TICK));
             // Rounded up: a 0 ms poll would spin until the deadline.
             let ms = wait.as_micros().div_ceil(1000) as libc::c_int;
+            // SAFETY: fds is a live array of fds.len() pollfd entries.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
             if ready < 0 {
                 let e = std::io::Error::last_os_error();
@@ -296,6 +298,8 @@ impl Group {
     /// Whether the command has exited, leaving it unreaped (a zombie keeps
     /// its pid and so its process group id from being reused).
     fn exited(&self) -> bool {
+        // SAFETY: siginfo_t is plain data (all-zero is valid), and waitid
+        // only writes into it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let r = unsafe {
             libc::waitid(
@@ -310,6 +314,8 @@ impl Group {
     }
 
     fn kill(&self) {
+        // SAFETY: a plain syscall; the leader is not reaped yet, so the
+        // group id is still ours.
         unsafe { libc::killpg(self.child.id() as libc::pid_t, libc::SIGKILL) };
     }
 }
