@@ -60,7 +60,10 @@ pub struct FilesArgs {
     pub dirs: Vec<PathBuf>,
 
     /// Processors to run on each file, repeatable or comma-separated:
-    /// sha256, blake3, lines, mime, csv, json.
+    /// sha256, blake3, lines, mime, csv, json; or 'exec:CMD ARG…' (a command
+    /// per file, no shell; {} the path, {name}, {dir}) or 'http:GET|POST URL'
+    /// (a request per file, placeholders percent-encoded), each taking the
+    /// rest of its value whole.
     #[arg(short = 'p', long = "processor", value_name = "SPEC")]
     pub processors: Vec<String>,
 
@@ -104,7 +107,8 @@ pub struct QueryArgs {
     pub page_size: u32,
 
     /// Row processors, repeatable or comma-separated: NAME:COLUMN with NAME one of
-    /// sha256, blake3, lines, mime, csv, json (e.g. sha256:body).
+    /// sha256, blake3, lines, mime, csv, json (e.g. sha256:body); or 'exec:CMD ARG…'
+    /// / 'http:GET|POST URL' on the whole row ({} the key, {COLUMN} a column's value).
     #[arg(short = 'p', long = "processor", value_name = "SPEC")]
     pub processors: Vec<String>,
 
@@ -163,6 +167,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 
+    /// Fail an item still running after DURATION (e.g. 500ms, 30s, 2m): its command is
+    /// killed, its request or file read abandoned.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
     /// What a failed item does to the run.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
     pub on_error: OnError,
@@ -179,4 +188,12 @@ pub struct RunArgs {
     /// No progress bar and no summary line; errors are still printed.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }

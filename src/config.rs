@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::checkpoint;
 use crate::cli::{FilesArgs, OnError, QueryArgs, RunArgs};
-use crate::processor::{self, Processor};
+use crate::processor::{self, Fields, Processor};
 use crate::rate::Rate;
 use crate::record::DisplayPath;
 use crate::retry::RetryPolicy;
@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub on_error: OnError,
+    /// Per attempt at an item (`--timeout`).
+    pub timeout: Option<Duration>,
     pub quiet: bool,
     pub resume: bool,
     pub checkpoint: bool,
@@ -70,6 +72,7 @@ impl RunConfig {
             batch_size: args.batch_size as usize,
             flush_interval: Duration::from_secs(1),
             on_error: args.on_error,
+            timeout: args.timeout,
             quiet: args.quiet,
             resume: args.resume,
             checkpoint: !args.no_checkpoint,
@@ -107,8 +110,12 @@ impl FilesConfig {
         if args.max_depth == Some(0) {
             bail!("--max-depth must be at least 1");
         }
-        let processors = processor::parse_list(&args.processors)?;
-        let names: Vec<&str> = processors.iter().map(|p| p.name()).collect();
+        let mut processors = processor::parse_list(&args.processors)?;
+        for p in &mut processors {
+            p.bind(&Fields::File)
+                .with_context(|| format!("-p {:?}", p.spec()))?;
+        }
+        let specs: Vec<String> = processors.iter().map(|p| p.spec()).collect();
         let run = RunConfig::from_args(
             args.run,
             "files",
@@ -119,7 +126,7 @@ impl FilesConfig {
                 ("exclude", format!("{:?}", args.exclude)),
                 ("max_depth", format!("{:?}", args.max_depth)),
                 ("follow", args.follow.to_string()),
-                ("processors", names.join(",")),
+                ("processors", processor::fingerprint_part(&specs)),
             ],
         )?;
         Ok(FilesConfig {
@@ -139,21 +146,26 @@ impl FilesConfig {
 pub struct QueryConfig {
     pub run: RunConfig,
     pub source: QuerySource,
-    /// `(processor, column name)` pairs from `-p NAME:COLUMN`.
-    pub processors: Vec<(Box<dyn Processor>, String)>,
+    /// `(processor, column name)` pairs from `-p NAME:COLUMN`; item
+    /// processors (`exec:`, `http:`) have no column.
+    pub processors: Vec<(Box<dyn Processor>, Option<String>)>,
 }
 
 impl QueryConfig {
     pub fn from_args(args: QueryArgs) -> Result<Self> {
         let from = SourceDb::parse(&args.from)?;
-        let mut processors: Vec<(Box<dyn Processor>, String)> = Vec::new();
-        for spec in args
-            .processors
-            .iter()
-            .flat_map(|s| s.split(','))
-            .map(str::trim)
-        {
-            if spec.is_empty() {
+        let mut processors: Vec<(Box<dyn Processor>, Option<String>)> = Vec::new();
+        for spec in processor::split_specs(&args.processors) {
+            if processor::is_item_spec(spec) {
+                let p = processor::parse_one(spec)?;
+                processor::refuse_twice(
+                    processors
+                        .iter()
+                        .filter(|(_, c)| c.is_none())
+                        .map(|(p, _)| p.as_ref()),
+                    p.as_ref(),
+                )?;
+                processors.push((p, None));
                 continue;
             }
             let Some((name, column)) = spec.split_once(':') else {
@@ -162,15 +174,18 @@ impl QueryConfig {
             let mut one = processor::parse_list(&[name.to_owned()])?;
             if processors
                 .iter()
-                .any(|(p, c)| p.name() == name && c == column)
+                .any(|(p, c)| p.name() == name && c.as_deref() == Some(column))
             {
                 bail!("processor {spec:?} is given twice");
             }
-            processors.push((one.remove(0), column.to_owned()));
+            processors.push((one.remove(0), Some(column.to_owned())));
         }
         let specs: Vec<String> = processors
             .iter()
-            .map(|(p, c)| format!("{}:{c}", p.name()))
+            .map(|(p, c)| match c {
+                Some(c) => format!("{}:{c}", p.name()),
+                None => p.spec(),
+            })
             .collect();
         let run = RunConfig::from_args(
             args.run,
@@ -180,7 +195,7 @@ impl QueryConfig {
                 ("from", from.to_string()),
                 ("sql", args.sql.clone()),
                 ("key", args.key.clone()),
-                ("processors", specs.join(",")),
+                ("processors", processor::fingerprint_part(&specs)),
             ],
         )?;
         Ok(QueryConfig {

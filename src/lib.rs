@@ -135,6 +135,9 @@ fn watch_signals(cancel: &Cancel) -> anyhow::Result<signal_hook::iterator::Handl
     std::thread::spawn(move || {
         for _ in signals.forever() {
             if cancel.reason() == Some(CancelReason::Interrupted) {
+                // exec: commands run in groups of their own, out of reach
+                // of the terminal's signal: end them before leaving.
+                processor::kill_running_commands();
                 std::process::exit(130);
             }
             cancel.cancel(CancelReason::Interrupted);

@@ -39,7 +39,7 @@ pub fn run_files(cfg: FilesConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
         mut source,
         processors,
     } = cfg;
-    let work = FileWork::new(processors, source.follow);
+    let work = FileWork::new(processors, source.follow, run.timeout);
     let counted = source.clone();
     let count: Counter =
         Box::new(move |point, progress, cancel| count_ahead(&counted, point, progress, cancel));
@@ -72,7 +72,7 @@ pub fn run_query(cfg: QueryConfig, cancel: &Cancel) -> Result<(RunStatus, Summar
     let shape = source
         .describe()
         .map_err(|e| RunError::Config(e.context(format!("query on {from}"))))?;
-    let work = RowWork::new(&shape, processors).map_err(RunError::Config)?;
+    let work = RowWork::new(&shape, processors, run.timeout).map_err(RunError::Config)?;
     source.shape = Some(shape);
     run_pipeline(run, work, cancel, |_| source, None)
 }
@@ -102,6 +102,7 @@ where
         batch_size,
         flush_interval,
         on_error,
+        timeout: _,
         quiet,
         resume,
         checkpoint,
@@ -619,6 +620,7 @@ mod tests {
             queue: 2,
             retry: RetryPolicy::new(3).with_backoff(quick),
             rate: None,
+            timeout: None,
             batch_size: 100,
             flush_interval: Duration::from_secs(1),
             on_error,

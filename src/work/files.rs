@@ -1,40 +1,86 @@
 //! What a worker does with one file: open it once (never blocking on a FIFO
 //! swapped in after the walk), read it once for every streaming processor,
-//! hand a rewound reader to each parsing processor, and build the record.
+//! hand a rewound reader to each parsing processor, run the item processors
+//! (`exec:`, `http:`) on its path, and build the record. With only item
+//! processors the file is never opened: its size and mtime come from the walk.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Buffer, Outcome, Work};
+use super::{Buffer, Cx, Deadline, Outcome, Retry, Work};
 use crate::pool::Cancel;
-use crate::processor::{Accumulator, Pass, Processor};
+use crate::processor::{Accumulator, Pass, Processor, Subject};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
 use crate::source::files::FileItem;
 
 /// The processors of a run, and the schema of the records they produce.
 pub struct FileWork {
     processors: Vec<Box<dyn Processor>>,
+    /// Each processor's first column among the processor columns, and its width.
+    slots: Vec<(usize, usize)>,
+    /// Whether any processor reads the file's content.
+    reads: bool,
     /// Without `--follow`, a symlink swapped in after the walk is not opened.
     follow: bool,
+    timeout: Option<Duration>,
     schema: Schema,
 }
 
 impl FileWork {
-    pub fn new(processors: Vec<Box<dyn Processor>>, follow: bool) -> Self {
+    pub fn new(
+        processors: Vec<Box<dyn Processor>>,
+        follow: bool,
+        timeout: Option<Duration>,
+    ) -> Self {
         let mut columns = vec![
             Column::new("path", ColumnType::Text),
             Column::new("size", ColumnType::Int),
             Column::new("mtime", ColumnType::Time),
         ];
-        columns.extend(processors.iter().flat_map(|p| p.columns()));
+        let mut slots = Vec::with_capacity(processors.len());
+        for p in &processors {
+            let produced = p.columns();
+            slots.push((columns.len() - 3, produced.len()));
+            columns.extend(produced);
+        }
         columns.push(Column::new("error", ColumnType::Text));
         FileWork {
+            reads: processors
+                .iter()
+                .any(|p| !matches!(p.begin(), Pass::Item(_))),
             processors,
+            slots,
             follow,
+            timeout,
             schema: Schema { columns, key: 0 },
+        }
+    }
+
+    /// Columns written by processors.
+    fn width(&self) -> usize {
+        self.schema.columns.len() - 4
+    }
+}
+
+/// Why an item failed.
+struct Failure {
+    error: anyhow::Error,
+    /// The processor columns, when the failing processor still had values.
+    values: Option<Vec<Value>>,
+    retry: Option<Retry>,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure {
+            error,
+            values: None,
+            retry: None,
         }
     }
 }
@@ -47,36 +93,39 @@ impl Work for FileWork {
     }
 
     /// Processes one item. Never panics on bad input: every failure ends up
-    /// in `Outcome::error` with the record's processor columns left NULL.
+    /// in `Outcome::error` with the record's processor columns left NULL
+    /// (or, for an item processor, holding what it reported).
     fn process(&self, buf: &mut Buffer, item: FileItem, cancel: &Cancel) -> Outcome {
-        let path = item.path().to_path_buf();
-        let FileItem {
-            meta: walk_meta,
-            walk_error,
-            ..
-        } = item;
-        let path = &path;
+        let cx = Cx {
+            cancel,
+            deadline: Deadline::start(self.timeout),
+        };
+        let path = item.path();
+        let walk_meta = item.meta.as_ref();
         let mut values = Vec::with_capacity(self.schema.columns.len());
         values.push(Value::from_path(path));
-        let result = match walk_error {
-            Some(e) => Err(anyhow::anyhow!(e)),
-            None if self.processors.is_empty() => Ok((walk_meta.clone(), Vec::new())),
-            None => self.read_file(buf, path, cancel),
+        let result = match &item.walk_error {
+            Some(e) => Err(anyhow::anyhow!(e.clone()).into()),
+            None if self.processors.is_empty() => Ok((walk_meta.cloned(), Vec::new())),
+            None => self.run(buf, path, walk_meta, &cx),
         };
-        // A read cut short by cancellation is not the item's fault.
+        // A read or a command cut short by cancellation is not the item's fault.
         let cancelled = result.is_err() && cancel.is_cancelled();
-        let vanished = matches!(&result, Err(e) if e.is::<Vanished>());
-        let (meta, error) = match result {
+        let vanished = matches!(&result, Err(f) if f.error.is::<Vanished>());
+        let (meta, error, retry) = match result {
             Ok((meta, mut produced)) => {
                 push_meta(&mut values, meta.as_ref());
                 values.append(&mut produced);
-                (meta, None)
+                (meta, None, None)
             }
-            Err(e) => {
-                push_meta(&mut values, walk_meta.as_ref());
-                let nulls = self.schema.columns.len() - 1 - values.len();
-                values.extend(std::iter::repeat_n(Value::Null, nulls));
-                (walk_meta, Some(crate::record::error_line(&e)))
+            Err(failure) => {
+                push_meta(&mut values, walk_meta);
+                match failure.values {
+                    Some(mut produced) => values.append(&mut produced),
+                    None => values.extend(std::iter::repeat_n(Value::Null, self.width())),
+                }
+                let error = crate::record::error_line(&failure.error);
+                (walk_meta.cloned(), Some(error), failure.retry)
             }
         };
         values.push(error.clone().map_or(Value::Null, Value::Text));
@@ -89,7 +138,7 @@ impl Work for FileWork {
             },
             error,
             bytes: meta.map_or(0, |m| m.len()),
-            retry: None,
+            retry,
         }
     }
 
@@ -105,12 +154,58 @@ impl Work for FileWork {
 }
 
 impl FileWork {
-    fn read_file(
+    /// Runs every processor: the content ones over one read of the file,
+    /// then the item ones, each value landing in its processor's columns.
+    fn run(
         &self,
         buf: &mut Buffer,
-        path: &std::path::Path,
-        cancel: &Cancel,
-    ) -> Result<(Option<Metadata>, Vec<Value>)> {
+        path: &Path,
+        walk_meta: Option<&Metadata>,
+        cx: &Cx,
+    ) -> Result<(Option<Metadata>, Vec<Value>), Failure> {
+        let (meta, content) = if self.reads {
+            match self.read_file(buf, path, cx) {
+                Ok((meta, content)) => (Some(meta), content),
+                Err(e) => return Err(content_failure(e, cx)),
+            }
+        } else {
+            (walk_meta.cloned(), Vec::new())
+        };
+        if content.len() == self.width() {
+            return Ok((meta, content));
+        }
+        let subject = Subject::File {
+            path,
+            size: meta.as_ref().map(|m| m.len()),
+        };
+        let mut content = content.into_iter();
+        let mut values = Vec::with_capacity(self.width());
+        for (p, &(start, width)) in self.processors.iter().zip(&self.slots) {
+            let Pass::Item(item) = p.begin() else {
+                values.extend(content.by_ref().take(width));
+                continue;
+            };
+            match item.run(&subject, cx) {
+                Ok(produced) => values.extend(produced),
+                Err(failure) => {
+                    let values = failure.values.map(|produced| {
+                        let mut all = vec![Value::Null; self.width()];
+                        all.splice(start..start + width, produced);
+                        all
+                    });
+                    return Err(Failure {
+                        error: anyhow::anyhow!(failure.message),
+                        values,
+                        retry: failure.retry,
+                    });
+                }
+            }
+        }
+        Ok((meta, values))
+    }
+
+    /// Reads the file once for the content processors; their values in order.
+    fn read_file(&self, buf: &mut Buffer, path: &Path, cx: &Cx) -> Result<(Metadata, Vec<Value>)> {
         let nofollow = if self.follow { 0 } else { libc::O_NOFOLLOW };
         let file = match OpenOptions::new()
             .read(true)
@@ -126,13 +221,22 @@ impl FileWork {
         if !meta.is_file() {
             bail!("not a regular file");
         }
-        let mut file = CancellableRead { file, cancel };
-        let mut passes: Vec<Pass> = self.processors.iter().map(|p| p.begin()).collect();
+        let mut file = CancellableRead {
+            file,
+            cancel: cx.cancel,
+            deadline: cx.deadline,
+        };
+        let mut passes: Vec<Pass> = self
+            .processors
+            .iter()
+            .map(|p| p.begin())
+            .filter(|p| !matches!(p, Pass::Item(_)))
+            .collect();
         let streams: Vec<&mut Box<dyn Accumulator>> = passes
             .iter_mut()
             .filter_map(|p| match p {
                 Pass::Stream(acc) => Some(acc),
-                Pass::Read(_) => None,
+                _ => None,
             })
             .collect();
         if !streams.is_empty() {
@@ -146,9 +250,23 @@ impl FileWork {
                     file.file.seek(SeekFrom::Start(0)).context("seek")?;
                     parser.read(&mut file)?
                 }
+                Pass::Item(_) => Vec::new(),
             });
         }
-        Ok((Some(meta), values))
+        Ok((meta, values))
+    }
+}
+
+/// A content processor's error; past the deadline it is a timeout, whatever
+/// the reader or parser made of the read that was refused.
+fn content_failure(error: anyhow::Error, cx: &Cx) -> Failure {
+    match cx.deadline {
+        Some(d) if d.passed() && !cx.cancel.is_cancelled() => Failure {
+            error: anyhow::anyhow!(d.message()),
+            values: None,
+            retry: Some(Retry::default()),
+        },
+        _ => error.into(),
     }
 }
 
@@ -182,17 +300,22 @@ impl std::fmt::Display for Vanished {
 
 impl std::error::Error for Vanished {}
 
-/// A file that stops yielding bytes once the run is cancelled, so a huge
-/// file in flight does not hold up a Ctrl-C or a fail-fast abort.
+/// A file that stops yielding bytes once the run is cancelled or the item's
+/// deadline passes, so a huge file in flight does not hold up a Ctrl-C, a
+/// fail-fast abort or `--timeout`.
 struct CancellableRead<'a> {
     file: File,
     cancel: &'a Cancel,
+    deadline: Option<Deadline>,
 }
 
 impl Read for CancellableRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.is_cancelled() {
             return Err(std::io::Error::other("run cancelled"));
+        }
+        if let Some(d) = self.deadline.filter(Deadline::passed) {
+            return Err(std::io::Error::new(ErrorKind::TimedOut, d.message()));
         }
         self.file.read(buf)
     }

@@ -1,30 +1,52 @@
 //! What a worker does with one query row: run each `NAME:COLUMN` processor
 //! on that column's value (text as its UTF-8 bytes, bytes as they are,
-//! numbers as their decimal text; NULL gives NULL), and build the record:
-//! the query's columns, the processors' columns, `error`.
+//! numbers as their decimal text; NULL gives NULL), run the item processors
+//! (`exec:`, `http:`) on the whole row, and build the record: the query's
+//! columns, the processors' columns, `error`.
 
-use anyhow::{bail, Result};
+use std::time::Duration;
 
-use super::{Buffer, Outcome, Work};
+use anyhow::{bail, Context, Result};
+
+use super::{Buffer, Cx, Deadline, Outcome, Work};
 use crate::pool::Cancel;
-use crate::processor::{Pass, Processor};
+use crate::processor::{Fields, Pass, Processor, Subject};
 use crate::record::{Column, ColumnType, Record, Schema, Value};
 use crate::source::query::{RowItem, Shape};
 
 pub struct RowWork {
-    /// Each processor with the index of the column it reads.
-    processors: Vec<(Box<dyn Processor>, usize)>,
+    /// Each processor with the index of the column it reads (None: an item
+    /// processor, which sees the whole row), and where its output columns
+    /// start among the processors' columns.
+    processors: Vec<(Box<dyn Processor>, Option<usize>, usize)>,
     key_name: String,
+    timeout: Option<Duration>,
     schema: Schema,
 }
 
 impl RowWork {
-    /// Checks the processors' columns against the query's (exit 2 before any
-    /// work when one is missing or an output name clashes).
-    pub fn new(shape: &Shape, processors: Vec<(Box<dyn Processor>, String)>) -> Result<Self> {
+    /// Checks the processors' columns and placeholders against the query's
+    /// (exit 2 before any work when one is missing or an output name clashes).
+    pub fn new(
+        shape: &Shape,
+        processors: Vec<(Box<dyn Processor>, Option<String>)>,
+        timeout: Option<Duration>,
+    ) -> Result<Self> {
         let mut columns = shape.columns.clone();
         let mut bound = Vec::new();
-        for (p, column) in processors {
+        let fields = Fields::Row {
+            columns: &shape.columns,
+            key: shape.key,
+        };
+        for (mut p, column) in processors {
+            let start = columns.len() - shape.columns.len();
+            let Some(column) = column else {
+                p.bind(&fields)
+                    .with_context(|| format!("-p {:?}", p.spec()))?;
+                columns.extend(p.columns());
+                bound.push((p, None, start));
+                continue;
+            };
             let Some(index) = shape.columns.iter().position(|c| c.name == column) else {
                 bail!(
                     "processor {}:{column}: the query has no column {column:?}",
@@ -34,7 +56,7 @@ impl RowWork {
             for out in p.columns() {
                 columns.push(Column::new(format!("{column}_{}", out.name), out.ty));
             }
-            bound.push((p, index));
+            bound.push((p, Some(index), start));
         }
         columns.push(Column::new("error", ColumnType::Text));
         for (i, c) in columns.iter().enumerate() {
@@ -48,6 +70,7 @@ impl RowWork {
         Ok(RowWork {
             processors: bound,
             key_name: shape.columns[shape.key].name.clone(),
+            timeout,
             schema: Schema {
                 columns,
                 key: shape.key,
@@ -63,29 +86,57 @@ impl Work for RowWork {
         &self.schema
     }
 
-    fn process(&self, _buf: &mut Buffer, item: RowItem, _cancel: &Cancel) -> Outcome {
+    fn process(&self, _buf: &mut Buffer, item: RowItem, cancel: &Cancel) -> Outcome {
+        let cx = Cx {
+            cancel,
+            deadline: Deadline::start(self.timeout),
+        };
         let RowItem { mut values, .. } = item;
         let width = self.schema.columns.len() - 1 - values.len();
         let mut produced = Vec::with_capacity(width);
         let mut error = None;
-        for (p, index) in &self.processors {
+        let mut retry = None;
+        let mut cancelled = false;
+        for (p, index, start) in &self.processors {
+            let Some(index) = index else {
+                let Pass::Item(item) = p.begin() else {
+                    continue;
+                };
+                let subject = Subject::Row {
+                    columns: &self.schema.columns[..values.len()],
+                    values: &values,
+                };
+                match item.run(&subject, &cx) {
+                    Ok(mut v) => produced.append(&mut v),
+                    Err(failure) => {
+                        cancelled = cancel.is_cancelled();
+                        let mut all = vec![Value::Null; width];
+                        if let Some(v) = failure.values {
+                            all.splice(*start..*start + v.len(), v);
+                        }
+                        produced = all;
+                        error = Some(failure.message);
+                        retry = failure.retry;
+                        break;
+                    }
+                }
+                continue;
+            };
             match run_on_value(p.as_ref(), &values[*index]) {
                 Ok(mut v) => produced.append(&mut v),
                 Err(e) => {
                     let column = &self.schema.columns[*index].name;
                     error = Some(format!("{column}: {}", crate::record::error_line(&e)));
+                    produced = vec![Value::Null; width];
                     break;
                 }
             }
-        }
-        if error.is_some() {
-            produced = vec![Value::Null; width];
         }
         let bytes = values.iter().map(value_len).sum();
         values.append(&mut produced);
         values.push(error.clone().map_or(Value::Null, Value::Text));
         Outcome {
-            cancelled: false,
+            cancelled,
             vanished: false,
             record: Record {
                 values,
@@ -93,7 +144,7 @@ impl Work for RowWork {
             },
             error,
             bytes,
-            retry: None,
+            retry,
         }
     }
 
@@ -147,5 +198,7 @@ fn run_on_value(p: &dyn Processor, value: &Value) -> Result<Vec<Value>> {
             let mut reader: &[u8] = bytes;
             parser.read(&mut reader)
         }
+        // Item processors are bound to no column (see RowWork::new).
+        Pass::Item(_) => bail!("not a column processor"),
     }
 }
