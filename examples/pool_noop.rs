@@ -10,7 +10,10 @@ use batchproc::pool::{Cancel, Pool};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let workers = args
         .next()
         .and_then(|a| a.parse().ok())
@@ -20,9 +23,8 @@ fn main() {
     let started = Instant::now();
     let (sum, stats) = std::thread::scope(|s| {
         s.spawn(move || (0..n).for_each(|i| in_tx.send(i).unwrap()));
-        let pool = s.spawn(move || {
-            Pool::new(workers).run(in_rx, out_tx, &Cancel::new(), || (), |_, i| i)
-        });
+        let pool =
+            s.spawn(move || Pool::new(workers).run(in_rx, out_tx, &Cancel::new(), || (), |_, i| i));
         let sum: u64 = out_rx.iter().sum();
         (sum, pool.join().unwrap().expect("worker threads"))
     });
