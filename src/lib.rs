@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`run`]; the stages are public so the
 //! pipeline's building blocks (notably [`pool`]) can be used from Rust.
 
+mod batcher;
 pub mod checkpoint;
 pub mod cli;
 pub mod commit;
