@@ -48,6 +48,9 @@ impl RunConfig {
         let table = args.table.unwrap_or_else(|| default_table.to_owned());
         validate_table_name(&table)?;
         let sink = SinkSpec::parse(&args.sink)?;
+        let batch_size = args
+            .batch_size
+            .map_or_else(|| default_batch_size(&sink), |n| n as usize);
         if args.resume && !sink.keeps_checkpoints() {
             bail!("--resume needs a sink that keeps checkpoints: SQLite, Postgres or a CSV file (not stdout or a device)");
         }
@@ -69,7 +72,7 @@ impl RunConfig {
             queue: args.queue.map_or(64 * max_workers, |n| n as usize),
             retry: RetryPolicy::new(args.retries),
             rate: args.rate,
-            batch_size: args.batch_size as usize,
+            batch_size,
             flush_interval: Duration::from_secs(1),
             on_error: args.on_error,
             timeout: args.timeout,
@@ -96,6 +99,18 @@ fn pool_size(args: &RunArgs) -> Result<(usize, usize)> {
         bail!("--min-workers {min} is more than --max-workers {max}");
     }
     Ok((min, max))
+}
+
+/// Rows per transaction unless `--batch-size` says otherwise. A Postgres
+/// transaction costs four round trips and a COPY start besides its rows:
+/// measured on 1M rows, 1000-row batches took 2.2-2.4 s, 5000-row ones
+/// 1.8-1.9 s (psql \copy: 1.4 s). SQLite and CSV commits are local and
+/// cheap, and smaller batches lose less work to a SIGKILL.
+fn default_batch_size(sink: &SinkSpec) -> usize {
+    match sink {
+        SinkSpec::Postgres(_) => 5000,
+        _ => 1000,
+    }
 }
 
 pub struct FilesConfig {
