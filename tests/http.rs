@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,14 +22,22 @@ struct Seen {
     url: String,
     content_type: Option<String>,
     body: String,
+    /// When the server had read the request.
+    at: Instant,
 }
 
 /// A server answering by path prefix: `/ok/…` 200 with `hello <url>`,
-/// `/big/…` 200 with 80,000 bytes of `é`, `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`, `/stall/…`
-/// only after 20 s. Stops when dropped.
+/// `/big/…` 200 with 80,000 bytes of `é`, `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`,
+/// `/flaky/…` 503 to the first request for a URL and 200 after,
+/// `/limited/…` 429 with `Retry-After: 2` to the first request for a URL and
+/// 200 after, `/down/…` always 503 (no `Retry-After`), `/slow/…` 200 after
+/// 50 ms, `/stall/…` only after 20 s. It counts the requests it is answering
+/// at once (`max_in_flight`). Stops when dropped.
 struct Server {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
 }
@@ -36,26 +47,42 @@ impl Server {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
         let thread = {
             let (server, seen) = (server.clone(), seen.clone());
+            let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
             std::thread::spawn(move || {
                 for mut request in server.incoming_requests() {
                     let seen = seen.clone();
+                    let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
                     // One thread per request, so a stalled one blocks no other.
                     std::thread::spawn(move || {
+                        // Counted from here (the request has arrived) until
+                        // just before the response goes out: a client that
+                        // got its answer may send its next request at once,
+                        // and must not be counted twice.
+                        let now = in_flight.fetch_add(1, SeqCst) + 1;
+                        max_in_flight.fetch_max(now, SeqCst);
                         let mut body = String::new();
                         request.as_reader().read_to_string(&mut body).unwrap();
                         let url = request.url().to_owned();
-                        seen.lock().unwrap().push(Seen {
-                            method: request.method().to_string(),
-                            url: url.clone(),
-                            content_type: request
-                                .headers()
-                                .iter()
-                                .find(|h| h.field.equiv("content-type"))
-                                .map(|h| h.value.to_string()),
-                            body,
-                        });
+                        // How many requests for this URL, this one included.
+                        let nth = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(Seen {
+                                method: request.method().to_string(),
+                                url: url.clone(),
+                                content_type: request
+                                    .headers()
+                                    .iter()
+                                    .find(|h| h.field.equiv("content-type"))
+                                    .map(|h| h.value.to_string()),
+                                body,
+                                at: Instant::now(),
+                            });
+                            seen.iter().filter(|s| s.url == url).count()
+                        };
                         let response = if url.starts_with("/ok/") {
                             tiny_http::Response::from_string(format!("hello {url}\n"))
                         } else if url.starts_with("/missing/") {
@@ -68,10 +95,26 @@ impl Server {
                                 .with_header(
                                     tiny_http::Header::from_bytes("Retry-After", "7").unwrap(),
                                 )
+                        } else if url.starts_with("/flaky/") && nth == 1 {
+                            tiny_http::Response::from_string("not yet").with_status_code(503)
+                        } else if url.starts_with("/limited/") && nth == 1 {
+                            tiny_http::Response::from_string("slow down")
+                                .with_status_code(429)
+                                .with_header(
+                                    tiny_http::Header::from_bytes("Retry-After", "2").unwrap(),
+                                )
+                        } else if url.starts_with("/flaky/") || url.starts_with("/limited/") {
+                            tiny_http::Response::from_string(format!("try {nth}"))
+                        } else if url.starts_with("/down/") {
+                            tiny_http::Response::from_string("down").with_status_code(503)
+                        } else if url.starts_with("/slow/") {
+                            std::thread::sleep(Duration::from_millis(50));
+                            tiny_http::Response::from_string("done")
                         } else {
                             std::thread::sleep(Duration::from_secs(20));
                             tiny_http::Response::from_string("too late")
                         };
+                        in_flight.fetch_sub(1, SeqCst);
                         let _ = request.respond(response);
                     });
                 }
@@ -80,6 +123,8 @@ impl Server {
         Server {
             port,
             seen,
+            in_flight,
+            max_in_flight,
             server,
             thread: Some(thread),
         }
@@ -91,6 +136,33 @@ impl Server {
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests each URL got.
+    fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for s in self.seen() {
+            *counts.entry(s.url).or_default() += 1;
+        }
+        counts
+    }
+
+    /// When the requests for `url` arrived, in order.
+    fn arrivals(&self, url: &str) -> Vec<Instant> {
+        let mut at: Vec<Instant> = self
+            .seen()
+            .iter()
+            .filter(|s| s.url == url)
+            .map(|s| s.at)
+            .collect();
+        at.sort();
+        at
+    }
+
+    /// The most requests the server was answering at once.
+    fn max_in_flight(&self) -> usize {
+        assert_eq!(self.in_flight.load(SeqCst), 0, "a request is still open");
+        self.max_in_flight.load(SeqCst)
     }
 }
 
@@ -453,4 +525,266 @@ fn failures_say_whether_a_retry_may_help() {
     assert_eq!(failed.message, "exit status 1");
     assert_eq!(failed.retry, None);
     assert!(attempt("exec:true", None).is_ok());
+}
+
+/// The one row of `files` in `dir`'s SQLite sink, by path.
+fn row_of(dir: &Path, path: &str) -> sqlx::sqlite::SqliteRow {
+    let mut rows = query(
+        &dir.join("batchproc.db"),
+        &format!("SELECT *, typeof(attempts) AS attempts_type FROM files WHERE path = '{path}'"),
+    );
+    assert_eq!(rows.len(), 1, "rows for {path}");
+    rows.pop().unwrap()
+}
+
+/// The column names of `files` in `dir`'s SQLite sink.
+fn columns_of(dir: &Path) -> Vec<String> {
+    query(
+        &dir.join("batchproc.db"),
+        "SELECT name FROM pragma_table_info('files')",
+    )
+    .iter()
+    .map(|r| r.get("name"))
+    .collect()
+}
+
+/// `n` empty files `d/f00000.csv`… under `root`; returns their names.
+fn numbered_files(root: &Path, n: usize) -> Vec<String> {
+    many_csv_files(&root.join("d"), n)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_503_is_retried_and_the_row_has_the_last_try() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "")]);
+    let spec = format!("http:GET {}", server.url("/flaky/{name}"));
+    let out = run(
+        tmp.path(),
+        &["files", "d", "-q", "--retries", "2", "-p", &spec],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let row = row_of(tmp.path(), "d/x");
+    assert_eq!(row.get::<i64, _>("status"), 200);
+    assert_eq!(row.get::<String, _>("body"), "try 2");
+    assert_eq!(row.get::<i64, _>("attempts"), 2);
+    assert_eq!(row.get::<String, _>("attempts_type"), "integer");
+    assert_eq!(row.get::<Option<String>, _>("error"), None);
+
+    assert_eq!(
+        server.counts(),
+        BTreeMap::from([("/flaky/x".to_owned(), 2)])
+    );
+    // The first backoff is 0.5-1 s: not retried at once.
+    let at = server.arrivals("/flaky/x");
+    let gap = at[1] - at[0];
+    assert!(gap >= Duration::from_millis(450), "retried after {gap:?}");
+}
+
+#[test]
+fn retry_after_is_the_least_wait_before_a_retry() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "")]);
+    let spec = format!("http:GET {}", server.url("/limited/{name}"));
+    let out = run(
+        tmp.path(),
+        &["files", "d", "-q", "--retries", "1", "-p", &spec],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let row = row_of(tmp.path(), "d/x");
+    assert_eq!(row.get::<i64, _>("status"), 200);
+    assert_eq!(row.get::<i64, _>("attempts"), 2);
+    assert_eq!(row.get::<Option<String>, _>("error"), None);
+
+    // The server says `Retry-After: 2`; the backoff alone waits at most 1 s
+    // before the first retry, so a client ignoring the header fails here.
+    let at = server.arrivals("/limited/x");
+    assert_eq!(at.len(), 2);
+    let gap = at[1] - at[0];
+    assert!(gap >= Duration::from_millis(1950), "retried after {gap:?}");
+}
+
+#[test]
+fn retries_run_out_with_the_last_failure() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "")]);
+    let spec = format!("http:GET {}", server.url("/down/{name}"));
+    let out = run(
+        tmp.path(),
+        &[
+            "files",
+            "d",
+            "-q",
+            "--retries",
+            "2",
+            "--on-error",
+            "skip",
+            "-p",
+            &spec,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+
+    let row = row_of(tmp.path(), "d/x");
+    assert_eq!(row.get::<i64, _>("status"), 503);
+    assert_eq!(row.get::<i64, _>("attempts"), 3);
+    let error: String = row.get("error");
+    assert!(error.contains("503"), "{error}");
+
+    assert_eq!(server.counts(), BTreeMap::from([("/down/x".to_owned(), 3)]));
+    // 0.5-1 s, then 1-2 s: the backoff grows.
+    let at = server.arrivals("/down/x");
+    let gaps = [at[1] - at[0], at[2] - at[1]];
+    assert!(gaps[0] >= Duration::from_millis(450), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(950), "{gaps:?}");
+}
+
+#[test]
+fn a_404_is_not_retried() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // `{name}/x` sends each file to its own kind of answer: `flaky` shows
+    // that retries are on in this very run.
+    tree(tmp.path(), &[("missing", ""), ("flaky", "")]);
+    let spec = format!("http:GET {}", server.url("/{name}/x"));
+    let out = run(
+        tmp.path(),
+        &[
+            "files",
+            "d",
+            "-q",
+            "--retries",
+            "3",
+            "--on-error",
+            "skip",
+            "-p",
+            &spec,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+
+    let missing = row_of(tmp.path(), "d/missing");
+    assert_eq!(missing.get::<i64, _>("status"), 404);
+    assert_eq!(missing.get::<i64, _>("attempts"), 1);
+    assert_eq!(missing.get::<String, _>("error"), "HTTP 404 Not Found");
+    let flaky = row_of(tmp.path(), "d/flaky");
+    assert_eq!(flaky.get::<i64, _>("status"), 200);
+    assert_eq!(flaky.get::<i64, _>("attempts"), 2);
+
+    assert_eq!(
+        server.counts(),
+        BTreeMap::from([("/flaky/x".to_owned(), 2), ("/missing/x".to_owned(), 1)])
+    );
+}
+
+#[test]
+fn requests_in_flight_never_exceed_the_workers() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let names = numbered_files(tmp.path(), 40);
+    let spec = format!("http:GET {}", server.url("/slow/{name}"));
+    let out = run(
+        tmp.path(),
+        &["files", "d", "-q", "--workers", "3", "-p", &spec],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let expected: BTreeMap<String, usize> =
+        names.iter().map(|n| (format!("/slow/{n}"), 1)).collect();
+    assert_eq!(server.counts(), expected);
+    let max = server.max_in_flight();
+    // At least 2, or a pool that ran one item at a time would pass.
+    assert!((2..=3).contains(&max), "{max} requests at once");
+
+    assert_eq!(count(&tmp.path().join("batchproc.db"), "files"), 40);
+    let ok = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT count(*) AS n FROM files WHERE status = 200 AND error IS NULL",
+    );
+    assert_eq!(ok[0].get::<i64, _>("n"), 40);
+    // Without --retries there is no attempts column.
+    let columns = columns_of(tmp.path());
+    assert!(columns.contains(&"status".to_owned()), "{columns:?}");
+    assert!(!columns.contains(&"attempts".to_owned()), "{columns:?}");
+}
+
+#[test]
+fn rate_spaces_the_requests() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 15;
+    let names = numbered_files(tmp.path(), n);
+    let spec = format!("http:GET {}", server.url("/ok/{name}"));
+    let out = run(
+        tmp.path(),
+        &[
+            "files",
+            "d",
+            "-q",
+            "--workers",
+            "4",
+            "--rate",
+            "10/s",
+            "-p",
+            &spec,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let expected: BTreeMap<String, usize> = names.iter().map(|n| (format!("/ok/{n}"), 1)).collect();
+    assert_eq!(server.counts(), expected);
+    let mut at: Vec<Instant> = server.seen().iter().map(|s| s.at).collect();
+    at.sort();
+    // The first start is free, then one every 100 ms: 14 intervals, less
+    // 10 % for the clocks. Four workers unthrottled would take ~0 s.
+    let span = at[n - 1] - at[0];
+    assert!(
+        span >= Duration::from_millis(1260),
+        "{n} requests in {span:?}"
+    );
+    // No burst: any 5 consecutive requests span at least 4 intervals, less
+    // a generous 150 ms for a late request.
+    for w in at.windows(5) {
+        let span = w[4] - w[0];
+        assert!(span >= Duration::from_millis(250), "5 requests in {span:?}");
+    }
+    assert_eq!(count(&tmp.path().join("batchproc.db"), "files"), n as i64);
+}
+
+#[test]
+fn a_dynamic_pool_stays_within_its_maximum() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let names = numbered_files(tmp.path(), 40);
+    let spec = format!("http:GET {}", server.url("/slow/{name}"));
+    let out = run(
+        tmp.path(),
+        &[
+            "files",
+            "d",
+            "-q",
+            "--min-workers",
+            "1",
+            "--max-workers",
+            "4",
+            "-p",
+            &spec,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let expected: BTreeMap<String, usize> =
+        names.iter().map(|n| (format!("/slow/{n}"), 1)).collect();
+    assert_eq!(server.counts(), expected);
+    let max = server.max_in_flight();
+    // 40 items of 50 ms keep the queue backed up: the pool grows past one.
+    assert!((2..=4).contains(&max), "{max} requests at once");
+    assert_eq!(count(&tmp.path().join("batchproc.db"), "files"), 40);
 }
