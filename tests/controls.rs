@@ -152,18 +152,6 @@ fn a_single_fixed_worker_is_busy_one_at_a_time() {
     assert_eq!(digests(&tmp.path().join("out.db")), oracle);
 }
 
-fn assert_usage_error(args: &[&str], needle: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::create_dir(tmp.path().join("d")).unwrap();
-    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
-    let out = batchproc(tmp.path()).args(args).output().unwrap();
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(!tmp.path().join("batchproc.db").exists(), "{args:?} ran");
-}
-
 #[test]
 fn conflicting_or_bad_controls_are_usage_errors() {
     let files = |rest: &[&'static str]| [&["files", "d", "-p", "sha256"][..], rest].concat();

@@ -125,20 +125,6 @@ fn unreadable_file_is_an_item_failure() {
     assert!(stderr_of(&out).contains("d/secret.txt: open: Permission denied"));
 }
 
-fn assert_usage_error(args: &[&str], needle: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::create_dir(tmp.path().join("d")).unwrap();
-    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
-    let out = batchproc(tmp.path()).args(args).output().unwrap();
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-}
-
 #[test]
 fn usage_errors_exit_2_with_one_clear_line() {
     assert_usage_error(

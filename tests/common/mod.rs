@@ -166,3 +166,20 @@ pub fn kill_repeatedly(
     }
     (kills, false)
 }
+
+/// Runs batchproc in a scratch dir holding `d/a.txt` and checks a usage
+/// error: exit 2, `needle` in the message, no panic, nothing written.
+pub fn assert_usage_error(args: &[&str], needle: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
+    let out = batchproc(tmp.path()).args(args).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("batchproc.db").exists(), "{args:?} ran");
+}
