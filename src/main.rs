@@ -1,8 +1,16 @@
-//! The `batchproc` command: parse flags, run, map the outcome to an exit code.
+//! The `batchproc` command: parse the flags, run, print what a person needs
+//! (warnings as they come, a progress bar, one summary line), handle
+//! signals, and map the outcome to an exit code (see `--help`).
+
+mod cli;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use batchproc::pool::{Cancel, CancelReason};
+use batchproc::{Pipeline, RunStatus};
 use clap::Parser;
+use cli::{Cli, Command, Terminal};
 
 // Records are built on worker threads and freed on the sink's thread; glibc's
 // malloc serialises those cross-thread frees on an arena lock (measured: a
@@ -10,15 +18,85 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = batchproc::cli::Cli::parse();
-    match batchproc::run(cli) {
-        Ok(status) => status.exit_code(),
-        Err(e) => {
-            if !e.is_broken_pipe() {
-                batchproc::progress::say(&format!("batchproc: error: {e}"));
-            }
-            e.exit_code()
-        }
+    match Cli::parse().command {
+        Command::Files(args) => run(args.pipeline()),
+        Command::Query(args) => run(args.pipeline()),
+        Command::Runs(args) => match batchproc::runs(&args.sink) {
+            Ok(runs) => match cli::print_runs(&runs, args.json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+                Err(e) => fail(&e.to_string(), 1),
+            },
+            Err(e) => fail(&e.to_string(), USAGE),
+        },
     }
+}
+
+/// Runs a pipeline with signals watched and its events on stderr.
+fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
+    let cancel = Cancel::new();
+    let _signals = match watch_signals(&cancel) {
+        Ok(handle) => handle,
+        Err(e) => return fail(&format!("cannot watch signals: {e}"), 1),
+    };
+    let terminal = Arc::new(Terminal::new(quiet));
+    let result = pipeline.cancel(cancel).events(terminal.clone()).run();
+    terminal.finish();
+    match result {
+        Ok(report) => {
+            if let Some(failure) = &report.failure {
+                cli::say(&format!("batchproc: error: {failure}"));
+            }
+            if !quiet {
+                let prefix = match report.status {
+                    RunStatus::Interrupted => "interrupted: ",
+                    _ => "",
+                };
+                cli::say(&format!(
+                    "batchproc: {prefix}{} -> {}",
+                    report.summary.line(),
+                    report.sink
+                ));
+            }
+            match report.status {
+                RunStatus::Succeeded => ExitCode::SUCCESS,
+                RunStatus::Failed => ExitCode::from(1),
+                RunStatus::Interrupted => ExitCode::from(130),
+            }
+        }
+        // The reader of stdout went away (`batchproc … -o - | head`): like
+        // other Unix tools, stop quietly with 141 (128 + SIGPIPE).
+        Err(e) if e.is_broken_pipe() => ExitCode::from(141),
+        Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
+        Err(e @ batchproc::Error::Failed(_)) => fail(&e.to_string(), 1),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    cli::say(&format!("batchproc: error: {message}"));
+    ExitCode::from(code)
+}
+
+/// SIGINT/SIGTERM cancel the run, which then commits what finished; a second
+/// signal exits at once (exit 130), for a user who does not want to wait.
+fn watch_signals(cancel: &Cancel) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if cancel.reason() == Some(CancelReason::Interrupted) {
+                // exec: commands run in groups of their own, out of reach
+                // of the terminal's signal: end them before leaving.
+                batchproc::kill_running_commands();
+                std::process::exit(130);
+            }
+            cancel.cancel(CancelReason::Interrupted);
+        }
+    });
+    Ok(handle)
 }

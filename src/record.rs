@@ -7,7 +7,7 @@ use std::path::Path;
 /// The type of a column, as declared before the run starts so a sink can
 /// create or check its table up front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
+pub(crate) enum ColumnType {
     Int,
     Float,
     Text,
@@ -18,15 +18,29 @@ pub enum ColumnType {
     Bool,
 }
 
+impl ColumnType {
+    /// The type as messages name it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ColumnType::Int => "integer",
+            ColumnType::Float => "real",
+            ColumnType::Text => "text",
+            ColumnType::Bytes => "bytes",
+            ColumnType::Time => "timestamp",
+            ColumnType::Bool => "boolean",
+        }
+    }
+}
+
 /// A named, typed output column.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub ty: ColumnType,
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) ty: ColumnType,
 }
 
 impl Column {
-    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+    pub(crate) fn new(name: impl Into<String>, ty: ColumnType) -> Self {
         Column {
             name: name.into(),
             ty,
@@ -36,7 +50,7 @@ impl Column {
 
 /// One value of a record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Null,
     Int(i64),
     Float(f64),
@@ -50,7 +64,7 @@ pub enum Value {
 
 impl Value {
     /// A path as text when it is valid UTF-8, else its raw bytes.
-    pub fn from_path(path: &Path) -> Value {
+    pub(crate) fn from_path(path: &Path) -> Value {
         use std::os::unix::ffi::OsStrExt;
         match path.to_str() {
             Some(s) => Value::Text(s.to_owned()),
@@ -59,36 +73,47 @@ impl Value {
     }
 
     /// RFC 3339 UTC with nine fractional digits: fixed width, so text order is time order.
-    pub fn format_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    pub(crate) fn format_time(t: &chrono::DateTime<chrono::Utc>) -> String {
         t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
     }
 }
 
 /// One output row: values in the order of the run's [`Schema`] columns.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub values: Vec<Value>,
-    /// True when the item failed (the `error` column is set).
-    pub failed: bool,
+pub(crate) struct Record {
+    pub(crate) values: Vec<Value>,
 }
 
-/// The columns of a run's output, key column first and `error` last.
+/// The columns of a run's output, `error` last.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schema {
-    pub columns: Vec<Column>,
+pub(crate) struct Schema {
+    pub(crate) columns: Vec<Column>,
     /// Index of the key column (unique; rows are upserted on it).
-    pub key: usize,
+    pub(crate) key: usize,
+    /// Columns an earlier run may have filled that go stale when the item
+    /// changes (None: nothing of the kind).
+    pub(crate) stale: Option<Stale>,
+}
+
+/// Columns written by processors (any of them, in any run), and the columns
+/// that tell whether the item changed since: a later run with other
+/// processors keeps such a column only while the item is unchanged, so an
+/// old digest never sits next to a new size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stale {
+    pub(crate) unless_changed: Vec<String>,
+    pub(crate) columns: Vec<String>,
 }
 
 impl Schema {
-    pub fn key_column(&self) -> &Column {
+    pub(crate) fn key_column(&self) -> &Column {
         &self.columns[self.key]
     }
 }
 
 /// A path printed for people: lossy UTF-8 with control characters escaped, so
 /// a name with a newline still makes one readable line.
-pub struct DisplayPath<'a>(pub &'a Path);
+pub(crate) struct DisplayPath<'a>(pub(crate) &'a Path);
 
 impl fmt::Display for DisplayPath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,9 +128,27 @@ impl fmt::Display for DisplayPath<'_> {
     }
 }
 
+/// A text for messages: in double quotes, with quotes, backslashes and
+/// control characters escaped, so it reads as one unambiguous line.
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            match c {
+                '"' | '\\' => write!(f, "\\{c}")?,
+                c if c.is_control() => write!(f, "{}", c.escape_default())?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
 /// A point in time as UTC, or `None` when chrono cannot represent it (a
 /// corrupt mtime far in the past or future must not crash a run).
-pub fn utc(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(crate) fn utc(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
     let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
         Err(e) => {
@@ -122,7 +165,7 @@ pub fn utc(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// An error and its causes on one line, without repeating a cause whose
 /// text the previous part already says (sqlx errors quote their source).
-pub fn error_line(e: &anyhow::Error) -> String {
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     let mut last = String::new();
     for cause in e.chain() {

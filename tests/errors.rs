@@ -132,6 +132,11 @@ fn usage_errors_exit_2_with_one_clear_line() {
         "batchproc: error: missing-dir: No such file or directory",
     );
     assert_usage_error(&["files", "d", "-p", "md5"], "unknown processor \"md5\"");
+    // The known ones are listed, those that take an argument too.
+    assert_usage_error(
+        &["files", "d", "-p", "md5"],
+        "exec:CMD ARG…, http:GET|POST URL)",
+    );
     assert_usage_error(&["files", "d", "-p", "sha256,sha256"], "given twice");
     assert_usage_error(&["files", "d", "--workers", "0"], "--workers");
     assert_usage_error(&["files", "d", "--frobnicate"], "--frobnicate");
@@ -215,10 +220,28 @@ fn help_and_version_work() {
         .assert()
         .success()
         .stdout(predicates::str::contains("files"));
-    batchproc(tmp.path())
+    let help = batchproc(tmp.path())
         .args(["files", "--help"])
-        .assert()
-        .success()
-        .stdout(predicates::str::contains("--on-error"));
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--on-error"), "{help}");
+    // Every processor has its line in the help of -p.
+    for usage in [
+        "sha256",
+        "blake3",
+        "lines",
+        "mime",
+        "csv",
+        "json",
+        "exec:CMD ARG…",
+        "http:GET|POST URL",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(usage)),
+            "{usage}: {help}"
+        );
+    }
     batchproc(tmp.path()).arg("--version").assert().success();
 }

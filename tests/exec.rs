@@ -481,3 +481,40 @@ fn what_a_command_leaves_running_ends_with_it() {
     assert_eq!(got[&b"d/a"[..]].1.as_deref(), Some(&b"started"[..]));
     assert_eq!(processes_with("30.105"), Vec::<String>::new());
 }
+
+#[test]
+fn commands_die_with_batchproc_even_when_it_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(tmp.path().join("d").join(name), "").unwrap();
+    }
+    let child = batchproc_std(tmp.path())
+        .args(["files", "d", "-q", "-w", "2", "-p", "exec:sleep 30.107"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while processes_with("30.107").len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "commands never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL cannot be caught: only the commands' parent-death signal
+    // can end them now.
+    assert!(
+        !sigkill_after(child, Duration::ZERO),
+        "batchproc ended first"
+    );
+    let killed = Instant::now();
+    while !processes_with("30.107").is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "commands outlived batchproc: {:?}",
+            processes_with("30.107")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,179 +1,16 @@
-//! The `http:` processor through the real binary, against a small HTTP
-//! server this test runs on 127.0.0.1 (tiny_http). The server records what
-//! it received; the expectations are written out by hand.
+//! The `http:` processor through the real binary, against the small HTTP
+//! server of `common::http`. The server records what it received; the
+//! expectations are written out by hand.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::http::Server;
 use common::*;
 use sqlx::Row;
-
-/// What the server saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    url: String,
-    content_type: Option<String>,
-    body: String,
-    /// When the server had read the request.
-    at: Instant,
-}
-
-/// A server answering by path prefix: `/ok/…` 200 with `hello <url>`,
-/// `/big/…` 200 with 80,000 bytes of `é`, `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`,
-/// `/flaky/…` 503 to the first request for a URL and 200 after,
-/// `/limited/…` 429 with `Retry-After: 2` to the first request for a URL and
-/// 200 after, `/down/…` always 503 (no `Retry-After`), `/slow/…` 200 after
-/// 50 ms, `/stall/…` only after 20 s. It counts the requests it is answering
-/// at once (`max_in_flight`). Stops when dropped.
-struct Server {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    in_flight: Arc<AtomicUsize>,
-    max_in_flight: Arc<AtomicUsize>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let max_in_flight = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (server, seen) = (server.clone(), seen.clone());
-            let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
-            std::thread::spawn(move || {
-                for mut request in server.incoming_requests() {
-                    let seen = seen.clone();
-                    let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
-                    // One thread per request, so a stalled one blocks no other.
-                    std::thread::spawn(move || {
-                        // Counted from here (the request has arrived) until
-                        // just before the response goes out: a client that
-                        // got its answer may send its next request at once,
-                        // and must not be counted twice.
-                        let now = in_flight.fetch_add(1, SeqCst) + 1;
-                        max_in_flight.fetch_max(now, SeqCst);
-                        let mut body = String::new();
-                        request.as_reader().read_to_string(&mut body).unwrap();
-                        let url = request.url().to_owned();
-                        // How many requests for this URL, this one included.
-                        let nth = {
-                            let mut seen = seen.lock().unwrap();
-                            seen.push(Seen {
-                                method: request.method().to_string(),
-                                url: url.clone(),
-                                content_type: request
-                                    .headers()
-                                    .iter()
-                                    .find(|h| h.field.equiv("content-type"))
-                                    .map(|h| h.value.to_string()),
-                                body,
-                                at: Instant::now(),
-                            });
-                            seen.iter().filter(|s| s.url == url).count()
-                        };
-                        let response = if url.starts_with("/ok/") {
-                            tiny_http::Response::from_string(format!("hello {url}\n"))
-                        } else if url.starts_with("/missing/") {
-                            tiny_http::Response::from_string("no such thing").with_status_code(404)
-                        } else if url.starts_with("/big/") {
-                            tiny_http::Response::from_string("é".repeat(40_000))
-                        } else if url.starts_with("/busy/") {
-                            tiny_http::Response::from_string("later")
-                                .with_status_code(503)
-                                .with_header(
-                                    tiny_http::Header::from_bytes("Retry-After", "7").unwrap(),
-                                )
-                        } else if url.starts_with("/flaky/") && nth == 1 {
-                            tiny_http::Response::from_string("not yet").with_status_code(503)
-                        } else if url.starts_with("/limited/") && nth == 1 {
-                            tiny_http::Response::from_string("slow down")
-                                .with_status_code(429)
-                                .with_header(
-                                    tiny_http::Header::from_bytes("Retry-After", "2").unwrap(),
-                                )
-                        } else if url.starts_with("/flaky/") || url.starts_with("/limited/") {
-                            tiny_http::Response::from_string(format!("try {nth}"))
-                        } else if url.starts_with("/down/") {
-                            tiny_http::Response::from_string("down").with_status_code(503)
-                        } else if url.starts_with("/slow/") {
-                            std::thread::sleep(Duration::from_millis(50));
-                            tiny_http::Response::from_string("done")
-                        } else {
-                            std::thread::sleep(Duration::from_secs(20));
-                            tiny_http::Response::from_string("too late")
-                        };
-                        in_flight.fetch_sub(1, SeqCst);
-                        let _ = request.respond(response);
-                    });
-                }
-            })
-        };
-        Server {
-            port,
-            seen,
-            in_flight,
-            max_in_flight,
-            server,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// How many requests each URL got.
-    fn counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for s in self.seen() {
-            *counts.entry(s.url).or_default() += 1;
-        }
-        counts
-    }
-
-    /// When the requests for `url` arrived, in order.
-    fn arrivals(&self, url: &str) -> Vec<Instant> {
-        let mut at: Vec<Instant> = self
-            .seen()
-            .iter()
-            .filter(|s| s.url == url)
-            .map(|s| s.at)
-            .collect();
-        at.sort();
-        at
-    }
-
-    /// The most requests the server was answering at once.
-    fn max_in_flight(&self) -> usize {
-        assert_eq!(self.in_flight.load(SeqCst), 0, "a request is still open");
-        self.max_in_flight.load(SeqCst)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// A run in `dir` with no proxy from the environment in the way.
 fn run(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -475,56 +312,39 @@ fn a_long_body_is_capped_at_a_character_boundary() {
     assert_eq!(note, "[batchproc: body truncated to its first 65536 bytes]");
 }
 
-/// Through the library: which failures the retry logic may try again.
+/// Which failures a retry may help: with `--retries 1`, a timeout (of a
+/// request or a command) is tried twice, a 404 or a failed command once.
 #[test]
 fn failures_say_whether_a_retry_may_help() {
-    use batchproc::pool::Cancel;
-    use batchproc::processor::{parse_one, Fields, Pass, Subject};
-    use batchproc::work::{Cx, Deadline, Retry};
-
     let server = Server::start();
-    let cancel = Cancel::new();
-    let subject = Subject::File {
-        path: Path::new("d/x"),
-        size: Some(1),
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path(), &[("x", "1")]);
+    let attempts = |spec: &str, extra: &[&str]| -> (i64, String) {
+        let mut args = vec!["files", "d", "-q", "--retries", "1", "--on-error", "skip"];
+        args.extend(["-p", spec, "-o", "out.db"]);
+        args.extend(extra);
+        let out = run(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {}", stderr_of(&out));
+        let row = &query(
+            &tmp.path().join("out.db"),
+            "SELECT attempts, error FROM files",
+        )[0];
+        std::fs::remove_file(tmp.path().join("out.db")).unwrap();
+        (row.get(0), row.get(1))
     };
-    let attempt = |spec: &str, timeout: Option<Duration>| {
-        let mut p = parse_one(spec).unwrap();
-        p.bind(&Fields::File).unwrap();
-        let cx = Cx {
-            cancel: &cancel,
-            deadline: Deadline::start(timeout),
-        };
-        let Pass::Item(item) = p.begin() else {
-            panic!("{spec} is an item processor")
-        };
-        item.run(&subject, &cx).map(|_| ())
-    };
-    let busy = attempt(&format!("http:GET {}", server.url("/busy/{name}")), None).unwrap_err();
-    assert_eq!(busy.message, "HTTP 503 Service Unavailable");
+    let timeout = ["--timeout", "300ms"];
+    let stall = format!("http:GET {}", server.url("/stall/{name}"));
     assert_eq!(
-        busy.retry,
-        Some(Retry {
-            after: Some(Duration::from_secs(7))
-        })
+        attempts(&stall, &timeout),
+        (2, "timed out after 300ms".into())
     );
-    let missing =
-        attempt(&format!("http:GET {}", server.url("/missing/{name}")), None).unwrap_err();
-    assert_eq!(missing.retry, None);
-    let stalled = attempt(
-        &format!("http:GET {}", server.url("/stall/{name}")),
-        Some(Duration::from_millis(300)),
-    )
-    .unwrap_err();
-    assert_eq!(stalled.message, "timed out after 300ms");
-    assert_eq!(stalled.retry, Some(Retry { after: None }));
-    let slow = attempt("exec:sleep 5", Some(Duration::from_millis(300))).unwrap_err();
-    assert_eq!(slow.message, "timed out after 300ms");
-    assert!(slow.retry.is_some());
-    let failed = attempt("exec:false", None).unwrap_err();
-    assert_eq!(failed.message, "exit status 1");
-    assert_eq!(failed.retry, None);
-    assert!(attempt("exec:true", None).is_ok());
+    let missing = format!("http:GET {}", server.url("/missing/{name}"));
+    assert_eq!(attempts(&missing, &[]), (1, "HTTP 404 Not Found".into()));
+    assert_eq!(
+        attempts("exec:sleep 5", &timeout),
+        (2, "timed out after 300ms".into())
+    );
+    assert_eq!(attempts("exec:false", &[]), (1, "exit status 1".into()));
 }
 
 /// The one row of `files` in `dir`'s SQLite sink, by path.

@@ -165,7 +165,7 @@ fn postgres_sink_survives_sigkill_at_many_points() {
     let (kills, finished) = kill_repeatedly(
         spawn,
         &[0u64, 30, 60, 90, 120, 150, 200, 250, 300, 350],
-        || {},
+        || db.last_run_succeeded(),
     );
     if !finished {
         assert!(spawn(true).wait().unwrap().success());

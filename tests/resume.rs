@@ -57,6 +57,7 @@ fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) 
             if state_db.exists() {
                 integrity_ok(state_db);
             }
+            last_run_succeeded(state_db)
         },
     );
     if !finished {
@@ -81,6 +82,24 @@ fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) 
         0
     );
     kills
+}
+
+/// Waits until the SQLite file `db` records a run.
+fn wait_for_a_run(db: &Path) {
+    let start = Instant::now();
+    let recorded = || {
+        db.exists()
+            && !query(
+                db,
+                "SELECT 1 FROM sqlite_master WHERE name = 'batchproc_runs'",
+            )
+            .is_empty()
+            && count(db, "batchproc_runs") > 0
+    };
+    while !recorded() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no run started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 const DELAYS: [u64; 12] = [0, 3, 10, 25, 40, 60, 80, 100, 120, 150, 180, 220];
@@ -221,8 +240,10 @@ fn resume_with_other_processors_starts_a_new_run_and_never_mixes() {
     let tmp = tempfile::tempdir().unwrap();
     hashed_tree(tmp.path(), FILES);
     let child = spawn(tmp.path(), "sqlite:out.db", false);
+    // Killed once its run is recorded, long before its 54 slow commits end.
+    wait_for_a_run(&tmp.path().join("out.db"));
     assert!(
-        !sigkill_after(child, Duration::from_millis(150)),
+        !sigkill_after(child, Duration::ZERO),
         "finished before the kill"
     );
     let out = batchproc(tmp.path())
@@ -415,4 +436,44 @@ fn resume_is_refused_where_no_checkpoint_can_be_kept() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("--resume needs a sink that keeps checkpoints"));
+}
+
+/// A run recorded before the fingerprint's version 2 (whose digest was made
+/// from `Debug` text) is still the same pipeline: `--resume` continues it.
+#[test]
+fn a_run_recorded_by_the_previous_fingerprint_encoding_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 5);
+    let run = |resume: bool| {
+        let mut cmd = batchproc(tmp.path());
+        cmd.args(["files", "d", "-p", "sha256,lines", "-o", "out.db"]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run(false).status.success());
+    // What batchproc 0.1.0 stored for exactly this command line (read back
+    // from a run of that binary), on a run it left unfinished.
+    let db = tmp.path().join("out.db");
+    execute(
+        &db,
+        "UPDATE batchproc_runs SET fingerprint = '31fba6a53dd039afb9643abf02fc1d5c', \
+         status = 'interrupted'",
+    );
+    let out = run(true);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("resuming run 1"),
+        "{}",
+        stderr_of(&out)
+    );
+    let runs = query(
+        &db,
+        "SELECT fingerprint, status, attempts FROM batchproc_runs",
+    );
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].get::<String, _>(0).starts_with("v2:"));
+    assert_eq!(runs[0].get::<String, _>(1), "succeeded");
+    assert_eq!(runs[0].get::<i64, _>(2), 2);
 }

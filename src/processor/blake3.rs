@@ -2,17 +2,23 @@
 
 use anyhow::Result;
 
-use super::{Accumulator, Pass, Processor};
+use super::{Accumulator, Kind, Pass, Processor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
-pub struct Blake3;
+pub(super) static KIND: Kind = Kind {
+    name: "blake3",
+    reads: Reads::Content,
+    argument: "",
+    help: "hex BLAKE3 of the content (column blake3)",
+    columns: || vec![Column::new("blake3", ColumnType::Text)],
+    parse: |_| Ok(Box::new(Blake3)),
+};
+
+pub(super) struct Blake3;
 
 impl Processor for Blake3 {
-    fn name(&self) -> &'static str {
-        "blake3"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("blake3", ColumnType::Text)]
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Stream(Box::new(State(blake3::Hasher::new())))

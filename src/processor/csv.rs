@@ -8,20 +8,26 @@ use std::io::Read;
 
 use anyhow::{bail, Result};
 
-use super::{Pass, Processor, ReadProcessor};
+use super::{Kind, Pass, Processor, ReadProcessor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
-pub struct Csv;
-
-impl Processor for Csv {
-    fn name(&self) -> &'static str {
-        "csv"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![
+pub(super) static KIND: Kind = Kind {
+    name: "csv",
+    reads: Reads::Content,
+    argument: "",
+    help: "data rows and columns of a CSV file; malformed CSV fails the item (columns csv_rows, csv_columns)",
+    columns: || vec![
             Column::new("csv_rows", ColumnType::Int),
             Column::new("csv_columns", ColumnType::Int),
-        ]
+        ],
+    parse: |_| Ok(Box::new(Csv)),
+};
+
+pub(super) struct Csv;
+
+impl Processor for Csv {
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Read(self)

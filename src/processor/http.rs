@@ -26,10 +26,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use ureq::http::{StatusCode, Uri};
 
 use super::template::{Fields, Subject, Template};
-use super::{ItemFailure, ItemProcessor, Pass, Processor};
-use crate::checkpoint::redact;
-use crate::record::{Column, ColumnType, Value};
-use crate::work::{Cx, Retry};
+use super::{Cx, ItemFailure, ItemProcessor, Kind, Pass, Processor, Reads, Retry};
+use crate::db::redact;
+use crate::record::{Column, ColumnType, Quoted, Value};
 
 /// Bytes of the response body kept in `body`.
 const BODY_CAP: u64 = 64 * 1024;
@@ -41,12 +40,20 @@ const FIELD: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-pub fn columns() -> Vec<Column> {
-    vec![
-        Column::new("status", ColumnType::Int),
-        Column::new("body", ColumnType::Text),
-    ]
-}
+pub(super) static KIND: Kind = Kind {
+    name: "http",
+    reads: Reads::Item,
+    argument: "GET|POST URL",
+    help: "one request per item (placeholders percent-encoded; POST sends the item as JSON); \
+           columns status, body",
+    columns: || {
+        vec![
+            Column::new("status", ColumnType::Int),
+            Column::new("body", ColumnType::Text),
+        ]
+    },
+    parse: |request| Ok(Box::new(Http::parse(request)?)),
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -54,7 +61,7 @@ enum Method {
     Post,
 }
 
-pub struct Http {
+pub(super) struct Http {
     spec: String,
     method: Method,
     url: Template,
@@ -63,20 +70,20 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn parse(request: &str) -> Result<Http> {
+    pub(super) fn parse(request: &str) -> Result<Http> {
         let Some((method, url)) = request.trim().split_once(char::is_whitespace) else {
             bail!("expected http:METHOD URL, e.g. http:GET http://localhost:8080/items/{{}}");
         };
         let method = match method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
             "POST" => Method::Post,
-            other => bail!("unsupported method {other:?}: use GET or POST"),
+            other => bail!("unsupported method {}: use GET or POST", Quoted(other)),
         };
         let url = Template::parse(url.trim());
         let sample = url.sample();
         let uri: Uri = sample
             .parse()
-            .map_err(|e| anyhow::anyhow!("bad URL {:?}: {e}", redact(&sample)))?;
+            .map_err(|e| anyhow::anyhow!("bad URL {}: {e}", Quoted(&redact(&sample))))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             bail!("the URL must start with http:// or https://");
         }
@@ -99,12 +106,8 @@ impl Http {
 }
 
 impl Processor for Http {
-    fn name(&self) -> &'static str {
-        "http"
-    }
-
-    fn columns(&self) -> Vec<Column> {
-        columns()
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
 
     fn begin(&self) -> Pass<'_> {

@@ -10,17 +10,23 @@ use std::io::{BufReader, Read};
 use anyhow::{bail, Result};
 use serde::de::IgnoredAny;
 
-use super::{Pass, Processor, ReadProcessor};
+use super::{Kind, Pass, Processor, ReadProcessor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
-pub struct Json;
+pub(super) static KIND: Kind = Kind {
+    name: "json",
+    reads: Reads::Content,
+    argument: "",
+    help: "top-level values of a JSON or JSON Lines file; invalid JSON fails the item (column json_values)",
+    columns: || vec![Column::new("json_values", ColumnType::Int)],
+    parse: |_| Ok(Box::new(Json)),
+};
+
+pub(super) struct Json;
 
 impl Processor for Json {
-    fn name(&self) -> &'static str {
-        "json"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("json_values", ColumnType::Int)]
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Read(self)

@@ -3,17 +3,23 @@
 
 use anyhow::Result;
 
-use super::{Accumulator, Pass, Processor};
+use super::{Accumulator, Kind, Pass, Processor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
-pub struct Lines;
+pub(super) static KIND: Kind = Kind {
+    name: "lines",
+    reads: Reads::Content,
+    argument: "",
+    help: "newline count, as wc -l counts (column lines)",
+    columns: || vec![Column::new("lines", ColumnType::Int)],
+    parse: |_| Ok(Box::new(Lines)),
+};
+
+pub(super) struct Lines;
 
 impl Processor for Lines {
-    fn name(&self) -> &'static str {
-        "lines"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("lines", ColumnType::Int)]
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Stream(Box::new(State(0)))

@@ -5,20 +5,26 @@
 
 use anyhow::Result;
 
-use super::{Accumulator, Pass, Processor};
+use super::{Accumulator, Kind, Pass, Processor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
 /// How much of the start of a file is sniffed.
 const SNIFF: usize = 8192;
 
-pub struct Mime;
+pub(super) static KIND: Kind = Kind {
+    name: "mime",
+    reads: Reads::Content,
+    argument: "",
+    help: "content type sniffed from the first 8 KiB (column mime)",
+    columns: || vec![Column::new("mime", ColumnType::Text)],
+    parse: |_| Ok(Box::new(Mime)),
+};
+
+pub(super) struct Mime;
 
 impl Processor for Mime {
-    fn name(&self) -> &'static str {
-        "mime"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("mime", ColumnType::Text)]
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Stream(Box::new(State(Vec::new())))

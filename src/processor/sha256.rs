@@ -4,17 +4,23 @@
 use anyhow::Result;
 use sha2::Digest;
 
-use super::{Accumulator, Pass, Processor};
+use super::{Accumulator, Kind, Pass, Processor, Reads};
 use crate::record::{Column, ColumnType, Value};
 
-pub struct Sha256;
+pub(super) static KIND: Kind = Kind {
+    name: "sha256",
+    reads: Reads::Content,
+    argument: "",
+    help: "hex SHA-256 of the content (column sha256)",
+    columns: || vec![Column::new("sha256", ColumnType::Text)],
+    parse: |_| Ok(Box::new(Sha256)),
+};
+
+pub(super) struct Sha256;
 
 impl Processor for Sha256 {
-    fn name(&self) -> &'static str {
-        "sha256"
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("sha256", ColumnType::Text)]
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
     fn begin(&self) -> Pass<'_> {
         Pass::Stream(Box::new(State(sha2::Sha256::new())))

@@ -20,16 +20,16 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::record::{Column, Value};
+use crate::record::{Column, Quoted, Value};
 
 /// What the items of a run offer to placeholders.
-pub enum Fields<'a> {
+pub(crate) enum Fields<'a> {
     File,
     Row { columns: &'a [Column], key: usize },
 }
 
 /// The item a processor works on.
-pub enum Subject<'a> {
+pub(crate) enum Subject<'a> {
     File {
         path: &'a Path,
         /// From the walk or the read; None when the file could not be stat'ed.
@@ -60,12 +60,12 @@ enum Piece {
 
 /// A string with placeholders.
 #[derive(Debug, Clone)]
-pub struct Template {
+pub(crate) struct Template {
     pieces: Vec<Piece>,
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Template {
+    pub(crate) fn parse(text: &str) -> Template {
         let mut pieces = Vec::new();
         let mut literal = Vec::new();
         let mut rest = text;
@@ -97,7 +97,7 @@ impl Template {
 
     /// Resolves every placeholder; an unknown name is an error that lists
     /// the names there are.
-    pub fn bind(&mut self, fields: &Fields) -> Result<()> {
+    pub(crate) fn bind(&mut self, fields: &Fields) -> Result<()> {
         for piece in &mut self.pieces {
             let Piece::Slot(name, field) = piece else {
                 continue;
@@ -118,7 +118,8 @@ impl Template {
                         let names: Vec<String> =
                             columns.iter().map(|c| format!("{{{}}}", c.name)).collect();
                         bail!(
-                            "unknown placeholder {{{name}}}: the query has no column {name:?} (rows offer {{}} and {})",
+                            "unknown placeholder {{{name}}}: the query has no column {} (rows offer {{}} and {})",
+                            Quoted(name),
                             names.join(", ")
                         )
                     }
@@ -129,7 +130,7 @@ impl Template {
     }
 
     /// The text when there is no placeholder at all.
-    pub fn literal(&self) -> Option<&[u8]> {
+    pub(crate) fn literal(&self) -> Option<&[u8]> {
         match self.pieces.as_slice() {
             [Piece::Literal(text)] => Some(text),
             _ => None,
@@ -138,7 +139,7 @@ impl Template {
 
     /// The template with a sample value for each placeholder, to check what
     /// can be checked before the run (a URL's scheme and host).
-    pub fn sample(&self) -> String {
+    pub(crate) fn sample(&self) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
@@ -152,7 +153,11 @@ impl Template {
     /// The text for `subject`, each field appended by `encode` (None: as
     /// it is). A lone literal or a lone raw placeholder is borrowed, not
     /// copied: an `exec:` argument costs no allocation of its own.
-    pub fn render<'s>(&'s self, subject: &'s Subject, encode: Option<Encode>) -> Cow<'s, [u8]> {
+    pub(crate) fn render<'s>(
+        &'s self,
+        subject: &'s Subject,
+        encode: Option<Encode>,
+    ) -> Cow<'s, [u8]> {
         match (self.pieces.as_slice(), encode) {
             ([Piece::Literal(text)], _) => Cow::Borrowed(text),
             ([Piece::Slot(_, Some(field))], None) => subject.field(*field),
@@ -177,7 +182,7 @@ impl Template {
     }
 
     /// The text for `subject` as a command-line argument (raw bytes).
-    pub fn render_os<'s>(&'s self, subject: &'s Subject) -> Cow<'s, OsStr> {
+    pub(crate) fn render_os<'s>(&'s self, subject: &'s Subject) -> Cow<'s, OsStr> {
         match self.render(subject, None) {
             Cow::Borrowed(b) => Cow::Borrowed(OsStr::from_bytes(b)),
             Cow::Owned(b) => Cow::Owned(std::os::unix::ffi::OsStringExt::from_vec(b)),
@@ -186,7 +191,7 @@ impl Template {
 }
 
 /// Appends a field's bytes to the output, encoded (a URL percent-encodes).
-pub type Encode = fn(&[u8], &mut Vec<u8>);
+pub(crate) type Encode = fn(&[u8], &mut Vec<u8>);
 
 /// `{{NAME}}` at the start of `s`: NAME.
 fn escaped(s: &str) -> Option<&str> {

@@ -1,27 +1,89 @@
-//! Sources: where a run's items come from, in a deterministic order, pushed
-//! into the bounded queue that feeds the worker pool.
+//! Sources: where a run's items come from, in a deterministic order.
+//!
+//! A source implements [`Source`]: it yields `(key, item)` pairs from a
+//! resume point on, names an item in messages, may count what it will
+//! yield (for a progress bar), and contributes its part of the pipeline's
+//! fingerprint. Everything sources share is the [`driver`]'s: sequence
+//! numbers and the checkpoint ledger (with its look-ahead window), reading
+//! ahead of the workers, handing items to the pool in chunks sized by what
+//! an item costs, counting ahead, and cancellation.
+//!
+//! Each source is one folder (`files/`, `query/`) holding only what is
+//! particular to it, including its [`Work`](crate::processor::Work): how
+//! one of its items becomes a record. A new source is one folder and one
+//! variant of [`Spec`], the registry of sources.
 
-pub mod files;
-pub mod query;
+pub(crate) mod driver;
+pub(crate) mod files;
+pub(crate) mod query;
 
-use crossbeam_channel::Sender;
+use std::path::PathBuf;
 
-use crate::checkpoint::{Ledger, Seq};
+use anyhow::Result;
+
+pub(crate) use driver::Pace;
+
+use crate::checkpoint::{Fingerprint, ItemKey};
 use crate::pool::Cancel;
 
-/// A producer of items in a deterministic order, sent in chunks: one file
-/// at a time (files can be slow, and workers should share them out), many
-/// small rows at once (so threads are not woken for every row). `run` skips what the
-/// ledger says an earlier attempt committed, registers every item it queues
-/// with the ledger (and sends it with the sequence number the ledger gave it), blocks on the full queue (that is what keeps memory
-/// bounded) and returns early once `cancel` fires. An error (the database
-/// went away, a key turned out not unique) fails the run.
-pub trait Source: Send {
-    type Item: Send;
-    fn run(
-        self,
-        queue: Sender<Vec<(Seq, Self::Item)>>,
-        ledger: &Ledger,
-        cancel: &Cancel,
-    ) -> anyhow::Result<()>;
+/// A producer of items in a deterministic order.
+pub(crate) trait Source: Sync {
+    /// Clone: a retry runs the same item again.
+    type Item: Send + Clone;
+
+    /// The items after `after` (a key an earlier attempt committed
+    /// everything up to, in this same order), or all of them. Every key is
+    /// yielded at most once, in the same order on every call. An `Err`
+    /// ends the run (the database went away, a key turned out not unique);
+    /// a problem with one item is that item's failure, not an `Err`.
+    fn items(&self, after: Option<&ItemKey>) -> Result<Items<'_, Self::Item>>;
+
+    /// Counts what `items(after)` will yield, calling `report` with the
+    /// count so far now and then and at the end; gives up once `stop`
+    /// fires. By default it reads the items a second time.
+    fn count(&self, after: Option<&ItemKey>, stop: &Cancel, report: &dyn Fn(u64)) -> Result<()> {
+        let mut n = 0;
+        for found in self.items(after)? {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            if let Found::Item(..) = found? {
+                n += 1;
+                if n % 1024 == 0 {
+                    report(n);
+                }
+            }
+        }
+        report(n);
+        Ok(())
+    }
+
+    /// An item as messages name it (`d/x.csv`, `id=42`).
+    fn label(&self, key: &ItemKey) -> String;
+
+    /// Adds what gives the source's items their meaning to the run's
+    /// fingerprint (the first parts, after the command).
+    fn fingerprint(&self, fp: &mut Fingerprint);
+
+    /// Files the source must never yield (the sink's own, when it lies
+    /// inside a tree the run walks). Called once the sink has created them.
+    fn leave_out(&mut self, _files: &[PathBuf]) {}
+}
+
+/// What a source yields.
+pub(crate) type Items<'a, T> = Box<dyn Iterator<Item = Result<Found<T>>> + 'a>;
+
+/// One thing a source met.
+pub(crate) enum Found<T> {
+    /// An item, with its key.
+    Item(ItemKey, T),
+    /// Something met but not processed (a FIFO, a symlink not followed):
+    /// counted as skipped.
+    Skipped,
+}
+
+/// The sources there are, as configured: the registry of sources.
+pub(crate) enum Spec {
+    Files(files::Spec),
+    Query(query::Spec),
 }

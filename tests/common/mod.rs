@@ -2,6 +2,7 @@
 //! the SQLite file it wrote, and oracles computed by other tools.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pg;
 
 use std::collections::BTreeMap;
@@ -137,29 +138,54 @@ pub fn hashed_tree(root: &Path, files: usize) -> BTreeMap<String, String> {
     oracle
 }
 
-/// Waits `delay`, then SIGKILLs the child; true if it had already finished.
+/// Waits `delay`, then SIGKILLs the child and reaps it; true if it had ended
+/// by itself first. The exit status tells: a check made before the kill
+/// would miss a run that ends between that check and the kill.
 pub fn sigkill_after(mut child: Child, delay: Duration) -> bool {
+    use std::os::unix::process::ExitStatusExt;
     std::thread::sleep(delay);
-    let finished = child.try_wait().unwrap().is_some();
+    // The child is not reaped before the wait below, so its pid is still its own.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    finished
+    child.wait().unwrap().signal() != Some(libc::SIGKILL)
+}
+
+/// Whether the newest run recorded in the SQLite file `db` succeeded.
+pub fn last_run_succeeded(db: &Path) -> bool {
+    use sqlx::Row;
+    // Killed early, a run may not have created its bookkeeping yet.
+    let has_runs = || {
+        !query(
+            db,
+            "SELECT 1 FROM sqlite_master WHERE name = 'batchproc_runs'",
+        )
+        .is_empty()
+    };
+    db.exists()
+        && has_runs()
+        && query(
+            db,
+            "SELECT status FROM batchproc_runs ORDER BY id DESC LIMIT 1",
+        )
+        .first()
+        .is_some_and(|r| r.get::<String, _>(0) == "succeeded")
 }
 
 /// Starts `spawn(resume)` once per delay (fresh the first time, resuming
-/// after) and SIGKILLs it after that many milliseconds, calling `after_kill`
-/// each time; stops early when an attempt finished by itself. Returns how
-/// many kills landed mid-run and whether an attempt finished.
+/// after) and SIGKILLs it after that many milliseconds; stops early when an
+/// attempt finished. `after_kill` runs after each attempt and says whether
+/// the sink records the run as succeeded: a kill can land after the run
+/// committed its end but before the process exited, and a `--resume` then
+/// rightly starts a new run. Returns how many kills landed mid-run and
+/// whether an attempt finished.
 pub fn kill_repeatedly(
     spawn: impl Fn(bool) -> Child,
     delays_ms: &[u64],
-    mut after_kill: impl FnMut(),
+    mut after_kill: impl FnMut() -> bool,
 ) -> (usize, bool) {
     let mut kills = 0;
     for (i, ms) in delays_ms.iter().enumerate() {
-        let finished = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
-        after_kill();
-        if finished {
+        let ended = sigkill_after(spawn(i > 0), Duration::from_millis(*ms));
+        if after_kill() || ended {
             return (kills, true);
         }
         kills += 1;

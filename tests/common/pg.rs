@@ -86,6 +86,17 @@ impl PgDb {
         })
     }
 
+    /// Whether the newest run recorded in this database succeeded.
+    pub fn last_run_succeeded(&self) -> bool {
+        use sqlx::Row;
+        let has_runs = self.query("SELECT to_regclass('batchproc_runs') IS NOT NULL")[0].get(0);
+        has_runs
+            && self
+                .query("SELECT status FROM batchproc_runs ORDER BY id DESC LIMIT 1")
+                .first()
+                .is_some_and(|r| r.get::<String, _>(0) == "succeeded")
+    }
+
     /// Ends every other session on this database, as a server restart would.
     pub fn terminate_sessions(&self) -> i64 {
         use sqlx::Row;

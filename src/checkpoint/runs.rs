@@ -1,0 +1,276 @@
+//! Run records: the `batchproc_runs` row of each run and its checkpoint rows
+//! in `batchproc_checkpoints`, in SQLite (the SQLite sink's database, the
+//! CSV sink's state file) or Postgres (the sink's database). The SQL is
+//! written once for both ([`Conn`]); `record` runs inside the transaction of
+//! the batch it covers.
+
+use anyhow::{Context, Result};
+use sqlx::Row;
+
+use super::{CheckpointUpdate, ItemKey, ResumePoint, RunRow, RunSpec, RunStart};
+use crate::db::{on_conn, Conn};
+
+/// Rows per multi-row statement (3 parameters each, far under SQLite's limit).
+const CHUNK: usize = 500;
+
+/// How a run ended, as `batchproc_runs.status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl Ending {
+    fn name(self) -> &'static str {
+        match self {
+            Ending::Succeeded => "succeeded",
+            Ending::Failed => "failed",
+            Ending::Interrupted => "interrupted",
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The newest run of a pipeline, as `start_run` needs it.
+struct Latest {
+    id: i64,
+    status: String,
+    committed: i64,
+    csv_length: Option<i64>,
+    watermark: (Option<i64>, Option<Vec<u8>>),
+}
+
+/// Opens a new run, or re-opens the latest run of this pipeline when it is
+/// unfinished and `spec.resume` asks for it. A run recorded under the
+/// fingerprint of an older batchproc (`spec.legacy_fingerprint`) counts as
+/// the same pipeline, and takes the current fingerprint when resumed.
+pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunStart> {
+    let latest = on_conn!(&mut conn, |c| {
+        sqlx::query(
+            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key \
+             FROM batchproc_runs WHERE fingerprint IN ($1, $2) ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&spec.fingerprint)
+        .bind(&spec.legacy_fingerprint)
+        .fetch_optional(&mut **c)
+        .await?
+        .map(|r| Latest {
+            id: r.get("id"),
+            status: r.get("status"),
+            committed: r.get("committed"),
+            csv_length: r.get("csv_length"),
+            watermark: (r.get("watermark_root"), r.get("watermark_key")),
+        })
+    });
+    let unfinished = latest.filter(|r| r.status != "succeeded");
+    if let (true, Some(run)) = (spec.resume, &unfinished) {
+        return resume_run(conn, spec, run).await;
+    }
+    let run_id: i64 = on_conn!(&mut conn, |c| {
+        sqlx::query_scalar(
+            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at) \
+             VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+        )
+        .bind(&spec.fingerprint)
+        .bind(&spec.command)
+        .bind(&spec.table)
+        .bind(now())
+        .fetch_one(&mut **c)
+        .await?
+    });
+    let notice = match (&unfinished, spec.resume) {
+        (_, true) => Some(format!(
+            "nothing to resume for this pipeline; starting run {run_id}"
+        )),
+        (Some(old), false) => Some(format!(
+            "run {} of this pipeline did not finish; --resume would continue it (starting run {run_id})",
+            old.id
+        )),
+        (None, false) => None,
+    };
+    Ok(RunStart {
+        run_id,
+        resumed: false,
+        point: ResumePoint::default(),
+        csv_length: None,
+        notice,
+    })
+}
+
+async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<RunStart> {
+    on_conn!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE batchproc_runs SET status = 'running', attempts = attempts + 1, \
+             finished_at = NULL, command = $1, fingerprint = $2 WHERE id = $3",
+        )
+        .bind(&spec.command)
+        .bind(&spec.fingerprint)
+        .bind(run.id)
+        .execute(&mut **c)
+        .await?;
+    });
+    let watermark = match run.watermark.clone() {
+        (Some(tag), Some(key)) => Some(ItemKey::decode(tag, key).context("corrupt watermark")?),
+        _ => None,
+    };
+    let rows: Vec<(i64, Vec<u8>)> = on_conn!(&mut conn, |c| {
+        sqlx::query_as("SELECT root, key FROM batchproc_checkpoints WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    let done = rows
+        .into_iter()
+        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt checkpoint row"))
+        .collect::<Result<_>>()?;
+    Ok(RunStart {
+        run_id: run.id,
+        resumed: true,
+        point: ResumePoint { watermark, done },
+        csv_length: run.csv_length.map(|n| n as u64),
+        notice: Some(format!(
+            "resuming run {}: {} items already committed",
+            run.id, run.committed
+        )),
+    })
+}
+
+/// Writes one batch's bookkeeping; call inside the batch's transaction.
+/// `csv_length` is the CSV sink's committed length, when it has one.
+pub(crate) async fn record(
+    mut conn: Conn<'_>,
+    run_id: i64,
+    update: &CheckpointUpdate,
+    csv_length: Option<u64>,
+) -> Result<()> {
+    let (root, key) = update.watermark.as_ref().map(ItemKey::encode).unzip();
+    on_conn!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE batchproc_runs SET ok = ok + $1, failed = failed + $2, watermark_root = $3, \
+             watermark_key = $4, csv_length = COALESCE($5, csv_length) WHERE id = $6",
+        )
+        .bind(update.ok as i64)
+        .bind(update.failed as i64)
+        .bind(root)
+        .bind(key)
+        .bind(csv_length.map(|n| n as i64))
+        .bind(run_id)
+        .execute(&mut **c)
+        .await?;
+    });
+    for chunk in update.delete.chunks(CHUNK) {
+        let rows = placeholders(chunk.len(), 2, 2);
+        let sql = format!(
+            "DELETE FROM batchproc_checkpoints WHERE run_id = $1 AND (root, key) IN (VALUES {rows})"
+        );
+        on_conn!(&mut conn, |c| {
+            let mut q = sqlx::query(&sql).bind(run_id);
+            for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
+                q = q.bind(tag).bind(bytes);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    for chunk in update.insert.chunks(CHUNK) {
+        let rows = placeholders(chunk.len(), 3, 1);
+        let sql = format!("INSERT INTO batchproc_checkpoints (run_id, root, key) VALUES {rows}");
+        on_conn!(&mut conn, |c| {
+            let mut q = sqlx::query(&sql);
+            for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
+                q = q.bind(run_id).bind(tag).bind(bytes);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    commit_delay().await;
+    Ok(())
+}
+
+/// `($first, $first+1, …), (…)`: `rows` groups of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..width)
+                .map(|c| format!("${}", first + r * width + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Test hook: `BATCHPROC_TEST_COMMIT_DELAY_MS` holds every checkpoint
+/// transaction open that long before COMMIT (for the CSV sink: after the CSV
+/// is synced), so the crash tests can land SIGKILLs inside commits. Unset in
+/// normal use.
+async fn commit_delay() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("BATCHPROC_TEST_COMMIT_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        tokio::time::sleep(*d).await;
+    }
+}
+
+/// Marks the run ended; a succeeded run needs no checkpoint rows.
+pub(crate) async fn end_run(
+    mut conn: Conn<'_>,
+    run_id: i64,
+    ending: Ending,
+    skipped: u64,
+) -> Result<()> {
+    on_conn!(&mut conn, |c| {
+        sqlx::query(
+            "UPDATE batchproc_runs SET status = $1, skipped = skipped + $2, finished_at = $3 WHERE id = $4",
+        )
+        .bind(ending.name())
+        .bind(skipped as i64)
+        .bind(now())
+        .bind(run_id)
+        .execute(&mut **c)
+        .await?;
+    });
+    if ending == Ending::Succeeded {
+        on_conn!(&mut conn, |c| {
+            sqlx::query("DELETE FROM batchproc_checkpoints WHERE run_id = $1")
+                .bind(run_id)
+                .execute(&mut **c)
+                .await?;
+        });
+    }
+    Ok(())
+}
+
+/// Every run, newest first.
+pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
+    Ok(on_conn!(&mut conn, |c| {
+        sqlx::query(
+            "SELECT id, status, ok, failed, skipped, attempts, started_at, finished_at, \
+             sink_table, command FROM batchproc_runs ORDER BY id DESC",
+        )
+        .fetch_all(&mut **c)
+        .await?
+        .into_iter()
+        .map(|r| RunRow {
+            id: r.get("id"),
+            status: r.get("status"),
+            ok: r.get("ok"),
+            failed: r.get("failed"),
+            skipped: r.get("skipped"),
+            attempts: r.get("attempts"),
+            started_at: r.get("started_at"),
+            finished_at: r.get("finished_at"),
+            table: r.get("sink_table"),
+            command: r.get("command"),
+        })
+        .collect()
+    }))
+}

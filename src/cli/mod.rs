@@ -1,0 +1,280 @@
+//! The command line: clap's flags, and each command turned into a
+//! [`Pipeline`] (which checks everything; a bad value is exit 2 from there).
+
+mod runs;
+mod terminal;
+
+use std::path::PathBuf;
+
+use batchproc::{Pipeline, Rate};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use runs::print_runs;
+pub use terminal::{say, Terminal};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "batchproc",
+    version,
+    about = "Batch jobs over many files or database rows: a bounded worker pool, fail-fast, \
+             exactly-once results in SQLite, Postgres or CSV",
+    after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
+                  130 interrupted (what finished is committed; --resume continues); 141 stdout closed."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process every regular file under one or more directories.
+    Files(FilesArgs),
+    /// Process every row of a database query, read page by page.
+    Query(QueryArgs),
+    /// List the runs recorded in a sink, newest first.
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The sink whose runs to list: sqlite:PATH, postgres://…, csv:PATH (its state file), or a .db/.csv path.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db"
+    )]
+    pub sink: String,
+
+    /// Print JSON (one array of objects) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// The first failed item cancels the run; what finished is committed.
+    Abort,
+    /// Record the failure in the row's `error` column and go on.
+    Skip,
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// Directories (or files) to walk; paths are stored as walked, starting with DIR as given.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Processors to run on each file, repeatable or comma-separated (exec:
+    /// and http: take the rest of their value whole). Files offer {} (the
+    /// path), {name} and {dir} to exec: and http:.
+    #[arg(short = 'p', long = "processor", value_name = "SPEC", long_help = processor_help(
+        "Processors to run on each file, repeatable or comma-separated; exec: and http: take \
+         the rest of their value whole, and files offer them {} (the path), {name} and {dir}:"))]
+    pub processors: Vec<String>,
+
+    /// Only files matching GLOB (a glob without / matches the file name, one with / the path under DIR).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Skip files and directories matching GLOB (same matching as --include).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Descend at most N directories below DIR (1: only DIR's own entries).
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+
+    /// Follow symbolic links (loops are detected; a broken link is then a failed item).
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The database to read: sqlite:PATH or postgres://…
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+
+    /// The query; every column passes through to the output.
+    #[arg(long, value_name = "SQL")]
+    pub sql: String,
+
+    /// A unique, orderable column of the query (integer or text): pages are
+    /// read with WHERE key > last ORDER BY key, and rows are upserted on it.
+    #[arg(long, value_name = "COLUMN")]
+    pub key: String,
+
+    /// Rows per page read from the source.
+    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub page_size: u32,
+
+    /// Row processors, repeatable or comma-separated: NAME:COLUMN for a
+    /// content processor (e.g. sha256:body), or exec:/http: on the whole row
+    /// ({} the key, {COLUMN} a column's value).
+    #[arg(short = 'p', long = "processor", value_name = "SPEC", long_help = processor_help(
+        "Row processors, repeatable or comma-separated: NAME:COLUMN for a content processor \
+         (sha256:body), exec:/http: on the whole row ({} the key, {COLUMN} a column's value):"))]
+    pub processors: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options every pipeline has.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Worker threads, a fixed number [default: number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096),
+          conflicts_with_all = ["min_workers", "max_workers"])]
+    pub workers: Option<u32>,
+
+    /// A pool sized by the backlog: never fewer than N workers
+    /// [default: 1 when only --max-workers is given].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub min_workers: Option<u32>,
+
+    /// A pool sized by the backlog: a worker is added while items wait, up to M,
+    /// and retires after a second idle [default: the larger of --min-workers and the number of CPUs].
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_workers: Option<u32>,
+
+    /// Run an item whose failure may be transient (a timeout, HTTP 429 or 5xx) up to N more times,
+    /// after an exponential backoff with jitter (0.5 s, 1 s, 2 s … at most 30 s; longer if the server
+    /// says Retry-After). Adds an `attempts` column to the output.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// Start at most N items per second, minute or hour across all workers (N/s, N/m, N/h), evenly
+    /// spaced; every retry counts as a start.
+    #[arg(long, value_name = "N/UNIT")]
+    pub rate: Option<Rate>,
+
+    /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue: Option<u32>,
+
+    /// Where results go: sqlite:PATH, postgres://…, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db"
+    )]
+    pub sink: String,
+
+    /// Table to write (database sinks); created if missing, rows keyed by the key column
+    /// [default: files for `files`, rows for `query`].
+    #[arg(short, long, value_name = "NAME")]
+    pub table: Option<String>,
+
+    /// Rows per sink transaction; a partial batch is also flushed after about a second
+    /// [default: 1000; 5000 for Postgres, where each transaction costs several round trips].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: Option<u32>,
+
+    /// Fail an item still running after DURATION (e.g. 500ms, 30s, 2m): its command is
+    /// killed, its request or file read abandoned.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// What a failed item does to the run.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
+    pub on_error: OnError,
+
+    /// Continue the latest unfinished run of this same pipeline (same source,
+    /// filters, processors, sink and table), skipping what it committed.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Write no run or checkpoint rows (for measuring their cost; such a run cannot be resumed).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_checkpoint: bool,
+
+    /// No progress bar and no summary line; errors are still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A flag's long help: its lead, then the processor table.
+fn processor_help(lead: &str) -> String {
+    format!("{lead}\n{}", batchproc::processors_help())
+}
+
+impl FilesArgs {
+    pub fn pipeline(self) -> (Pipeline, bool) {
+        let mut p = Pipeline::files(self.dirs).follow(self.follow);
+        for glob in self.include {
+            p = p.include(glob);
+        }
+        for glob in self.exclude {
+            p = p.exclude(glob);
+        }
+        if let Some(depth) = self.max_depth {
+            p = p.max_depth(depth);
+        }
+        self.run.apply(p, self.processors)
+    }
+}
+
+impl QueryArgs {
+    pub fn pipeline(self) -> (Pipeline, bool) {
+        let p = Pipeline::query(self.from, self.sql, self.key).page_size(self.page_size as usize);
+        self.run.apply(p, self.processors)
+    }
+}
+
+impl RunArgs {
+    /// The options every pipeline has; and whether the run is quiet.
+    fn apply(self, mut p: Pipeline, processors: Vec<String>) -> (Pipeline, bool) {
+        for spec in processors {
+            p = p.processor(spec);
+        }
+        p = p
+            .sink(self.sink)
+            .retries(self.retries)
+            .resume(self.resume)
+            .checkpoint(!self.no_checkpoint)
+            .on_error(match self.on_error {
+                OnError::Abort => batchproc::OnError::Abort,
+                OnError::Skip => batchproc::OnError::Skip,
+            });
+        let options = [
+            (
+                self.workers,
+                Pipeline::workers as fn(Pipeline, usize) -> Pipeline,
+            ),
+            (self.min_workers, Pipeline::min_workers),
+            (self.max_workers, Pipeline::max_workers),
+            (self.queue, Pipeline::queue),
+            (self.batch_size, Pipeline::batch_size),
+        ];
+        for (value, set) in options {
+            if let Some(n) = value {
+                p = set(p, n as usize);
+            }
+        }
+        if let Some(table) = self.table {
+            p = p.table(table);
+        }
+        if let Some(rate) = self.rate {
+            p = p.rate(rate);
+        }
+        if let Some(timeout) = self.timeout {
+            p = p.timeout(timeout);
+        }
+        (p, self.quiet)
+    }
+}

@@ -1,0 +1,217 @@
+//! Databases, in one place: the tokio runtime a database user drives sqlx
+//! on, database URLs (`sqlite:PATH`, `postgres://…`) and their redaction,
+//! connecting to either kind, and [`Conn`], which lets the bookkeeping SQL
+//! (checkpoint::runs) be written once for both.
+//!
+//! Each database user (the sink's committer thread, the query source's
+//! thread) has a current-thread runtime of its own and `block_on`s it: they
+//! live on different OS threads, and one shared runtime would make them take
+//! turns driving its I/O.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use tokio::runtime::Runtime;
+
+use crate::record::Quoted;
+
+/// A current-thread runtime for one thread's database work.
+pub(crate) fn runtime() -> Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// A database named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Url {
+    Sqlite(PathBuf),
+    /// The URL as given, with any password: shown only through `Display`.
+    Postgres(String),
+}
+
+impl Url {
+    /// `postgres://…`, `postgresql://…` or `sqlite:PATH` (also
+    /// `sqlite://PATH`); None for anything else. A SQLite URL naming no file
+    /// (in-memory or `file:` URIs) is an error: a run needs a file to resume from.
+    pub(crate) fn parse(url: &str) -> Option<Result<Url>> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(Ok(Url::Postgres(url.to_owned())));
+        }
+        let path = url.strip_prefix("sqlite:")?;
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Some(if path.is_empty() {
+            Err(anyhow!("{} names no database file", Quoted(url)))
+        } else if path.starts_with(':') || path.starts_with("file:") {
+            Err(anyhow!(
+                "{}: give the SQLite database as a file path (no in-memory or URI databases)",
+                Quoted(url)
+            ))
+        } else {
+            Ok(Url::Sqlite(path.into()))
+        })
+    }
+}
+
+impl std::fmt::Display for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Url::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Url::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// Replaces the password of any `scheme://user:password@host` in `text` with `***`.
+pub(crate) fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => {
+                    out.push_str(&authority[..=colon]);
+                    out.push_str("***");
+                    out.push_str(&authority[at..]);
+                }
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Connects to a SQLite file (created if missing) as a sink or state file:
+/// WAL with `synchronous=NORMAL` (a killed process never loses a committed
+/// transaction), and a busy timeout for a database another process holds.
+pub(crate) async fn sqlite(path: &Path) -> Result<SqliteConnection> {
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30));
+    SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot open SQLite database {}", path.display()))
+}
+
+/// The connection options of a Postgres URL; a bad URL's error never shows
+/// its password.
+pub(crate) fn postgres_options(url: &str) -> Result<PgConnectOptions> {
+    url.parse().map_err(|e: sqlx::Error| {
+        anyhow!(
+            "bad Postgres URL {}: {}",
+            redact(url),
+            redact(&e.to_string())
+        )
+    })
+}
+
+/// Connects to Postgres, giving up after 10 s (a server that accepts the
+/// TCP connection but never answers must not hang a run).
+pub(crate) async fn postgres_with(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options))
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
+/// Connects to the Postgres database at `url`, for a message that names it.
+pub(crate) async fn postgres(url: &str) -> Result<PgConnection> {
+    let options = postgres_options(url)?;
+    postgres_with(&options)
+        .await
+        .map_err(|e| cannot_connect(url, &e))
+}
+
+/// `cannot connect to postgres://user:***@host/db: <cause>`.
+pub(crate) fn cannot_connect(url: &str, e: &sqlx::Error) -> anyhow::Error {
+    anyhow!(
+        "cannot connect to {}: {}",
+        redact(url),
+        redact(&e.to_string())
+    )
+}
+
+/// A connection to either database, for SQL written once for both (both
+/// drivers take `$N` placeholders). [`on_conn!`] runs one
+/// body against whichever it is.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// `on_conn!(conn, |c| body)`: `body` with `c` the `&mut` connection of
+/// either kind. The body is written once and type-checked for each driver.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite($c) => $body,
+            $crate::db::Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// The bookkeeping tables' migrations for this connection's database.
+pub(crate) async fn migrate(conn: Conn<'_>) -> Result<()> {
+    static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+    static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+    match conn {
+        Conn::Sqlite(c) => SQLITE.run(c).await,
+        Conn::Postgres(c) => POSTGRES.run(c).await,
+    }
+    .context("applying batchproc's bookkeeping migrations")
+}
+
+/// Fails unless `url` is a database URL this module knows.
+pub(crate) fn parse_database(url: &str, what: &str) -> Result<Url> {
+    match Url::parse(url) {
+        Some(parsed) => parsed,
+        None => bail!(
+            "unsupported {what} {}: use sqlite:PATH or postgres://…",
+            Quoted(&redact(url))
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("x --sink postgres://bob:s3cr%40t@db:5432/w?sslmode=require y"),
+            "x --sink postgres://bob:***@db:5432/w?sslmode=require y"
+        );
+        assert_eq!(
+            redact("sqlite:out.db postgres://bob@db/w"),
+            "sqlite:out.db postgres://bob@db/w"
+        );
+    }
+
+    #[test]
+    fn urls_parse_and_print_without_passwords() {
+        let pg = Url::parse("postgresql://u:pw@h/d").unwrap().unwrap();
+        assert_eq!(pg.to_string(), "postgresql://u:***@h/d");
+        let lite = Url::parse("sqlite://out.db").unwrap().unwrap();
+        assert_eq!(lite, Url::Sqlite("out.db".into()));
+        assert!(Url::parse("sqlite::memory:").unwrap().is_err());
+        assert!(Url::parse("sqlite:").unwrap().is_err());
+        assert!(Url::parse("mysql://h/d").is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! The batcher: the calling thread's part of a run. It takes outcomes from
+//! the workers, turns them into sink batches (`batch_size` records, or
+//! whatever is pending once the flush interval passes), plans the
+//! checkpoint each batch carries, and queues both to the committer.
+//! Fail-fast and the per-record sink check happen here, where every outcome
+//! passes once.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::committer::{Committer, Job};
+use super::finish::{Failure, FirstFailure, Summary};
+use crate::checkpoint::{Ledger, Seq};
+use crate::events::Shared;
+use crate::processor::Outcome;
+use crate::record::Record;
+use crate::sink::Checker;
+use crate::source::Source;
+
+/// Groups outcomes into sink batches.
+pub(super) struct Batcher<'a, S> {
+    pub(super) committer: Committer<'a>,
+    pub(super) checker: Option<&'a Checker>,
+    pub(super) source: &'a S,
+    pub(super) failure: &'a FirstFailure<'a>,
+    pub(super) ledger: &'a Ledger,
+    pub(super) events: &'a Shared,
+    pub(super) checkpoint: bool,
+    pub(super) batch_size: usize,
+    pub(super) flush_interval: Duration,
+    pub(super) abort: bool,
+}
+
+/// One finished item on its way to the sink.
+struct Entry {
+    /// None: done without a row (a vanished file, a row the sink cannot hold).
+    record: Option<Record>,
+    /// None: not checkpointed (failed under fail-fast: a resume retries it).
+    seq: Option<Seq>,
+    ok: bool,
+    failed: bool,
+}
+
+/// One batch in the making.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    rows: usize,
+    /// Rows held back by the last commit: only `batch_size` new rows call
+    /// for another.
+    held_rows: usize,
+    /// Since when entries beyond the watermark have been held back.
+    held_since: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, entry: Entry) {
+        self.rows += entry.record.is_some() as usize;
+        self.entries.push(entry);
+    }
+}
+
+impl<S: Source> Batcher<'_, S> {
+    /// Consumes outcomes until every worker is done. Once the sink has
+    /// failed, the rest of the outcomes are drained unwritten so no worker
+    /// blocks on a full channel.
+    pub(super) fn drain(mut self, outcomes: Receiver<Vec<(Seq, Outcome)>>) -> Summary {
+        let mut summary = Summary::default();
+        let mut batch = Batch::default();
+        let mut deadline = Instant::now() + self.flush_interval;
+        loop {
+            let due = match outcomes.recv_deadline(deadline) {
+                Ok(chunk) => {
+                    let mut done = 0;
+                    for (seq, outcome) in chunk {
+                        // Abandoned in flight: no row, no checkpoint; a resume redoes it.
+                        if let Outcome::Abandoned = outcome {
+                            continue;
+                        }
+                        done += 1;
+                        self.add(&mut batch, &mut summary, seq, outcome);
+                        if batch.rows - batch.held_rows >= self.batch_size {
+                            self.flush(&mut batch, false);
+                        }
+                    }
+                    if done > 0 {
+                        self.events.progress(done);
+                    }
+                    // recv_deadline hands out queued outcomes before it
+                    // looks at the clock: check it here too.
+                    Instant::now() >= deadline
+                }
+                Err(RecvTimeoutError::Timeout) => true,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if due {
+                self.flush(&mut batch, false);
+                deadline = Instant::now() + self.flush_interval;
+            }
+        }
+        self.flush(&mut batch, true);
+        summary
+    }
+
+    fn label(&self, seq: Seq) -> String {
+        match self.ledger.key(seq) {
+            Some(key) => self.source.label(&key),
+            None => format!("item {seq}"),
+        }
+    }
+
+    fn add(&self, batch: &mut Batch, summary: &mut Summary, seq: Seq, outcome: Outcome) {
+        let (record, error, bytes) = match outcome {
+            Outcome::Done { record, bytes } => (record, None, bytes),
+            Outcome::Failed {
+                record,
+                error,
+                bytes,
+                ..
+            } => (record, Some(error), bytes),
+            Outcome::Vanished => {
+                // Gone before its turn: no row, and nothing to retry.
+                let label = self.label(seq);
+                self.events
+                    .warning(&format!("{label}: vanished before it was read"));
+                self.ledger
+                    .skipped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                batch.push(Entry {
+                    record: None,
+                    seq: Some(seq),
+                    ok: false,
+                    failed: false,
+                });
+                return;
+            }
+            Outcome::Abandoned => return,
+        };
+        summary.bytes += bytes;
+        if error.is_none() {
+            if let Some(reason) = self.checker.and_then(|check| check(&record)) {
+                // The sink cannot store this row at all (say, a non-UTF-8
+                // path in Postgres): the item fails, without a row.
+                summary.failed += 1;
+                let line = format!("{}: {reason}", self.label(seq));
+                if self.abort {
+                    self.failure.set(Failure::Item(line));
+                    return;
+                }
+                self.events.warning(&line);
+                batch.push(Entry {
+                    record: None,
+                    seq: Some(seq),
+                    ok: false,
+                    failed: true,
+                });
+                return;
+            }
+        }
+        let failed = error.is_some();
+        match &error {
+            Some(error) => {
+                summary.failed += 1;
+                if !self.abort {
+                    self.events
+                        .warning(&format!("{}: {error}", self.label(seq)));
+                }
+            }
+            None => summary.ok += 1,
+        }
+        // Fail-fast: the failed item's row says so (an earlier run's row must
+        // not look current), but it gets no checkpoint: a resume retries it.
+        let checkpointed = !(failed && self.abort);
+        batch.push(Entry {
+            record: Some(record),
+            seq: checkpointed.then_some(seq),
+            ok: !failed,
+            failed: failed && checkpointed,
+        });
+    }
+
+    /// Commits what is pending; after the sink failed, drops it.
+    fn flush(&mut self, batch: &mut Batch, last: bool) {
+        if self.failure.sink_failed() {
+            *batch = Batch::default();
+            return;
+        }
+        if self.commit(batch, last).is_err() {
+            // The committer's own error is the run's failure already.
+            *batch = Batch::default();
+        }
+    }
+
+    /// Writes a batch with its checkpoint in one transaction, then moves the
+    /// ledger on. Items that completed ahead of one still in flight would
+    /// each need a checkpoint row (written now, deleted a moment later), so
+    /// they are held back for up to one flush interval while the gap closes;
+    /// an item stuck longer than that no longer holds anything back.
+    fn commit(&mut self, batch: &mut Batch, last: bool) -> Result<()> {
+        let mut entries = std::mem::take(&mut batch.entries);
+        let seqs = |es: &[Entry]| -> Vec<Seq> { es.iter().filter_map(|e| e.seq).collect() };
+        let mut update = self.ledger.plan(&seqs(&entries));
+        let may_hold = self.checkpoint
+            && !last
+            && entries.len() <= 16 * self.batch_size
+            && batch
+                .held_since
+                .is_none_or(|t| t.elapsed() < self.flush_interval);
+        let mut held = Vec::new();
+        if may_hold && !update.beyond.is_empty() {
+            let first_beyond = update.beyond[0];
+            let (later, now): (Vec<Entry>, Vec<Entry>) = entries
+                .into_iter()
+                .partition(|e| e.seq.is_some_and(|s| s >= first_beyond));
+            held = later;
+            entries = now;
+            update = self.ledger.plan(&seqs(&entries));
+        }
+        batch.held_since = match held.is_empty() {
+            true => None,
+            false => batch.held_since.or(Some(Instant::now())),
+        };
+        batch.rows = held.iter().filter(|e| e.record.is_some()).count();
+        batch.held_rows = batch.rows;
+        batch.entries = held;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        update.ok = entries.iter().filter(|e| e.ok).count() as u64;
+        update.failed = entries.iter().filter(|e| e.failed).count() as u64;
+        let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
+        // The ledger moves on as the batch is queued: if its write fails,
+        // no later batch commits, and the run ends failed and resumable.
+        self.ledger.apply(&seqs(&entries), &update);
+        self.committer.send(Job {
+            records,
+            checkpoint: self.checkpoint.then_some(update),
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Write-behind for the sink: batches are written on a thread of their own,
+//! so the batcher gathers, checks and plans the next batch while the
+//! database commits the current one. One batch may wait behind the one in
+//! the sink, no more (memory stays bounded). Transactions still commit one
+//! at a time and in order; the first failed write ends the thread, so no
+//! later batch can commit after it, and its error is the run's failure.
+
+use std::thread::Scope;
+
+use anyhow::{bail, Result};
+use crossbeam_channel::{bounded, Sender};
+
+use super::finish::{Failure, FirstFailure};
+use crate::checkpoint::CheckpointUpdate;
+use crate::record::Record;
+use crate::sink::Sink;
+
+/// One transaction's worth: records and the checkpoint that covers them.
+pub(super) struct Job {
+    pub(super) records: Vec<Record>,
+    pub(super) checkpoint: Option<CheckpointUpdate>,
+}
+
+/// The batcher's end of the sink thread.
+pub(super) struct Committer<'a> {
+    jobs: Sender<Job>,
+    failure: &'a FirstFailure<'a>,
+}
+
+impl<'a> Committer<'a> {
+    /// Starts the sink thread in `scope`; it ends when the committer is dropped.
+    pub(super) fn spawn<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        sink: &'scope mut dyn Sink,
+        failure: &'a FirstFailure<'a>,
+    ) -> Self
+    where
+        'a: 'scope,
+    {
+        let (jobs, rx) = bounded::<Job>(1);
+        scope.spawn(move || {
+            for job in rx {
+                if let Err(e) = sink.write(&job.records, job.checkpoint.as_ref()) {
+                    failure.set(Failure::Sink(e));
+                    return;
+                }
+            }
+        });
+        Committer { jobs, failure }
+    }
+
+    /// Queues a batch behind the one being written; fails once a write has.
+    pub(super) fn send(&self, job: Job) -> Result<()> {
+        if self.failure.sink_failed() || self.jobs.send(job).is_err() {
+            bail!("the sink failed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! A run's settings: as given ([`Options`], what [`Pipeline`](super::Pipeline)
+//! collects) and resolved ([`RunConfig`]: checked, defaults applied, URLs
+//! parsed). Every error here is a usage error (exit 2).
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::rate::Rate;
+use super::retry::RetryPolicy;
+use super::OnError;
+use crate::sink::{validate_table_name, SinkSpec};
+
+/// The settings as given; None: the default.
+#[derive(Debug, Clone)]
+pub(super) struct Options {
+    pub(super) processors: Vec<String>,
+    pub(super) sink: Option<String>,
+    pub(super) table: Option<String>,
+    pub(super) workers: Option<usize>,
+    pub(super) min_workers: Option<usize>,
+    pub(super) max_workers: Option<usize>,
+    pub(super) queue: Option<usize>,
+    pub(super) retries: u32,
+    pub(super) rate: Option<Rate>,
+    pub(super) batch_size: Option<usize>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) on_error: OnError,
+    pub(super) resume: bool,
+    pub(super) checkpoint: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            processors: Vec::new(),
+            sink: None,
+            table: None,
+            workers: None,
+            min_workers: None,
+            max_workers: None,
+            queue: None,
+            retries: 0,
+            rate: None,
+            batch_size: None,
+            timeout: None,
+            on_error: OnError::Abort,
+            resume: false,
+            checkpoint: true,
+        }
+    }
+}
+
+/// What every run needs besides its source and processors.
+pub(crate) struct RunConfig {
+    pub(crate) sink: SinkSpec,
+    pub(crate) table: String,
+    /// The pool's size: fixed when equal, else grown and shrunk by the backlog.
+    pub(crate) min_workers: usize,
+    pub(crate) max_workers: usize,
+    /// Capacity of the queue to the workers, in chunks.
+    pub(crate) queue: usize,
+    /// Further tries of a retryable failure (`--retries`); with any, the
+    /// output gains an `attempts` column.
+    pub(crate) retry: RetryPolicy,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) on_error: OnError,
+    /// Per attempt at an item (`--timeout`).
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) resume: bool,
+    pub(crate) checkpoint: bool,
+    /// Items the source may run ahead of the checkpoint watermark.
+    pub(crate) window: usize,
+}
+
+impl RunConfig {
+    pub(super) fn resolve(options: &Options, default_table: &str) -> Result<Self> {
+        let (min_workers, max_workers) = pool_size(options)?;
+        let table = options
+            .table
+            .clone()
+            .unwrap_or_else(|| default_table.to_owned());
+        validate_table_name(&table)?;
+        let sink = SinkSpec::parse(options.sink.as_deref().unwrap_or("sqlite:batchproc.db"))?;
+        if options.resume && !sink.keeps_checkpoints() {
+            bail!("--resume needs a sink that keeps checkpoints: SQLite, Postgres or a CSV file (not stdout or a device)");
+        }
+        if options.resume && !options.checkpoint {
+            bail!("--resume needs checkpoints: it cannot go with --no-checkpoint");
+        }
+        for (name, value) in [
+            ("--batch-size", options.batch_size),
+            ("--queue", options.queue),
+        ] {
+            if value == Some(0) {
+                bail!("{name} must be at least 1");
+            }
+        }
+        Ok(RunConfig {
+            batch_size: options
+                .batch_size
+                .unwrap_or_else(|| sink.default_batch_size()),
+            sink,
+            table,
+            min_workers,
+            max_workers,
+            // Enough that a grown pool is not starved.
+            queue: options.queue.unwrap_or(64 * max_workers),
+            retry: RetryPolicy::new(options.retries),
+            rate: options.rate,
+            flush_interval: Duration::from_secs(1),
+            on_error: options.on_error,
+            timeout: options.timeout,
+            resume: options.resume,
+            checkpoint: options.checkpoint,
+            window: 100_000,
+        })
+    }
+
+    /// Whether the output has an `attempts` column (`--retries`).
+    pub(crate) fn attempts_column(&self) -> bool {
+        self.retry.retries() > 0
+    }
+}
+
+/// `--workers N` is a fixed pool (N, N); `--min-workers`/`--max-workers` a
+/// dynamic one; neither, a fixed pool of one worker per CPU.
+fn pool_size(options: &Options) -> Result<(usize, usize)> {
+    let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (min, max) = match (options.workers, options.min_workers, options.max_workers) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            bail!("--workers cannot be used with --min-workers or --max-workers")
+        }
+        (Some(n), None, None) => (n, n),
+        (None, None, None) => (cpus(), cpus()),
+        (None, min, Some(max)) => (min.unwrap_or(1), max),
+        (None, Some(min), None) => (min, cpus().max(min)),
+    };
+    if min == 0 {
+        bail!("the pool needs at least one worker");
+    }
+    if min > max {
+        bail!("--min-workers {min} is more than --max-workers {max}");
+    }
+    Ok((min, max))
+}

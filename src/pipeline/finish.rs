@@ -1,0 +1,201 @@
+//! The end of a run: the one slot for its first failure, how it ended, the
+//! bookkeeping row's last update, and what it reports.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::Error;
+use crate::checkpoint::{Ending, Ledger};
+use crate::events::Shared;
+use crate::pool::{Cancel, CancelReason, PoolStats};
+use crate::record::error_line;
+use crate::sink::Sink;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every item succeeded.
+    Succeeded,
+    /// The run was aborted by a failed item, or finished with failed items.
+    Failed,
+    /// Cancelled (SIGINT/SIGTERM) after committing what finished: resumable.
+    Interrupted,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub status: RunStatus,
+    pub summary: Summary,
+    /// The first failed item under fail-fast, as `label: error`.
+    pub failure: Option<String>,
+    /// The sink, as it may be printed (passwords redacted).
+    pub sink: String,
+}
+
+/// Counts of a finished run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub ok: u64,
+    pub failed: u64,
+    /// Items met but not processed (not regular files, vanished).
+    pub skipped: u64,
+    /// Bytes of the items processed.
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// How the worker pool was used: tells whether more (or fewer) workers
+    /// would have helped.
+    pub pool: PoolStats,
+}
+
+impl Summary {
+    /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`
+    pub fn line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let items = self.ok + self.failed;
+        format!(
+            "{} ok, {} failed in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
+            self.ok,
+            self.failed,
+            secs,
+            items as f64 / secs,
+            self.bytes as f64 / 1e6 / secs,
+            self.pool.peak_busy,
+            self.pool.average_busy,
+        )
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// An item failed under fail-fast: `label: error`.
+    Item(String),
+    /// The source failed (the database went away, a duplicate key).
+    Source(anyhow::Error),
+    /// The sink failed to write a batch.
+    Sink(anyhow::Error),
+    /// Not even one worker thread could be started.
+    Workers(std::io::Error),
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        match self {
+            Failure::Item(line) => line.clone(),
+            Failure::Source(e) => format!("source: {}", error_line(e)),
+            Failure::Sink(e) => format!("sink: {}", error_line(e)),
+            Failure::Workers(e) => format!("cannot start worker threads: {e}"),
+        }
+    }
+}
+
+/// The first failure of a run: whatever comes first cancels the run; a
+/// later one is reported as a warning, so nothing is lost silently.
+pub(super) struct FirstFailure<'a> {
+    slot: OnceLock<Failure>,
+    cancel: &'a Cancel,
+    events: &'a Shared,
+}
+
+impl<'a> FirstFailure<'a> {
+    pub(super) fn new(cancel: &'a Cancel, events: &'a Shared) -> Self {
+        FirstFailure {
+            slot: OnceLock::new(),
+            cancel,
+            events,
+        }
+    }
+
+    pub(super) fn set(&self, failure: Failure) {
+        self.cancel.cancel(CancelReason::Failed);
+        if let Err(later) = self.slot.set(failure) {
+            // An item failing after the run stopped says nothing new.
+            if !matches!(later, Failure::Item(_)) {
+                self.events.warning(&later.describe());
+            }
+        }
+    }
+
+    /// Whether the sink has failed (no batch may be queued after that).
+    pub(super) fn sink_failed(&self) -> bool {
+        matches!(self.slot.get(), Some(Failure::Sink(_)))
+    }
+
+    fn take(self) -> Option<Failure> {
+        self.slot.into_inner()
+    }
+}
+
+/// What the run's threads leave behind.
+pub(super) struct Ended<'a> {
+    pub(super) failure: FirstFailure<'a>,
+    pub(super) summary: Summary,
+    pub(super) ledger: &'a Ledger,
+    /// Whether the sink keeps a run row for this run.
+    pub(super) recorded: bool,
+    pub(super) sink_name: String,
+}
+
+/// Records how the run ended and closes the sink; the report, or the error
+/// that ended the run.
+pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Result<Report, Error> {
+    let Ended {
+        failure,
+        mut summary,
+        ledger,
+        recorded,
+        sink_name,
+    } = ended;
+    summary.skipped = ledger.skipped.load(Ordering::Relaxed);
+    let failure = failure.take();
+    let run_error = |e: anyhow::Error| Error::Failed(e.context(format!("sink {sink_name}")));
+    let item_failure = match failure {
+        Some(Failure::Item(line)) => Some(line),
+        Some(Failure::Sink(e)) => {
+            // The run row says failed if the database still answers.
+            if recorded {
+                let _ = sink.end_run(Ending::Failed, summary.skipped);
+            }
+            return Err(run_error(e));
+        }
+        Some(Failure::Source(e)) => {
+            // What finished is committed; the run is failed and resumable.
+            if recorded {
+                let _ = sink.end_run(Ending::Failed, summary.skipped);
+            }
+            let _ = sink.finish();
+            return Err(Error::Failed(e.context("source")));
+        }
+        Some(Failure::Workers(e)) => {
+            if recorded {
+                let _ = sink.end_run(Ending::Failed, summary.skipped);
+            }
+            return Err(Error::Failed(
+                anyhow::Error::new(e).context("cannot start worker threads"),
+            ));
+        }
+        None => None,
+    };
+    let status = match cancel.reason() {
+        Some(CancelReason::Interrupted) => RunStatus::Interrupted,
+        _ if summary.failed > 0 || item_failure.is_some() => RunStatus::Failed,
+        _ => RunStatus::Succeeded,
+    };
+    if recorded {
+        let ending = match status {
+            RunStatus::Succeeded => Ending::Succeeded,
+            RunStatus::Failed => Ending::Failed,
+            RunStatus::Interrupted => Ending::Interrupted,
+        };
+        sink.end_run(ending, summary.skipped).map_err(run_error)?;
+    }
+    sink.finish().map_err(run_error)?;
+    Ok(Report {
+        status,
+        summary,
+        failure: item_failure,
+        sink: sink_name,
+    })
+}

@@ -1,0 +1,311 @@
+//! A run, from Rust: [`Pipeline`] configures one (source, processors, sink,
+//! controls) and runs it to the end, returning a [`Report`]. The stages of a
+//! run are the files of this folder:
+//!
+//! - [`config`]: the options checked and resolved (defaults, pool size);
+//! - [`run`]: the wiring — sink, bookkeeping, the threads, the end;
+//! - [`worker`]: what a worker does with a chunk of items (retries, the
+//!   rate limit, fail-fast);
+//! - [`batcher`]: outcomes into sink batches with their checkpoints;
+//! - [`committer`]: the thread that writes the batches;
+//! - [`finish`]: the first failure, how the run ended, the summary.
+
+mod batcher;
+mod committer;
+mod config;
+mod finish;
+mod rate;
+mod retry;
+mod run;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use finish::{Report, RunStatus, Summary};
+pub use rate::Rate;
+
+use crate::events::{Events, Shared, Silent};
+use crate::pool::Cancel;
+use crate::source::{files, query, Spec};
+
+/// What a failed item does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The first failed item cancels the run (errgroup semantics): no new
+    /// item starts, what finished is committed, the run is failed.
+    #[default]
+    Abort,
+    /// Record the failure on the item's row (`error`) and go on.
+    Skip,
+}
+
+/// A run that could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration, found before any work: a bad option or URL, an
+    /// unreachable database, an incompatible table.
+    #[error("{}", crate::record::error_line(.0))]
+    Config(anyhow::Error),
+    /// A failure during the run (the sink or the source failed). What
+    /// finished is committed and the run can be resumed.
+    #[error("{}", crate::record::error_line(.0))]
+    Failed(anyhow::Error),
+}
+
+impl Error {
+    /// The reader of stdout went away (`batchproc … -o - | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        let (Error::Config(e) | Error::Failed(e)) = self;
+        e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<csv::Error>().is_some_and(|e| {
+                    matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+                })
+        })
+    }
+}
+
+/// A batch job: a source of items, the processors to run on each, and the
+/// sink for the records, with the controls of the `batchproc` command line
+/// (the same defaults). Nothing is checked until [`Pipeline::run`]; a bad
+/// setting is then an [`Error::Config`].
+///
+/// ```
+/// use batchproc::{Pipeline, RunStatus};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = dir.path().join("out.db");
+/// let report = Pipeline::files(["fixtures/sample"])
+///     .processor("sha256,lines")
+///     .sink(format!("sqlite:{}", db.display()))
+///     .workers(2)
+///     .run()
+///     .unwrap();
+/// assert_eq!(report.status, RunStatus::Succeeded);
+/// assert!(report.summary.ok > 0 && report.summary.failed == 0);
+///
+/// // The same pipeline again with `resume`: nothing was left unfinished.
+/// let again = Pipeline::files(["fixtures/sample"])
+///     .processor("sha256,lines")
+///     .sink(format!("sqlite:{}", db.display()))
+///     .resume(true)
+///     .run()
+///     .unwrap();
+/// assert_eq!(again.summary.ok, report.summary.ok);
+/// ```
+pub struct Pipeline {
+    source: Spec,
+    options: config::Options,
+    /// A source-specific setting given to another source, reported by `run`.
+    misuse: Option<&'static str>,
+    events: Shared,
+    cancel: Cancel,
+}
+
+impl Pipeline {
+    fn new(source: Spec) -> Self {
+        Pipeline {
+            source,
+            options: config::Options::default(),
+            misuse: None,
+            events: Arc::new(Silent),
+            cancel: Cancel::new(),
+        }
+    }
+
+    /// Every regular file under `dirs` (paths stored as walked, like `find`).
+    pub fn files<P: Into<PathBuf>>(dirs: impl IntoIterator<Item = P>) -> Self {
+        Self::new(Spec::Files(files::Spec {
+            roots: dirs.into_iter().map(Into::into).collect(),
+            ..files::Spec::default()
+        }))
+    }
+
+    /// Every row of `sql` on the database `from` (`sqlite:PATH` or
+    /// `postgres://…`), read in pages ordered by the unique column `key`.
+    pub fn query(from: impl Into<String>, sql: impl Into<String>, key: impl Into<String>) -> Self {
+        Self::new(Spec::Query(query::Spec {
+            from: from.into(),
+            sql: sql.into(),
+            key: key.into(),
+            page_size: 5000,
+        }))
+    }
+
+    fn files_only(mut self, setting: &'static str, f: impl FnOnce(&mut files::Spec)) -> Self {
+        match &mut self.source {
+            Spec::Files(spec) => f(spec),
+            _ => self.misuse = Some(setting),
+        }
+        self
+    }
+
+    /// Only files matching `glob` (files source; repeatable).
+    pub fn include(self, glob: impl Into<String>) -> Self {
+        self.files_only("include", |s| s.include.push(glob.into()))
+    }
+
+    /// Leave out files and directories matching `glob` (files source; repeatable).
+    pub fn exclude(self, glob: impl Into<String>) -> Self {
+        self.files_only("exclude", |s| s.exclude.push(glob.into()))
+    }
+
+    /// Descend at most `depth` levels (files source; 1: the roots' own entries).
+    pub fn max_depth(self, depth: usize) -> Self {
+        self.files_only("max_depth", |s| s.max_depth = Some(depth))
+    }
+
+    /// Follow symbolic links (files source).
+    pub fn follow(self, follow: bool) -> Self {
+        self.files_only("follow", |s| s.follow = follow)
+    }
+
+    /// Rows per page read from the database (query source; default 5000).
+    pub fn page_size(mut self, rows: usize) -> Self {
+        match &mut self.source {
+            Spec::Query(spec) => spec.page_size = rows,
+            _ => self.misuse = Some("page_size"),
+        }
+        self
+    }
+
+    /// Processors, as `-p` takes them: a name (`sha256`), names separated
+    /// by commas, `NAME:COLUMN` for query rows, or `exec:…`/`http:…` whole.
+    /// Repeatable.
+    pub fn processor(mut self, spec: impl Into<String>) -> Self {
+        self.options.processors.push(spec.into());
+        self
+    }
+
+    /// Where the records go: `sqlite:PATH` (the default, `batchproc.db`),
+    /// `postgres://…`, `csv:PATH`, `-` (CSV on stdout), or a path ending in
+    /// `.db`, `.sqlite` or `.csv`.
+    pub fn sink(mut self, url: impl Into<String>) -> Self {
+        self.options.sink = Some(url.into());
+        self
+    }
+
+    /// The table of a database sink (default `files`, or `rows` for a query).
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.options.table = Some(name.into());
+        self
+    }
+
+    /// A fixed number of workers (default: one per CPU).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.options.workers = Some(n);
+        self
+    }
+
+    /// A pool sized by the backlog, never below `n` workers.
+    pub fn min_workers(mut self, n: usize) -> Self {
+        self.options.min_workers = Some(n);
+        self
+    }
+
+    /// A pool sized by the backlog, never above `n` workers.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.options.max_workers = Some(n);
+        self
+    }
+
+    /// Capacity of the queue between the source and the workers.
+    pub fn queue(mut self, chunks: usize) -> Self {
+        self.options.queue = Some(chunks);
+        self
+    }
+
+    /// Try an item whose failure may be transient up to `n` more times.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.options.retries = n;
+        self
+    }
+
+    /// Start at most this many items per unit of time, across all workers.
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.options.rate = Some(rate);
+        self
+    }
+
+    /// Records per sink transaction (default 1000; 5000 for Postgres).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.options.batch_size = Some(n);
+        self
+    }
+
+    /// Fail an item still running after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// What a failed item does to the run (default: [`OnError::Abort`]).
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.options.on_error = on_error;
+        self
+    }
+
+    /// Continue the latest unfinished run of this same pipeline.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.options.resume = resume;
+        self
+    }
+
+    /// Whether to keep run and checkpoint rows (default true; without them
+    /// a run cannot be resumed).
+    pub fn checkpoint(mut self, checkpoint: bool) -> Self {
+        self.options.checkpoint = checkpoint;
+        self
+    }
+
+    /// Where the run's notices, warnings and progress go (default: nowhere).
+    pub fn events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// A token that stops the run when cancelled (with
+    /// [`CancelReason::Interrupted`](crate::pool::CancelReason): a signal),
+    /// after committing what finished.
+    pub fn cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Runs the pipeline to its end, or until cancelled.
+    pub fn run(self) -> Result<Report, Error> {
+        if let Some(setting) = self.misuse {
+            return Err(Error::Config(anyhow::anyhow!(
+                "{setting} does not apply to this source"
+            )));
+        }
+        let Pipeline {
+            source,
+            options,
+            events,
+            cancel,
+            ..
+        } = self;
+        match source {
+            Spec::Files(spec) => {
+                let cfg = config::RunConfig::resolve(&options, "files").map_err(Error::Config)?;
+                let (source, work) = spec
+                    .open(&options.processors, cfg.timeout)
+                    .map_err(Error::Config)?;
+                run::run(cfg, "files", source, work, events, &cancel)
+            }
+            Spec::Query(spec) => {
+                let cfg = config::RunConfig::resolve(&options, "rows").map_err(Error::Config)?;
+                let (source, work) = spec
+                    .open(&options.processors, cfg.timeout)
+                    .map_err(Error::Config)?;
+                run::run(cfg, "query", source, work, events, &cancel)
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The wiring of a run: open the sink and its bookkeeping, then run the
+//! stages on their threads — the source driver into a bounded queue, the
+//! worker pool, the committer — while this thread batches the outcomes;
+//! then finish. One cancellation token joins the stages: a failed item
+//! (under fail-fast), a failed source or sink, or a signal stops new work,
+//! and everything that finished is still committed.
+
+use std::time::Instant;
+
+use crossbeam_channel::bounded;
+
+use super::batcher::Batcher;
+use super::committer::Committer;
+use super::config::RunConfig;
+use super::finish::{finish, Ended, Failure, FirstFailure, Report};
+use super::rate::RateLimit;
+use super::worker::Step;
+use super::{Error, OnError};
+use crate::checkpoint::{command_line, Fingerprint, Ledger, Part, ResumePoint, RunSpec};
+use crate::events::Shared;
+use crate::pool::{Cancel, Pool};
+use crate::processor::{Buffer, Work};
+use crate::record::{Column, ColumnType, Quoted, Schema};
+use crate::source::driver::{drive, Queue};
+use crate::source::{Pace, Source};
+
+/// Runs `source` through `work` into the configured sink; `command` names
+/// the source in the fingerprint (`files`, `query`).
+pub(super) fn run<S, W>(
+    cfg: RunConfig,
+    command: &'static str,
+    mut source: S,
+    work: W,
+    events: Shared,
+    cancel: &Cancel,
+) -> Result<Report, Error>
+where
+    S: Source,
+    W: Work<Item = S::Item>,
+{
+    let started = Instant::now();
+    let sink_name = cfg.sink.to_string();
+    let config_error = |e: anyhow::Error| Error::Config(e.context(format!("sink {sink_name}")));
+    let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
+    let mut sink = cfg.sink.open(&cfg.table, &events).map_err(Error::Config)?;
+    sink.prepare(&schema).map_err(config_error)?;
+    let checker = sink.checker();
+    // Only now do the sink's files exist, to be left out of a walk.
+    source.leave_out(&cfg.sink.own_files());
+
+    let run = match cfg.checkpoint {
+        true => {
+            let fingerprint = fingerprint(&cfg, command, &source, &work);
+            let spec = RunSpec {
+                fingerprint: fingerprint.digest(),
+                legacy_fingerprint: fingerprint.legacy(),
+                command: command_line(),
+                table: Some(cfg.table.clone()),
+                resume: cfg.resume,
+            };
+            sink.start_run(&spec).map_err(config_error)?
+        }
+        false => None,
+    };
+    if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
+        events.notice(notice);
+    }
+    let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
+    let ledger = Ledger::new(point.clone(), cfg.window);
+
+    let abort = cfg.on_error == OnError::Abort;
+    let failure = FirstFailure::new(cancel, &events);
+    let rate = cfg.rate.map(RateLimit::new);
+    let pace = Pace::default();
+    let counting = Cancel::new();
+    let (item_tx, item_rx) = bounded(cfg.queue);
+    let (out_tx, out_rx) = bounded(cfg.queue);
+
+    let (summary, pool_stats) = std::thread::scope(|scope| {
+        if events.wants_total() {
+            let (source, point, events, counting) = (&source, &point, &events, &counting);
+            scope.spawn(move || count_ahead(source, point, events, counting));
+        }
+        let (source, ledger, pace, failure) = (&source, &ledger, &pace, &failure);
+        let queue = Queue {
+            sender: item_tx,
+            sharers: cfg.max_workers,
+        };
+        scope.spawn(move || {
+            if let Err(e) = drive(source, ledger, queue, pace, cancel) {
+                failure.set(Failure::Source(e));
+            }
+        });
+        let step = Step {
+            source,
+            work: &work,
+            retry: &cfg.retry,
+            rate: rate.as_ref(),
+            attempts_column: cfg.attempts_column(),
+            abort,
+            ledger,
+            pace,
+            failure,
+            cancel,
+            outcomes: out_tx.clone(),
+        };
+        let pool = Pool::dynamic(cfg.min_workers, cfg.max_workers);
+        let workers = scope.spawn(move || {
+            match pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, chunk| {
+                step.run(buf, chunk)
+            }) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    failure.set(Failure::Workers(e));
+                    Default::default()
+                }
+            }
+        });
+        let committer = Committer::spawn(scope, sink.as_mut(), failure);
+        let batcher = Batcher {
+            committer,
+            checker: checker.as_ref(),
+            source,
+            failure,
+            ledger,
+            events: &events,
+            checkpoint: run.is_some(),
+            batch_size: cfg.batch_size,
+            flush_interval: cfg.flush_interval,
+            abort,
+        };
+        let summary = batcher.drain(out_rx);
+        counting.cancel(crate::pool::CancelReason::Failed);
+        (summary, workers.join().expect("the worker pool panicked"))
+    });
+
+    let mut summary = summary;
+    summary.elapsed = started.elapsed();
+    summary.pool = pool_stats;
+    let ended = Ended {
+        failure,
+        summary,
+        ledger: &ledger,
+        recorded: run.is_some(),
+        sink_name: sink_name.clone(),
+    };
+    finish(sink.as_mut(), ended, cancel)
+}
+
+/// What gives the run's results their meaning, in a fixed order: the
+/// command, the source's parts, the processors, the sink, the table, and
+/// whether there is an `attempts` column (a resumed CSV keeps its header).
+fn fingerprint<S: Source, W: Work>(
+    cfg: &RunConfig,
+    command: &str,
+    source: &S,
+    work: &W,
+) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    fp.add("command", Part::Text(command.to_owned()));
+    source.fingerprint(&mut fp);
+    fp.add("processors", Part::Processors(work.specs()))
+        .add("sink", Part::Text(cfg.sink.to_string()))
+        .add("table", Part::Text(cfg.table.clone()));
+    // Added only when present, so runs without --retries keep their fingerprint.
+    if cfg.attempts_column() {
+        fp.add("attempts", Part::Text("column".into()));
+    }
+    fp
+}
+
+/// The columns the sink gets: the work's, and with `--retries` the number
+/// of tries each item took, before `error` (which stays last).
+fn output_schema(schema: &Schema, attempts: bool) -> anyhow::Result<Schema> {
+    let mut schema = schema.clone();
+    if attempts {
+        if schema.columns.iter().any(|c| c.name == "attempts") {
+            anyhow::bail!(
+                "--retries adds a column named {} and the output already has one; rename it in --sql",
+                Quoted("attempts")
+            );
+        }
+        let at = schema.columns.len() - 1;
+        schema
+            .columns
+            .insert(at, Column::new("attempts", ColumnType::Int));
+    }
+    Ok(schema)
+}
+
+/// Counts the items still to do, ahead of the run, for a progress total.
+/// Items an earlier attempt committed beyond its watermark are met again
+/// by the count, but not done again.
+fn count_ahead<S: Source>(source: &S, point: &ResumePoint, events: &Shared, stop: &Cancel) {
+    let done = point.done.len() as u64;
+    let report = |n: u64| events.total(n.saturating_sub(done));
+    if let Err(e) = source.count(point.watermark.as_ref(), stop, &report) {
+        events.warning(&format!(
+            "cannot count the items ahead: {}",
+            crate::record::error_line(&e)
+        ));
+    }
+}

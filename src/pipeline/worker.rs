@@ -1,0 +1,89 @@
+//! The worker step: what a pool worker does with a handle on a chunk of
+//! items: it takes items from the chunk one at a time (other workers may be
+//! taking from it too) until none is left. Each item waits for the rate
+//! limit, is tried (and retried while its failure may pass), gets its
+//! `attempts` column, and under fail-fast its failure cancels the run. The
+//! time the items took tells the source driver how long chunks should be.
+
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use super::finish::{Failure, FirstFailure};
+use super::rate::RateLimit;
+use super::retry::{retry_item, RetryPolicy, Tried};
+use crate::checkpoint::{Ledger, Seq};
+use crate::pool::Cancel;
+use crate::processor::{Buffer, Outcome, Work};
+use crate::record::Value;
+use crate::source::driver::Handle;
+use crate::source::{Pace, Source};
+
+/// What every worker of a run shares.
+pub(super) struct Step<'a, S, W> {
+    pub(super) source: &'a S,
+    pub(super) work: &'a W,
+    pub(super) retry: &'a RetryPolicy,
+    pub(super) rate: Option<&'a RateLimit>,
+    pub(super) attempts_column: bool,
+    pub(super) abort: bool,
+    pub(super) ledger: &'a Ledger,
+    pub(super) pace: &'a Pace,
+    pub(super) failure: &'a FirstFailure<'a>,
+    pub(super) cancel: &'a Cancel,
+    /// To the batcher. Each outcome goes as soon as it is known: held until
+    /// the worker's next item were done, it could wait behind a slow one.
+    pub(super) outcomes: Sender<Vec<(Seq, Outcome)>>,
+}
+
+impl<S: Source, W: Work<Item = S::Item>> Step<'_, S, W> {
+    /// Processes items of a chunk while there are any; once the run is
+    /// cancelled, no more are started (they stay uncommitted: a resume
+    /// redoes them). Returns nothing for the pool to pass on: each outcome
+    /// was sent on its own.
+    pub(super) fn run(&self, buf: &mut Buffer, chunk: Handle<S::Item>) -> Vec<(Seq, Outcome)> {
+        let started = Instant::now();
+        let mut done = 0;
+        while !self.cancel.is_cancelled() {
+            let Some((seq, item)) = chunk.take() else {
+                break;
+            };
+            let tried = retry_item(item, self.retry, self.cancel, |item| {
+                let ready = self.rate.is_none_or(|r| r.until_ready(self.cancel));
+                ready.then(|| self.work.process(buf, item, self.cancel))
+            });
+            // Cancelled while waiting for the rate limit: not started.
+            let Some(Tried {
+                mut outcome,
+                attempts,
+            }) = tried
+            else {
+                break;
+            };
+            if self.attempts_column {
+                if let Some(record) = outcome.record_mut() {
+                    // Before `error`, which stays the last column.
+                    let at = record.values.len() - 1;
+                    record.values.insert(at, Value::Int(attempts.into()));
+                }
+            }
+            if let (true, Outcome::Failed { error, .. }) = (self.abort, &outcome) {
+                let label = self.label(seq);
+                self.failure.set(Failure::Item(format!("{label}: {error}")));
+            }
+            done += 1;
+            if self.outcomes.send(vec![(seq, outcome)]).is_err() {
+                break;
+            }
+        }
+        self.pace.record(done, started.elapsed());
+        Vec::new()
+    }
+
+    fn label(&self, seq: Seq) -> String {
+        match self.ledger.key(seq) {
+            Some(key) => self.source.label(&key),
+            None => format!("item {seq}"),
+        }
+    }
+}

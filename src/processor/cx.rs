@@ -1,0 +1,53 @@
+//! What a processor gets besides the item: the run's cancellation and the
+//! attempt's deadline (`--timeout`), and how it says a failure may pass.
+
+use std::time::{Duration, Instant};
+
+use crate::pool::Cancel;
+
+/// The context of one attempt at an item.
+#[derive(Clone, Copy)]
+pub(crate) struct Cx<'a> {
+    pub(crate) cancel: &'a Cancel,
+    pub(crate) deadline: Option<Deadline>,
+}
+
+/// A failure worth retrying (`--retries`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Retry {
+    /// How long the other side asked us to wait (HTTP `Retry-After`).
+    pub(crate) after: Option<Duration>,
+}
+
+/// The end of one attempt at an item: `--timeout` after it started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    pub(crate) timeout: Duration,
+}
+
+impl Deadline {
+    /// The deadline of an attempt starting now, if there is a timeout.
+    pub(crate) fn start(timeout: Option<Duration>) -> Option<Deadline> {
+        timeout.map(|timeout| Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        })
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    pub(crate) fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// The item's error message: `timed out after 30s`.
+    pub(crate) fn message(&self) -> String {
+        format!(
+            "timed out after {}",
+            humantime::format_duration(self.timeout)
+        )
+    }
+}

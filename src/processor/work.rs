@@ -1,0 +1,75 @@
+//! What a worker does with one item: run the run's processors on it and
+//! build its record. Each source has its own [`Work`] (a file is read once
+//! for all content processors; a row's columns are processed in memory);
+//! every kind of item ends in one [`Outcome`].
+
+use crate::pool::Cancel;
+use crate::processor::Retry;
+use crate::record::{Record, Schema};
+
+/// Bytes read per `read` call; large enough that syscalls are noise next to hashing.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+/// The per-item work of a run.
+pub(crate) trait Work: Sync {
+    /// Clone: a retry runs the same item again.
+    type Item: Send + Clone;
+    /// The columns of the records `process` builds.
+    fn schema(&self) -> &Schema;
+    /// The processors as given (`sha256`, `sha256:body`, `exec:…`), for
+    /// the run's fingerprint.
+    fn specs(&self) -> Vec<String>;
+    /// One attempt at an item, with its own `--timeout` deadline counted
+    /// from its start. Never panics on bad input: a failure is an
+    /// [`Outcome::Failed`] with the processor columns left NULL (or holding
+    /// what a failing item processor reported).
+    fn process(&self, buf: &mut Buffer, item: Self::Item, cancel: &Cancel) -> Outcome;
+}
+
+/// A worker's reusable state.
+pub(crate) struct Buffer(pub(crate) Vec<u8>);
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer(vec![0; CHUNK])
+    }
+}
+
+/// How one item ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Processed: its record goes to the sink.
+    Done { record: Record, bytes: u64 },
+    /// Failed: its record says why (`error`), and the failure may pass on a
+    /// retry when `retry` is set (a timeout, HTTP 429 or 5xx).
+    Failed {
+        record: Record,
+        error: String,
+        retry: Option<Retry>,
+        bytes: u64,
+    },
+    /// Gone before its turn (a file deleted after the walk): no row; counted
+    /// as skipped.
+    Vanished,
+    /// Cut short because the run was cancelled while it was in flight: no
+    /// row, counted neither way; a resume redoes it.
+    Abandoned,
+}
+
+impl Outcome {
+    /// The failure's retry advice, for a failure that may pass.
+    pub(crate) fn retry(&self) -> Option<Retry> {
+        match self {
+            Outcome::Failed { retry, .. } => *retry,
+            _ => None,
+        }
+    }
+
+    /// The record and bytes read, for the outcomes that have a row.
+    pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
+        match self {
+            Outcome::Done { record, .. } | Outcome::Failed { record, .. } => Some(record),
+            Outcome::Vanished | Outcome::Abandoned => None,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The Postgres sink's session: connecting, the advisory lock that keeps a
+//! second run of the same pipeline out, and reconnecting after a lost
+//! connection with the session state restored.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use backon::BackoffBuilder;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgConnection;
+
+use super::table;
+use crate::db;
+use crate::record::Schema;
+
+/// How long to keep trying to reconnect before the run fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// A connection and what must be restored on a new one.
+pub(super) struct Session {
+    options: PgConnectOptions,
+    pub(super) conn: Option<PgConnection>,
+    /// The staging table's columns, once created.
+    pub(super) stage: Option<Schema>,
+    /// The advisory lock key held for this run.
+    lock: Option<String>,
+}
+
+impl Session {
+    pub(super) async fn connect(url: &str) -> Result<Session> {
+        // Like SQLite's synchronous=NORMAL: a commit returns before its WAL
+        // is flushed. A server crash may lose the last commits, but records
+        // and checkpoint go together, so a resume redoes exactly those.
+        let options = db::postgres_options(url)?.options([("synchronous_commit", "off")]);
+        let conn = db::postgres_with(&options)
+            .await
+            .map_err(|e| db::cannot_connect(url, &e))?;
+        Ok(Session {
+            options,
+            conn: Some(conn),
+            stage: None,
+            lock: None,
+        })
+    }
+
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("connected")
+    }
+
+    /// Takes the advisory lock on the pipeline's fingerprint, for the
+    /// session's life: it dies with the process.
+    pub(super) async fn lock(&mut self, fingerprint: &str) -> Result<()> {
+        take_lock(self.conn(), fingerprint).await?;
+        self.lock = Some(fingerprint.to_owned());
+        Ok(())
+    }
+
+    /// Replaces a dead connection: reconnects with backoff, then restores
+    /// the session state (staging table, advisory lock).
+    pub(super) async fn reconnect(&mut self) -> Result<()> {
+        self.conn = None;
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_total_delay(Some(RECONNECT_FOR))
+            .with_max_times(usize::MAX)
+            .with_jitter()
+            .build();
+        let mut conn = loop {
+            match db::postgres_with(&self.options).await {
+                Ok(conn) => break conn,
+                Err(e) => match delays.next() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => bail!(
+                        "connection lost and not back within {}s: {}",
+                        RECONNECT_FOR.as_secs(),
+                        db::redact(&e.to_string())
+                    ),
+                },
+            }
+        };
+        if let Some(schema) = &self.stage {
+            table::create_stage(&mut conn, schema).await?;
+        }
+        if let Some(fingerprint) = &self.lock {
+            take_lock(&mut conn, fingerprint).await?;
+        }
+        self.conn = Some(conn);
+        Ok(())
+    }
+}
+
+/// Errors after which the same batch may succeed on a new connection.
+pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// How long a lock held by another session is waited for: the session of
+/// a run killed a moment ago lives on until the server notices its client
+/// is gone, and a `--resume` right after the kill must not take it for a
+/// live run. A live run holds the lock far longer.
+const LOCK_GRACE: Duration = Duration::from_secs(3);
+
+async fn take_lock(conn: &mut PgConnection, fingerprint: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(fingerprint)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("another batchproc run of this pipeline is working on this database; try again when it ends");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,225 @@
+//! The Postgres sink: a typed table keyed by the schema's key column. Each
+//! batch is sent with COPY straight into the table while its keys are new;
+//! once a batch meets a key already there, batches go with COPY into a
+//! session-local staging table and are upserted from it (`INSERT … ON
+//! CONFLICT … DO UPDATE`). Either way in the same transaction as the run's
+//! checkpoint rows, which live in the same database. A connection lost
+//! mid-run is re-opened with backoff and the batch retried (`conn`): the
+//! transaction that died with it left nothing behind.
+
+mod conn;
+mod copy;
+mod table;
+
+use anyhow::{Context, Result};
+use sqlx::Connection;
+use tokio::runtime::Runtime;
+
+use super::sql::{self, Postgres};
+use super::{Checker, Sink};
+use crate::checkpoint::{runs, CheckpointUpdate, Ending, RunSpec, RunStart};
+use crate::db::{self, Conn};
+use crate::events::Shared;
+use crate::record::{ColumnType, Record, Schema, Value};
+use conn::{connection_lost, Session};
+use table::STAGE;
+
+pub(crate) struct PostgresSink {
+    rt: Runtime,
+    writer: Writer,
+}
+
+/// Everything but the runtime, so that `rt.block_on(writer.…)` borrows apart.
+struct Writer {
+    session: Session,
+    table: String,
+    run_id: Option<i64>,
+    statements: Statements,
+    /// Whether to try COPY straight into the table first: true until a
+    /// batch meets a key already there, after which every batch takes the
+    /// upsert path.
+    direct: bool,
+    events: Shared,
+}
+
+#[derive(Default)]
+struct Statements {
+    /// COPY into the table itself, which is a plain insert.
+    direct: String,
+    /// COPY into the staging table, and the upsert from it.
+    stage: String,
+    upsert: String,
+}
+
+impl PostgresSink {
+    pub(crate) fn open(url: &str, table: &str, events: Shared) -> Result<Self> {
+        let rt = db::runtime()?;
+        let mut session = rt.block_on(Session::connect(url))?;
+        rt.block_on(db::migrate(Conn::Postgres(session.conn())))?;
+        Ok(PostgresSink {
+            rt,
+            writer: Writer {
+                session,
+                table: table.to_owned(),
+                run_id: None,
+                statements: Statements::default(),
+                direct: true,
+                events,
+            },
+        })
+    }
+}
+
+impl Writer {
+    /// Writes a batch, reconnecting and retrying it while the connection is lost.
+    async fn write_batch(
+        &mut self,
+        batch: &[Record],
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()> {
+        let csv = (!batch.is_empty()).then(|| copy::encode(batch));
+        loop {
+            match self.try_write(csv.as_deref(), checkpoint).await {
+                Ok(()) => return Ok(()),
+                Err(e) if connection_lost(&e) => {
+                    self.events.warning(&format!(
+                        "Postgres connection lost ({}); reconnecting",
+                        db::redact(&e.to_string())
+                    ));
+                    self.session.reconnect().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn try_write(
+        &mut self,
+        csv: Option<&[u8]>,
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<(), sqlx::Error> {
+        let conn = self.session.conn();
+        loop {
+            let mut tx = conn.begin().await?;
+            if let Some(csv) = csv {
+                if self.direct {
+                    // New keys (a first run, a fresh table) need no upsert:
+                    // COPY them straight in, which halves what the server
+                    // writes. A key already there aborts the COPY with a
+                    // unique violation: the transaction is rolled back (with
+                    // nothing of it kept) and redone through staging.
+                    match copy::send(&mut tx, &self.statements.direct, csv).await {
+                        Ok(()) => {}
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                            tx.rollback().await?;
+                            self.direct = false;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    copy::send(&mut tx, &self.statements.stage, csv).await?;
+                    sqlx::query(&self.statements.upsert)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
+                runs::record(Conn::Postgres(&mut tx), run_id, update, None)
+                    .await
+                    .map_err(|e| match e.downcast::<sqlx::Error>() {
+                        Ok(e) => e,
+                        Err(e) => sqlx::Error::Protocol(e.to_string()),
+                    })?;
+            }
+            return tx.commit().await;
+        }
+    }
+}
+
+impl Sink for PostgresSink {
+    fn prepare(&mut self, schema: &Schema) -> Result<()> {
+        let w = &mut self.writer;
+        let table = w.table.clone();
+        let conn = w.session.conn();
+        let existing = self.rt.block_on(async {
+            let existing = table::prepare(conn, &table, schema).await?;
+            table::create_stage(conn, schema).await?;
+            anyhow::Ok(existing)
+        })?;
+        w.session.stage = Some(schema.clone());
+        let cols = sql::column_list(schema);
+        let quoted = sql::quote_ident(&table);
+        w.statements = Statements {
+            direct: format!("COPY {quoted} ({cols}) FROM STDIN (FORMAT csv)"),
+            stage: format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)"),
+            upsert: format!(
+                "INSERT INTO {quoted} ({cols}) SELECT {cols} FROM {STAGE}{}",
+                sql::on_conflict::<Postgres>(&table, schema, &existing)
+            ),
+        };
+        Ok(())
+    }
+
+    fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
+        let session = &mut self.writer.session;
+        let start = self.rt.block_on(async {
+            session.lock(&spec.fingerprint).await?;
+            runs::start_run(Conn::Postgres(session.conn()), spec).await
+        })?;
+        self.writer.run_id = Some(start.run_id);
+        Ok(Some(start))
+    }
+
+    fn checker(&self) -> Option<Checker> {
+        let types: Vec<(String, ColumnType)> = self
+            .writer
+            .session
+            .stage
+            .as_ref()?
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty))
+            .collect();
+        Some(Box::new(move |record: &Record| {
+            record
+                .values
+                .iter()
+                .zip(&types)
+                .find_map(|(v, (name, ty))| match (v, ty) {
+                    (Value::Bytes(_), ColumnType::Text) => Some(format!(
+                        "{name} is not valid UTF-8, which a Postgres TEXT column cannot hold"
+                    )),
+                    (Value::Text(s), _) if s.as_bytes().contains(&0) => Some(format!(
+                        "{name} contains a NUL character, which Postgres text cannot hold"
+                    )),
+                    _ => None,
+                })
+        }))
+    }
+
+    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        let w = &mut self.writer;
+        self.rt
+            .block_on(w.write_batch(batch, checkpoint))
+            .with_context(|| format!("writing to table {}", w.table))
+    }
+
+    fn end_run(&mut self, ending: Ending, skipped: u64) -> Result<()> {
+        let w = &mut self.writer;
+        if let (Some(conn), Some(run_id)) = (w.session.conn.as_mut(), w.run_id) {
+            self.rt
+                .block_on(runs::end_run(Conn::Postgres(conn), run_id, ending, skipped))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(conn) = self.writer.session.conn.take() {
+            self.rt
+                .block_on(conn.close())
+                .context("closing Postgres connection")?;
+        }
+        Ok(())
+    }
+}

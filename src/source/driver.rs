@@ -1,0 +1,313 @@
+//! The source driver: what every source shares. Two threads per run:
+//!
+//! - the *reader* pulls items from the source (walking, fetching pages),
+//!   in groups, into a small bounded channel, so the next page or directory
+//!   is read while the items before it are handed out;
+//! - the *dispatcher* registers each item with the checkpoint [`Ledger`]
+//!   (which numbers it, skips what an earlier attempt committed, and holds
+//!   the source back when it runs too far ahead of the watermark), and
+//!   hands items to the worker pool's bounded queue in chunks.
+//!
+//! A chunk is as long as [`Pace`] says: one item while items are slow (so
+//! every worker gets one: ten 300 ms commands on four workers take 0.9 s,
+//! not 3 s), up to [`MAX_CHUNK`] while they are cheap (so a worker is not
+//! woken for every row). A partial chunk goes out as soon as the reader has
+//! nothing ready, so a slow source never keeps items from idle workers.
+//!
+//! A chunk is shared, not owned: it is queued once per worker that may take
+//! from it (up to the pool's size), and whoever holds it takes its items one
+//! at a time. So an item that turns out slow holds up only the worker it is
+//! on; the rest of its chunk goes on with the others.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+
+use super::{Found, Source};
+use crate::checkpoint::{Dispatch, Ledger, Seq};
+use crate::pool::Cancel;
+
+/// The most items handed to a worker at once.
+pub(crate) const MAX_CHUNK: usize = 128;
+/// Items per group from the reader to the dispatcher.
+const GROUP: usize = 256;
+/// Groups the reader may be ahead of the dispatcher.
+const READ_AHEAD: usize = 4;
+/// About how long a chunk should keep a worker busy: long enough that
+/// waking a worker (a few µs) is noise, short enough that the last chunks
+/// of a run are shared out among the workers.
+const CHUNK_TIME: Duration = Duration::from_micros(200);
+
+/// Items for the workers, each with its sequence number, taken one at a
+/// time by whichever worker holds a handle on the chunk.
+pub(crate) struct Chunk<T> {
+    items: Mutex<VecDeque<(Seq, T)>>,
+}
+
+impl<T> Chunk<T> {
+    fn new(items: VecDeque<(Seq, T)>) -> Self {
+        Chunk {
+            items: Mutex::new(items),
+        }
+    }
+
+    /// The next item nobody has taken yet.
+    pub(crate) fn take(&self) -> Option<(Seq, T)> {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
+
+/// What the worker pool's queue carries: a handle on a chunk.
+pub(crate) type Handle<T> = Arc<Chunk<T>>;
+
+/// What an item costs a worker, measured as the run goes: sets the chunk length.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// Nanoseconds per item, a moving average; 0 until the first chunk is done.
+    nanos_per_item: AtomicU64,
+}
+
+impl Pace {
+    /// Items per chunk now: 1 until a cost is known.
+    pub(crate) fn chunk_len(&self) -> usize {
+        match self.nanos_per_item.load(Ordering::Relaxed) {
+            0 => 1,
+            nanos => (CHUNK_TIME.as_nanos() as u64 / nanos).clamp(1, MAX_CHUNK as u64) as usize,
+        }
+    }
+
+    /// A worker took `took` for `items` items.
+    pub(crate) fn record(&self, items: usize, took: Duration) {
+        if items == 0 {
+            return;
+        }
+        let sample = (took.as_nanos() as u64 / items as u64).max(1);
+        // Races between workers lose a sample at worst.
+        let old = self.nanos_per_item.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 3 + sample) / 4
+        };
+        self.nanos_per_item.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Where the dispatcher puts chunks: the pool's queue, and how many
+/// workers may share a chunk (the pool's largest size).
+pub(crate) struct Queue<T> {
+    pub(crate) sender: Sender<Handle<T>>,
+    pub(crate) sharers: usize,
+}
+
+impl<T> Queue<T> {
+    /// Queues `items` as one chunk, a handle per worker that may share it;
+    /// false once the queue is closed.
+    fn send(&self, items: VecDeque<(Seq, T)>) -> bool {
+        let handles = items.len().min(self.sharers).max(1);
+        let chunk = Arc::new(Chunk::new(items));
+        (0..handles).all(|_| self.sender.send(chunk.clone()).is_ok())
+    }
+}
+
+/// Runs the reader and the dispatcher (on this thread and one more) until
+/// the source is exhausted, the queue closes or the run is cancelled. An
+/// error from the source is returned; the items before it were handed out.
+pub(crate) fn drive<S: Source>(
+    source: &S,
+    ledger: &Ledger,
+    queue: Queue<S::Item>,
+    pace: &Pace,
+    cancel: &Cancel,
+) -> Result<()> {
+    let (groups_tx, groups) = bounded(READ_AHEAD);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read(source, ledger, groups_tx, cancel));
+        dispatch(groups, ledger, queue, pace, cancel);
+        reader.join().expect("the source reader panicked")
+    })
+}
+
+/// The reader: the source's items, in groups.
+fn read<S: Source>(
+    source: &S,
+    ledger: &Ledger,
+    groups: Sender<Vec<Found<S::Item>>>,
+    cancel: &Cancel,
+) -> Result<()> {
+    let mut group = Vec::with_capacity(GROUP);
+    for found in source.items(ledger.resumed_after())? {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        group.push(found?);
+        if group.len() == GROUP {
+            let full = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
+            if groups.send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !group.is_empty() {
+        let _ = groups.send(group);
+    }
+    Ok(())
+}
+
+/// The dispatcher: numbers items through the ledger and queues them in chunks.
+fn dispatch<T>(
+    groups: Receiver<Vec<Found<T>>>,
+    ledger: &Ledger,
+    queue: Queue<T>,
+    pace: &Pace,
+    cancel: &Cancel,
+) {
+    // A chunk held back must never be what the ledger's window waits for.
+    let most = MAX_CHUNK.min(ledger.window() / 2).max(1);
+    let mut chunk = VecDeque::new();
+    loop {
+        let group = match groups.try_recv() {
+            Ok(group) => group,
+            Err(TryRecvError::Empty) => {
+                // The reader has nothing ready: the workers need not wait
+                // for the rest of a chunk.
+                if !chunk.is_empty() && !queue.send(std::mem::take(&mut chunk)) {
+                    return;
+                }
+                match groups.recv() {
+                    Ok(group) => group,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        for found in group {
+            let (key, item) = match found {
+                Found::Item(key, item) => (key, item),
+                Found::Skipped => {
+                    ledger.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            match ledger.dispatch(key, cancel) {
+                Dispatch::Go(seq) => chunk.push_back((seq, item)),
+                Dispatch::Done => {}
+                Dispatch::Cancelled => return,
+            }
+            if chunk.len() >= pace.chunk_len().min(most) {
+                if !queue.send(std::mem::take(&mut chunk)) {
+                    return;
+                }
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        queue.send(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Fingerprint, ItemKey, ResumePoint};
+    use crate::source::Items;
+
+    /// The numbers `0..n`, keyed by themselves.
+    struct Numbers(i64);
+
+    impl Source for Numbers {
+        type Item = i64;
+
+        fn items(&self, after: Option<&ItemKey>) -> Result<Items<'_, i64>> {
+            let from = match after {
+                Some(ItemKey::Int(i)) => i + 1,
+                _ => 0,
+            };
+            Ok(Box::new(
+                (from..self.0).map(|i| Ok(Found::Item(ItemKey::Int(i), i))),
+            ))
+        }
+
+        fn label(&self, key: &ItemKey) -> String {
+            key.to_string()
+        }
+
+        fn fingerprint(&self, _: &mut Fingerprint) {}
+    }
+
+    /// The chunks queued for one worker, as lists of items.
+    fn run(source: Numbers, point: ResumePoint, pace: &Pace) -> Vec<Vec<(Seq, i64)>> {
+        let ledger = Ledger::new(point, 100_000);
+        let (sender, rx) = bounded(1_000_000);
+        let queue = Queue { sender, sharers: 1 };
+        drive(&source, &ledger, queue, pace, &Cancel::new()).unwrap();
+        rx.iter()
+            .map(|chunk| std::iter::from_fn(|| chunk.take()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn every_item_is_handed_out_once_in_order_with_its_number() {
+        let chunks = run(Numbers(10_000), ResumePoint::default(), &Pace::default());
+        let items: Vec<(Seq, i64)> = chunks.into_iter().flatten().collect();
+        let expected: Vec<(Seq, i64)> = (0..10_000).map(|i| (i as Seq, i)).collect();
+        assert_eq!(items, expected);
+    }
+
+    #[test]
+    fn a_resume_starts_after_the_watermark_and_skips_checkpointed_items() {
+        let point = ResumePoint {
+            watermark: Some(ItemKey::Int(4)),
+            done: [ItemKey::Int(6)].into(),
+        };
+        let chunks = run(Numbers(9), point, &Pace::default());
+        let items: Vec<i64> = chunks.into_iter().flatten().map(|(_, i)| i).collect();
+        assert_eq!(items, [5, 7, 8]);
+    }
+
+    #[test]
+    fn cheap_items_travel_in_long_chunks_and_slow_ones_alone() {
+        let cheap = Pace::default();
+        cheap.record(1000, Duration::from_micros(100));
+        assert_eq!(cheap.chunk_len(), MAX_CHUNK);
+        let slow = Pace::default();
+        slow.record(1, Duration::from_millis(300));
+        assert_eq!(slow.chunk_len(), 1);
+        assert_eq!(Pace::default().chunk_len(), 1);
+        let chunks = run(Numbers(100_000), ResumePoint::default(), &cheap);
+        assert!(chunks.iter().all(|c| c.len() <= MAX_CHUNK));
+        // The reader outpaces nothing here, so most chunks are full.
+        assert!(chunks.len() < 100_000 / 8, "{} chunks", chunks.len());
+        let chunks = run(Numbers(1000), ResumePoint::default(), &slow);
+        assert_eq!(chunks.len(), 1000);
+    }
+
+    #[test]
+    fn a_chunk_is_shared_by_as_many_workers_as_it_has_items() {
+        let (sender, rx) = bounded(16);
+        let queue = Queue { sender, sharers: 4 };
+        assert!(queue.send((0..3).map(|i| (i, i)).collect()));
+        assert!(queue.send((3..13).map(|i| (i, i)).collect()));
+        let handles: Vec<Handle<u64>> = rx.try_iter().collect();
+        // Three handles on the first chunk, four on the second.
+        assert_eq!(handles.len(), 7);
+        // One worker stuck on item 3 holds up nothing: another takes 4.
+        assert_eq!(handles[3].take(), Some((3, 3)));
+        assert_eq!(handles[4].take(), Some((4, 4)));
+        let rest: Vec<u64> = std::iter::from_fn(|| handles[6].take())
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(rest, (5..13).collect::<Vec<_>>());
+        assert_eq!(handles[5].take(), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! The `files` source: every regular file under one or more directories,
+//! walked in a sorted, repeatable order ([`walk`]), filtered by globs
+//! ([`filters`]), and read once per file for the processors ([`read`]).
+//! Items are keyed by `(root index, path as walked)`.
+
+mod content;
+mod filters;
+mod read;
+mod walk;
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+pub(crate) use filters::Filters;
+pub(crate) use read::FileWork;
+pub(crate) use walk::FileItem;
+
+use super::{Items, Source};
+use crate::checkpoint::{Fingerprint, ItemKey, Part};
+use crate::processor::registry::Target;
+use crate::processor::{registry, Fields};
+use crate::record::DisplayPath;
+
+/// The `files` source as configured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spec {
+    pub(crate) roots: Vec<PathBuf>,
+    pub(crate) include: Vec<String>,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) max_depth: Option<usize>,
+    pub(crate) follow: bool,
+}
+
+impl Spec {
+    /// Checks the roots and filters and binds the processors' placeholders
+    /// (all usage errors); the source and the per-file work.
+    pub(crate) fn open(
+        self,
+        processors: &[String],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(FileSource, FileWork)> {
+        let roots = check_roots(self.roots)?;
+        if self.max_depth == Some(0) {
+            bail!("--max-depth must be at least 1");
+        }
+        let mut specs = registry::parse(processors, Target::Files)?;
+        for spec in &mut specs {
+            let text = spec.text();
+            spec.processor
+                .bind(&Fields::File)
+                .with_context(|| format!("-p {}", crate::record::Quoted(&text)))?;
+        }
+        let source = FileSource {
+            filters: Filters::new(&self.include, &self.exclude)?,
+            roots,
+            include: self.include,
+            exclude: self.exclude,
+            max_depth: self.max_depth,
+            follow: self.follow,
+            exclude_files: HashSet::new(),
+        };
+        let work = FileWork::new(specs, self.follow, timeout);
+        Ok((source, work))
+    }
+}
+
+/// The directory walk over one or more roots.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSource {
+    roots: Vec<PathBuf>,
+    filters: Filters,
+    /// The globs as given, for the fingerprint.
+    include: Vec<String>,
+    exclude: Vec<String>,
+    max_depth: Option<usize>,
+    follow: bool,
+    /// Files never to yield, by (device, inode): the sink's own files, so a
+    /// run writing inside the tree it walks does not read its own output.
+    exclude_files: HashSet<(u64, u64)>,
+}
+
+impl Source for FileSource {
+    type Item = FileItem;
+
+    fn items(&self, after: Option<&ItemKey>) -> Result<Items<'_, FileItem>> {
+        Ok(Box::new(self.walk(after)))
+    }
+
+    fn label(&self, key: &ItemKey) -> String {
+        key.to_string()
+    }
+
+    fn fingerprint(&self, fp: &mut Fingerprint) {
+        fp.add("roots", Part::Paths(self.roots.clone()))
+            .add("include", Part::Texts(self.include.clone()))
+            .add("exclude", Part::Texts(self.exclude.clone()))
+            .add("max_depth", Part::Depth(self.max_depth))
+            .add("follow", Part::Flag(self.follow));
+    }
+
+    fn leave_out(&mut self, files: &[PathBuf]) {
+        self.exclude_files = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+    }
+}
+
+/// Every root must exist, and no root may lie inside another (or be the
+/// same directory spelt differently): its files would be processed twice.
+fn check_roots(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    if dirs.is_empty() {
+        bail!("no directory to walk");
+    }
+    let mut roots: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for dir in dirs {
+        let canonical =
+            std::fs::canonicalize(&dir).with_context(|| format!("{}", DisplayPath(&dir)))?;
+        if roots.iter().any(|(given, _)| *given == dir) {
+            continue;
+        }
+        for (given, other) in &roots {
+            if canonical.starts_with(other) || other.starts_with(&canonical) {
+                bail!(
+                    "{} and {} overlap: give only one of them",
+                    DisplayPath(given),
+                    DisplayPath(&dir)
+                );
+            }
+        }
+        roots.push((dir, canonical));
+    }
+    Ok(roots.into_iter().map(|(given, _)| given).collect())
+}

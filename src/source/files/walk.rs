@@ -1,0 +1,141 @@
+//! The directory walk (walkdir, siblings sorted by name, so the order is
+//! the same on every run and is the order of `(root index, path)` keys). It
+//! yields regular files only; symlinks are followed only with `--follow`
+//! (walkdir detects loops); FIFOs, sockets and devices are met but never
+//! opened. A directory or link the walk cannot read becomes an item with
+//! the error, so the error policy decides what happens to it. On resume it
+//! prunes directories wholly at or below the watermark without reading them.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use walkdir::{DirEntry, WalkDir};
+
+use super::FileSource;
+use crate::checkpoint::ItemKey;
+use crate::record::DisplayPath;
+use crate::source::Found;
+
+/// One file found by the walk, or a place the walk could not read.
+#[derive(Debug, Clone)]
+pub(crate) struct FileItem {
+    /// The path as walked: it starts with the root as given, like `find`.
+    pub(crate) path: PathBuf,
+    /// Metadata from the walk (of the link target when following links).
+    pub(crate) meta: Option<Metadata>,
+    /// Set when the walk failed here (unreadable directory, broken link, loop).
+    pub(crate) walk_error: Option<String>,
+}
+
+impl FileSource {
+    /// Every root in order, from after the key `after` on.
+    pub(super) fn walk<'s>(
+        &'s self,
+        after: Option<&ItemKey>,
+    ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
+        let after = after.cloned();
+        self.roots
+            .iter()
+            .enumerate()
+            .flat_map(move |(index, root)| self.walk_root(index as u32, root, after.clone()))
+    }
+
+    fn walk_root<'s>(
+        &'s self,
+        index: u32,
+        root: &'s Path,
+        after: Option<ItemKey>,
+    ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
+        let mut walk = WalkDir::new(root)
+            .follow_links(self.follow)
+            .sort_by_file_name();
+        if let Some(depth) = self.max_depth {
+            walk = walk.max_depth(depth);
+        }
+        let prune = after.clone();
+        walk.into_iter()
+            .filter_entry(move |e| {
+                e.depth() == 0
+                    || !(self.filters.excluded(relative(root, e.path()))
+                        || e.file_type().is_dir()
+                            && prune
+                                .as_ref()
+                                .is_some_and(|w| dir_done(w, &ItemKey::path(index, e.path()))))
+            })
+            .filter_map(move |entry| self.visit(index, root, entry, after.as_ref()).map(Ok))
+    }
+
+    /// What one walk entry is: None for directories, filtered-out files,
+    /// the sink's own files, and what an earlier attempt committed (at or
+    /// below the watermark `after`).
+    fn visit(
+        &self,
+        index: u32,
+        root: &Path,
+        entry: walkdir::Result<DirEntry>,
+        after: Option<&ItemKey>,
+    ) -> Option<Found<FileItem>> {
+        let (key, item) = match entry {
+            Err(err) => failed_item(index, root, err),
+            Ok(e) if e.file_type().is_dir() => return None,
+            Ok(e) if !self.filters.included(relative(root, e.path())) => return None,
+            Ok(e) if !e.file_type().is_file() => {
+                let key = ItemKey::path(index, e.path());
+                return after.is_none_or(|w| key > *w).then_some(Found::Skipped);
+            }
+            Ok(e) => match e.metadata() {
+                Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => return None,
+                Ok(meta) => {
+                    let item = FileItem {
+                        path: e.into_path(),
+                        meta: Some(meta),
+                        walk_error: None,
+                    };
+                    (ItemKey::path(index, &item.path), item)
+                }
+                Err(err) => failed_item(index, root, err),
+            },
+        };
+        after
+            .is_none_or(|w| key > *w)
+            .then_some(Found::Item(key, item))
+    }
+}
+
+/// True when every file under the directory `dir` is at or below the
+/// watermark, so the walk need not enter it: the walk order is the key
+/// order, and a directory sorts before everything in it.
+fn dir_done(watermark: &ItemKey, dir: &ItemKey) -> bool {
+    match (watermark, dir) {
+        (ItemKey::Path { root: wr, path: wp }, ItemKey::Path { root, path }) => {
+            dir < watermark && !(wr == root && wp.starts_with(path))
+        }
+        _ => false,
+    }
+}
+
+/// The path below its root; a root that is itself a file is matched as given.
+fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
+    match path.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        _ => path,
+    }
+}
+
+/// A place the walk could not read, as an item that fails with the reason.
+fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
+    let path = err.path().unwrap_or(root).to_path_buf();
+    let message = match (err.loop_ancestor(), err.io_error()) {
+        (Some(ancestor), _) => format!("symlink loop back to {}", DisplayPath(ancestor)),
+        (None, Some(io)) => io.to_string(),
+        (None, None) => err.to_string(),
+    };
+    let item = FileItem {
+        path,
+        meta: None,
+        walk_error: Some(message),
+    };
+    (ItemKey::path(index, &item.path), item)
+}

@@ -1,0 +1,226 @@
+//! The `query` source: the rows of a SQL query on SQLite or Postgres, read
+//! page by page in key order ([`conn`]), each row an item keyed by its key
+//! column. Rows keep their values and types ([`types`]); [`work`] runs the
+//! processors on a row's columns.
+
+mod conn;
+mod types;
+mod work;
+
+use anyhow::{bail, Context, Result};
+use tokio::runtime::Runtime;
+
+pub(crate) use work::RowWork;
+
+use super::{Found, Items, Source};
+use crate::checkpoint::{Fingerprint, ItemKey, Part};
+use crate::db::{self, Url};
+use crate::pool::Cancel;
+use crate::processor::registry::{self, Target};
+use crate::record::{Column, Quoted, Value};
+use conn::Conn;
+
+/// The `query` source as configured.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) from: String,
+    pub(crate) sql: String,
+    pub(crate) key: String,
+    pub(crate) page_size: usize,
+}
+
+impl Spec {
+    /// Connects and describes the query, and checks the processors against
+    /// its columns (all usage errors); the source and the per-row work.
+    pub(crate) fn open(
+        self,
+        processors: &[String],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(QuerySource, RowWork)> {
+        let from = db::parse_database(&self.from, "--from")?;
+        let specs = registry::parse(processors, Target::Rows)?;
+        let rt = db::runtime()?;
+        let shape = rt
+            .block_on(async {
+                let mut conn = Conn::open(&from).await?;
+                conn.describe(&self.sql, &self.key).await
+            })
+            .with_context(|| format!("query on {from}"))?;
+        let work = RowWork::new(&shape, specs, timeout)?;
+        Ok((
+            QuerySource {
+                from,
+                sql: self.sql,
+                key: self.key,
+                page_size: self.page_size.max(1),
+                shape,
+            },
+            work,
+        ))
+    }
+}
+
+/// The query's columns, as checked before the run starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    pub(crate) columns: Vec<Column>,
+    /// Index of the key column.
+    pub(crate) key: usize,
+}
+
+/// One row of the query: its values, in column order.
+pub(crate) type RowItem = Vec<Value>;
+
+#[derive(Debug)]
+pub(crate) struct QuerySource {
+    from: Url,
+    sql: String,
+    key: String,
+    page_size: usize,
+    shape: Shape,
+}
+
+impl Source for QuerySource {
+    type Item = RowItem;
+
+    fn items(&self, after: Option<&ItemKey>) -> Result<Items<'_, RowItem>> {
+        let rt = db::runtime()?;
+        let conn = rt.block_on(Conn::open(&self.from))?;
+        Ok(Box::new(Pages {
+            source: self,
+            rt,
+            conn,
+            after: after.cloned(),
+            page: Vec::new().into_iter(),
+            last: None,
+            more: true,
+        }))
+    }
+
+    /// `count(*)` of the query after `after`, on a connection of its own.
+    /// It runs on a thread that is not waited for: a long count must not
+    /// hold up the end of a run (or a Ctrl-C), and its result is then moot.
+    fn count(&self, after: Option<&ItemKey>, stop: &Cancel, report: &dyn Fn(u64)) -> Result<()> {
+        let (from, sql, key) = (self.from.clone(), self.sql.clone(), self.key.clone());
+        let after = after.cloned();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let counted = db::runtime().and_then(|rt| {
+                rt.block_on(async {
+                    let mut conn = Conn::open(&from).await?;
+                    conn.count(&sql, &key, after.as_ref()).await
+                })
+            });
+            let _ = tx.send(counted);
+        });
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(counted) => {
+                    report(counted?);
+                    return Ok(());
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) if !stop.is_cancelled() => {}
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn label(&self, key: &ItemKey) -> String {
+        format!("{}={key}", self.key)
+    }
+
+    fn fingerprint(&self, fp: &mut Fingerprint) {
+        fp.add("from", Part::Text(self.from.to_string()))
+            .add("sql", Part::Text(self.sql.clone()))
+            .add("key", Part::Text(self.key.clone()));
+    }
+}
+
+/// The rows, a page at a time.
+struct Pages<'s> {
+    source: &'s QuerySource,
+    rt: Runtime,
+    conn: Conn,
+    /// The last key of the last page read.
+    after: Option<ItemKey>,
+    page: std::vec::IntoIter<(ItemKey, RowItem)>,
+    /// The key of the row yielded last, to catch a key that is not unique.
+    last: Option<ItemKey>,
+    /// Whether the last page was full (there may be more).
+    more: bool,
+}
+
+impl Pages<'_> {
+    /// Reads the next page, one row longer than a page: the extra row shows
+    /// a duplicate key straddling the page boundary (`>` would skip it).
+    fn next_page(&mut self) -> Result<()> {
+        let s = self.source;
+        let rows = self.rt.block_on(self.conn.page(
+            &s.sql,
+            &s.shape,
+            self.after.as_ref(),
+            s.page_size + 1,
+        ))?;
+        let mut page = rows
+            .into_iter()
+            .map(|values| Ok((s.key_of(&values)?, values)))
+            .collect::<Result<Vec<_>>>()?;
+        self.more = page.len() > s.page_size;
+        if self.more {
+            let (extra, _) = page.pop().expect("page_size + 1 rows");
+            if page.last().is_some_and(|(k, _)| *k == extra) {
+                bail!(s.not_unique(&extra));
+            }
+        }
+        if let Some((key, _)) = page.last() {
+            self.after = Some(key.clone());
+        }
+        self.page = page.into_iter();
+        Ok(())
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<Found<RowItem>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, row) = match self.page.next() {
+            Some(next) => next,
+            None if !self.more => return None,
+            None => {
+                if let Err(e) = self.next_page() {
+                    self.more = false;
+                    return Some(Err(e));
+                }
+                self.page.next()?
+            }
+        };
+        if self.last.as_ref() == Some(&key) {
+            self.more = false;
+            self.page = Vec::new().into_iter();
+            return Some(Err(anyhow::anyhow!(self.source.not_unique(&key))));
+        }
+        self.last = Some(key.clone());
+        Some(Ok(Found::Item(key, row)))
+    }
+}
+
+impl QuerySource {
+    fn key_of(&self, values: &[Value]) -> Result<ItemKey> {
+        Ok(match &values[self.shape.key] {
+            Value::Int(i) => ItemKey::Int(*i),
+            Value::Text(s) => ItemKey::Text(s.clone()),
+            _ => bail!(
+                "--key {} has a value that is neither an integer nor a text",
+                Quoted(&self.key)
+            ),
+        })
+    }
+
+    fn not_unique(&self, key: &ItemKey) -> String {
+        format!(
+            "--key {} is not unique: {key} appears more than once",
+            Quoted(&self.key)
+        )
+    }
+}
