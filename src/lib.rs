@@ -39,13 +39,6 @@ pub fn processors_help() -> String {
     processor::registry::help()
 }
 
-/// Kills the process groups of the `exec:` commands running now, for a
-/// process about to exit at once (a second Ctrl-C). Commands also die with
-/// the process on their own: they get SIGKILL when it ends.
-pub fn kill_running_commands() {
-    processor::kill_running_commands();
-}
-
 /// The runs recorded in a sink (`sqlite:PATH`, `postgres://…`, or a CSV
 /// sink's state file), newest first.
 pub fn runs(sink: &str) -> Result<Vec<RunRow>, Error> {

@@ -81,7 +81,9 @@ fn fail(message: &str, code: u8) -> ExitCode {
 }
 
 /// SIGINT/SIGTERM cancel the run, which then commits what finished; a second
-/// signal exits at once (exit 130), for a user who does not want to wait.
+/// signal exits at once (exit 130), for a user who does not want to wait
+/// (`exec:` commands still running die with the process: their watchdog
+/// kills them).
 fn watch_signals(cancel: &Cancel) -> std::io::Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -90,9 +92,6 @@ fn watch_signals(cancel: &Cancel) -> std::io::Result<signal_hook::iterator::Hand
     std::thread::spawn(move || {
         for _ in signals.forever() {
             if cancel.reason() == Some(CancelReason::Interrupted) {
-                // exec: commands run in groups of their own, out of reach
-                // of the terminal's signal: end them before leaving.
-                batchproc::kill_running_commands();
                 std::process::exit(130);
             }
             cancel.cancel(CancelReason::Interrupted);

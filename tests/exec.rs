@@ -489,31 +489,34 @@ fn commands_die_with_batchproc_even_when_it_is_killed() {
     for name in ["a", "b", "c"] {
         std::fs::write(tmp.path().join("d").join(name), "").unwrap();
     }
+    // Each command leaves a process of its own in the background, too.
     let child = batchproc_std(tmp.path())
-        .args(["files", "d", "-q", "-w", "2", "-p", "exec:sleep 30.107"])
+        .args(["files", "d", "-q", "-w", "2"])
+        .args(["-p", "exec:sh -c 'sleep 30.108 & sleep 30.107'"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while processes_with("30.107").len() < 2 {
+    while processes_with("30.107").len() < 2 || processes_with("30.108").len() < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "commands never started"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SIGKILL cannot be caught: only the commands' parent-death signal
-    // can end them now.
+    // SIGKILL cannot be caught: batchproc does nothing more, its watchdog
+    // must end the commands and what they started.
     assert!(
         !sigkill_after(child, Duration::ZERO),
         "batchproc ended first"
     );
     let killed = Instant::now();
-    while !processes_with("30.107").is_empty() {
+    let left = || [processes_with("30.107"), processes_with("30.108")].concat();
+    while !left().is_empty() {
         assert!(
             killed.elapsed() < Duration::from_secs(10),
-            "commands outlived batchproc: {:?}",
-            processes_with("30.107")
+            "outlived batchproc: {:?}",
+            left()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -28,7 +28,6 @@ use std::io::Read;
 use anyhow::Result;
 
 pub(crate) use cx::{Cx, Deadline, Retry};
-pub(crate) use exec::kill_running as kill_running_commands;
 pub(crate) use registry::{Kind, Reads};
 pub(crate) use template::{Fields, Subject};
 pub(crate) use work::{Buffer, Outcome, Work};

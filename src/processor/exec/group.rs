@@ -8,43 +8,23 @@
 //!   before the command is reaped: `waitid(WNOWAIT)` sees the exit without
 //!   reaping, so the group id cannot have been reused by then;
 //! - a drop guard kills and reaps on every early return;
-//! - the command gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies with
-//!   batchproc even when batchproc itself is killed with SIGKILL;
-//! - the groups running are listed, so that an immediate exit (a second
-//!   Ctrl-C) can kill them first ([`kill_running`]).
+//! - the [`watchdog`](super::watchdog) is told of every group while it
+//!   runs, and kills it should batchproc die first (SIGKILL, or the
+//!   immediate exit of a second Ctrl-C).
 
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use super::capture::{Capture, OUTPUT_CAP, STDERR_CAP};
+use super::watchdog;
 use crate::processor::{io_message, Cx, ItemFailure, Retry};
 
 /// How often a waiting worker looks at the cancel token and the deadline.
 const TICK: Duration = Duration::from_millis(50);
-
-/// The process groups of the commands running now.
-static RUNNING: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
-
-fn running() -> MutexGuard<'static, Vec<Pid>> {
-    RUNNING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Kills every command still running, with its group, for a process about
-/// to exit at once.
-pub(crate) fn kill_running() {
-    for pgid in running().iter() {
-        // Every listed group's leader is unreaped, so the id is still ours.
-        let _ = rustix::process::kill_process_group(*pgid, Signal::KILL);
-    }
-}
 
 /// A command's exit status and what it wrote.
 pub(super) struct Finished {
@@ -62,29 +42,13 @@ pub(super) struct Group {
 }
 
 impl Group {
-    /// Spawns `command` (already in a group of its own) so that it dies
-    /// with this process.
+    /// Spawns `command` (already in a group of its own) and tells the
+    /// watchdog. A SIGKILL landing between these two lines misses this one
+    /// command.
     pub(super) fn spawn(command: &mut Command) -> io::Result<Group> {
-        let parent = rustix::process::getpid();
-        // SAFETY: the hook runs in the child between fork and exec, where
-        // only async-signal-safe calls are allowed: these are two raw
-        // syscalls and a comparison, with no allocation or lock.
-        unsafe {
-            command.pre_exec(move || {
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-                // Had batchproc died before that call, no signal would come.
-                if rustix::process::getppid() != Some(parent) {
-                    return Err(rustix::io::Errno::SRCH.into());
-                }
-                Ok(())
-            });
-        }
-        // Not spawned under the lock: that would serialise the workers'
-        // spawns. A second Ctrl-C landing between these two lines misses
-        // this one command (its death signal still ends it).
         let child = command.spawn()?;
         let pgid = Pid::from_child(&child);
-        running().push(pgid);
+        watchdog::started(pgid);
         Ok(Group {
             child,
             pgid,
@@ -193,11 +157,11 @@ impl Group {
         let _ = rustix::process::kill_process_group(self.pgid, Signal::KILL);
     }
 
-    /// Kills what is left of the group, then reaps the command. It leaves
-    /// the list first: once reaped, its pid may belong to someone else.
+    /// Kills what is left of the group, then reaps the command. The
+    /// watchdog forgets it first: once reaped, its pid may be someone else's.
     fn reap(&mut self) -> io::Result<ExitStatus> {
         self.kill();
-        running().retain(|p| *p != self.pgid);
+        watchdog::ended(self.pgid);
         self.reaped = true;
         self.child.wait()
     }

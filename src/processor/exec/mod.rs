@@ -9,8 +9,9 @@
 //! look like an option to the command, as with xargs: write `./{}` or `--`.)
 //!
 //! In parts: [`command`] builds the command for an item, [`group`] runs it
-//! in a process group of its own that nothing outlives, and [`capture`]
-//! keeps the first part of its output.
+//! in a process group of its own that nothing outlives, [`capture`] keeps
+//! the first part of its output, and the [`watchdog`] ends the commands
+//! running should batchproc itself be killed.
 //!
 //! Columns: `exit_code` (NULL when killed by a signal) and `output` (stdout
 //! without trailing whitespace; text, or bytes if not UTF-8). A non-zero exit
@@ -20,12 +21,11 @@
 mod capture;
 mod command;
 mod group;
+mod watchdog;
 
 use std::os::unix::process::ExitStatusExt;
 
 use anyhow::Result;
-
-pub(crate) use group::kill_running;
 
 use super::template::{Fields, Subject};
 use super::{io_message, Cx, ItemFailure, ItemProcessor, Kind, Pass, Processor, Reads};
@@ -55,9 +55,11 @@ struct Exec {
 
 impl Exec {
     fn parse(command: &str) -> Result<Exec> {
+        let command_line = CommandLine::parse(command)?;
+        watchdog::start()?;
         Ok(Exec {
             spec: format!("exec:{command}"),
-            command: CommandLine::parse(command)?,
+            command: command_line,
         })
     }
 }
