@@ -47,6 +47,68 @@ fn sha256_and_lines_match_sha256sum_and_wc() {
     }
 }
 
+/// Files large enough to be read in blocks on rayon's pool while a CPU has
+/// no busy worker (one worker on this two-core machine): the digests are
+/// those of one plain read. The content is Python's seeded generator; the
+/// BLAKE3 digests are b3sum 1.2.0's of it, sha256 and lines are computed
+/// here by sha256sum and wc.
+#[test]
+fn large_files_read_in_blocks_hash_like_the_tools() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    let files = [
+        (
+            "a.bin",
+            11,
+            40 << 20,
+            "e33184787de7fcec8b94250226e1c6b276d59ebb22f29a46e30f11c6577da696",
+        ),
+        (
+            "b.bin",
+            12,
+            (33 << 20) + 12345,
+            "b263ed94a9d9a46d3b1d7c67e7248fc99f0379af4d8c339b5b7cf891787cbfb4",
+        ),
+    ];
+    for (name, seed, size, _) in files {
+        let made = std::process::Command::new("python3")
+            .args(["-c", "import random, sys; sys.stdout.buffer.write(random.Random(int(sys.argv[1])).randbytes(int(sys.argv[2])))"])
+            .arg(seed.to_string())
+            .arg(size.to_string())
+            .stdout(std::fs::File::create(d.join(name)).unwrap())
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    batchproc(tmp.path())
+        .args(["files", "d", "-q", "-w", "1", "-p", "sha256,blake3,lines"])
+        .assert()
+        .success();
+    let rows = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT path, sha256, blake3, lines FROM files ORDER BY path",
+    );
+    assert_eq!(rows.len(), 2);
+    for (row, (name, _, _, b3)) in rows.iter().zip(files) {
+        let path = d.join(name);
+        assert_eq!(row.get::<String, _>(0), format!("d/{name}"));
+        assert_eq!(row.get::<String, _>(1), sha256sum(&path), "{name}");
+        assert_eq!(row.get::<String, _>(2), b3, "{name}");
+        let wc = std::process::Command::new("wc")
+            .arg("-l")
+            .stdin(std::fs::File::open(&path).unwrap())
+            .output()
+            .unwrap();
+        let lines: i64 = String::from_utf8(wc.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(row.get::<i64, _>(3), lines, "{name}");
+    }
+}
+
 #[test]
 fn blake3_matches_b3sum() {
     let rows = run_on_sample("blake3", &["--workers", "3"]);

@@ -5,6 +5,7 @@
 //! (under fail-fast), a failed source or sink, or a signal stops new work,
 //! and everything that finished is still committed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
@@ -19,7 +20,7 @@ use super::{Error, OnError};
 use crate::checkpoint::{command_line, Fingerprint, Ledger, Part, ResumePoint, RunSpec};
 use crate::events::Shared;
 use crate::pool::{Cancel, Pool};
-use crate::processor::{Buffer, Work};
+use crate::processor::{Buffer, SpareCores, Work};
 use crate::record::{Column, ColumnType, Quoted, Schema};
 use crate::source::driver::{drive, Queue};
 use crate::source::{Pace, Source};
@@ -105,8 +106,10 @@ where
             outcomes: out_tx.clone(),
         };
         let pool = Pool::dynamic(cfg.min_workers, cfg.max_workers);
+        let spare = spare_cores(&pool);
         let workers = scope.spawn(move || {
-            match pool.run(item_rx, out_tx, cancel, Buffer::default, |buf, chunk| {
+            let buffer = || Buffer::new(Some(spare.clone()));
+            match pool.run(item_rx, out_tx, cancel, buffer, |buf, chunk| {
                 step.run(buf, chunk)
             }) {
                 Ok(stats) => stats,
@@ -145,6 +148,14 @@ where
         sink_name: sink_name.clone(),
     };
     finish(sink.as_mut(), ended, cancel)
+}
+
+/// Whether some CPU has no busy worker of `pool` on it: then a worker's
+/// large file may use that CPU too.
+fn spare_cores(pool: &Pool) -> SpareCores {
+    let gauge = pool.gauge();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(move || gauge.busy() < cpus)
 }
 
 /// What gives the run's results their meaning, in a fixed order: the

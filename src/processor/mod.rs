@@ -30,7 +30,7 @@ use anyhow::Result;
 pub(crate) use cx::{Cx, Deadline, Retry};
 pub(crate) use registry::{Kind, Reads};
 pub(crate) use template::{Fields, Subject};
-pub(crate) use work::{Buffer, Outcome, Work};
+pub(crate) use work::{Buffer, Outcome, SpareCores, Work};
 
 use crate::record::{Column, Value};
 
@@ -73,6 +73,11 @@ pub(crate) enum Pass<'a> {
 /// The state of a streaming processor over one item.
 pub(crate) trait Accumulator: Send {
     fn update(&mut self, chunk: &[u8]) -> Result<()>;
+    /// The same for a large chunk of a large file, on rayon's pool: a
+    /// processor that can split its work (blake3's tree) does so here.
+    fn update_large(&mut self, chunk: &[u8]) -> Result<()> {
+        self.update(chunk)
+    }
     fn finish(self: Box<Self>) -> Result<Vec<Value>>;
 }
 

@@ -26,12 +26,36 @@ pub(crate) trait Work: Sync {
     fn process(&self, buf: &mut Buffer, item: Self::Item, cancel: &Cancel) -> Outcome;
 }
 
-/// A worker's reusable state.
-pub(crate) struct Buffer(pub(crate) Vec<u8>);
+/// A worker's state: read buffers (one chunk, and two large blocks for
+/// large files, allocated the first time the worker meets one), and a way
+/// to ask whether some CPU has no busy worker on it.
+pub(crate) struct Buffer {
+    pub(crate) chunk: Vec<u8>,
+    pub(crate) blocks: Option<Box<[Vec<u8>; 2]>>,
+    pub(crate) spare_cores: Option<SpareCores>,
+}
+
+/// Whether some CPU has no busy worker on it now.
+pub(crate) type SpareCores = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl Buffer {
+    pub(crate) fn new(spare_cores: Option<SpareCores>) -> Self {
+        Buffer {
+            chunk: vec![0; CHUNK],
+            blocks: None,
+            spare_cores,
+        }
+    }
+
+    /// Whether an item may use more than this worker's thread now.
+    pub(crate) fn spare_cores(&self) -> bool {
+        self.spare_cores.as_ref().is_some_and(|spare| spare())
+    }
+}
 
 impl Default for Buffer {
     fn default() -> Self {
-        Buffer(vec![0; CHUNK])
+        Buffer::new(None)
     }
 }
 

@@ -3,6 +3,13 @@
 //! hanging the run), read in chunks that feed every streaming processor,
 //! then rewound for each parsing one. Reads stop at the next chunk once
 //! the run is cancelled or the item's deadline passes.
+//!
+//! A large file read while some CPU has no busy worker on it (the tail of
+//! a run, or fewer files than workers) is read in blocks on rayon's pool:
+//! the next block is read while the last is hashed, and BLAKE3 hashes a
+//! block on several threads. While every CPU has a worker, plain chunks
+//! are faster (they stay in the core's cache; measured), so the choice is
+//! made again for every block.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -13,6 +20,11 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::OFlags;
 
 use crate::processor::{Accumulator, Buffer, Cx, Deadline, Pass, Processor};
+
+/// Files from this size on are read in large blocks.
+const LARGE_FILE: u64 = 32 << 20;
+/// The size of a large block.
+const BLOCK: usize = 1 << 20;
 use crate::record::Value;
 
 /// The file disappeared between the walk and its read.
@@ -71,7 +83,7 @@ pub(super) fn read(
         })
         .collect();
     if !streams.is_empty() {
-        stream(&mut file, &mut buf.0, streams)?;
+        stream(&mut file, buf, meta.len() >= LARGE_FILE, streams)?;
     }
     let mut values = Vec::new();
     for pass in passes {
@@ -87,23 +99,81 @@ pub(super) fn read(
     Ok((meta, values))
 }
 
-/// Feeds every chunk of the file to every streaming processor.
+/// Feeds the file to every streaming processor: in chunks, or for a large
+/// file in large blocks while there are spare cores.
 fn stream(
     file: &mut CancellableRead,
-    buf: &mut [u8],
+    buf: &mut Buffer,
+    large: bool,
     mut streams: Vec<&mut Box<dyn Accumulator>>,
 ) -> Result<()> {
     loop {
-        let n = match file.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("read"),
-        };
+        if large && buf.spare_cores() {
+            let spare = buf.spare_cores.clone();
+            let blocks = buf
+                .blocks
+                .get_or_insert_with(|| Box::new([vec![0; BLOCK], vec![0; BLOCK]]));
+            let spare = || spare.as_ref().is_some_and(|spare| spare());
+            if stream_blocks(file, blocks, &mut streams, spare)? {
+                return Ok(());
+            }
+        }
+        let n = fill(file, &mut buf.chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
         for acc in streams.iter_mut() {
-            acc.update(&buf[..n])?;
+            acc.update(&buf.chunk[..n])?;
         }
     }
+}
+
+/// Feeds blocks, reading the next while the processors take the last, as
+/// long as `spare` holds; true at the end of the file.
+fn stream_blocks(
+    file: &mut CancellableRead,
+    blocks: &mut [Vec<u8>; 2],
+    streams: &mut [&mut Box<dyn Accumulator>],
+    spare: impl Fn() -> bool,
+) -> Result<bool> {
+    let [last, next] = blocks;
+    let mut filled = fill(file, last)?;
+    while filled > 0 {
+        let block = &last[..filled];
+        if !spare() {
+            // Back to plain chunks after this block.
+            for acc in streams.iter_mut() {
+                acc.update(block)?;
+            }
+            return Ok(false);
+        }
+        let (read, fed) = rayon::join(
+            || fill(file, next),
+            || {
+                streams
+                    .iter_mut()
+                    .try_for_each(|acc| acc.update_large(block))
+            },
+        );
+        fed?;
+        filled = read?;
+        std::mem::swap(last, next);
+    }
+    Ok(true)
+}
+
+/// Reads until `block` is full or the file ends; the bytes read.
+fn fill(file: &mut CancellableRead, block: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < block.len() {
+        match file.read(&mut block[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("read"),
+        }
+    }
+    Ok(filled)
 }
 
 /// A file that stops yielding bytes once the run is cancelled or the item's
