@@ -10,6 +10,11 @@ makes, under OUT_DIR:
     small100k/  100 dirs x 1000/SCALE files of 4..400 bytes of text (100,000 files at
                 SCALE=1): the stat-into-SQLite and peak-memory benchmarks
     small10k/   10 dirs of the same shape (10,000 files at SCALE=1): peak memory
+    huge/       max(1, 3//SCALE) files of 2 GiB in one dir (6 GiB at SCALE=1): hashing
+                a few multi-GiB files. Each file is 2048 rotations of one seeded 1 MiB
+                block of pseudo-random bytes, a different rotation for every 1 MiB of
+                every file, so no two 1 MiB pieces are equal and no fresh random bytes
+                are drawn per piece
 
 Each tree has a stamp file beside it (OUT_DIR/NAME.params) holding the parameters it
 was made with; a tree whose stamp and file count match is reused as it is, any other
@@ -28,6 +33,12 @@ import sys
 
 FORMAT_VERSION = 1
 BIG_FILE_SIZE = 256 * 1024
+HUGE_FILE_SIZE = 2 << 30
+HUGE_BLOCK = 1 << 20
+# Odd, so (piece number * HUGE_STEP) mod HUGE_BLOCK differs for every piece number below
+# HUGE_BLOCK (a power of two): each 1 MiB piece of the tree is its own rotation of the
+# block.
+HUGE_STEP = 0x9E3779B1
 SMALL_MIN, SMALL_MAX = 4, 400
 
 
@@ -56,6 +67,14 @@ def tree_specs(scale):
             "size": [SMALL_MIN, SMALL_MAX],
             "seed": 3,
         },
+        "huge": {
+            "kind": "rotated",
+            "files": max(1, 3 // scale),
+            "size": HUGE_FILE_SIZE,
+            "block": HUGE_BLOCK,
+            "step": HUGE_STEP,
+            "seed": 5,
+        },
     }
 
 
@@ -79,6 +98,22 @@ def make_random(root, spec):
         path = os.path.join(root, f"d{i % dirs:03d}", f"f{i:05d}.bin")
         with open(path, "wb") as f:
             f.write(rng.randbytes(size))
+
+
+def make_rotated(root, spec):
+    # One seeded block; piece j of file i is the block rotated left by k bytes, k a
+    # different value for every piece of the tree. Written as two slices of one
+    # memoryview, so no piece is copied in Python.
+    bsize, step = spec["block"], spec["step"]
+    block = memoryview(random.Random(spec["seed"]).randbytes(bsize))
+    pieces = spec["size"] // bsize
+    assert pieces * bsize == spec["size"] and spec["files"] * pieces <= bsize and step % 2
+    for i in range(spec["files"]):
+        with open(os.path.join(root, f"h{i:02d}.bin"), "wb") as f:
+            for j in range(pieces):
+                k = (i * pieces + j) * step % bsize
+                f.write(block[k:])
+                f.write(block[:k])
 
 
 def make_text(root, spec):
@@ -134,6 +169,8 @@ def ensure_tree(out_dir, name, spec):
     os.makedirs(tmp)
     if spec["kind"] == "random":
         make_random(tmp, spec)
+    elif spec["kind"] == "rotated":
+        make_rotated(tmp, spec)
     else:
         make_text(tmp, spec)
     os.rename(tmp, root)

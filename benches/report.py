@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn the measurements of benches/run.sh into the final table.
 
-Reads OUT/hf-{sha256,blake3,stat,exec}.json, OUT/noop-*.txt (examples/pool_noop's
+Reads OUT/hf-{sha256,blake3,huge,stat,exec}.json, OUT/noop-*.txt (examples/pool_noop's
 output) and OUT/hf-ckpt-{small100k,big}.round*.json
 (hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
 run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
@@ -262,6 +262,12 @@ def rows(args):
         ("b3sum (xargs)", 0.9),
         (f"b3sum (xargs -n64 -P{n})", None),
     ])
+    nhuge, hbytes, _ = trees(args.out)["huge"]
+    huge = f"{nhuge:,} file{'s' if nhuge != 1 else ''} of {hbytes / nhuge / 2**30:g} GiB"
+    hf["huge"] = speed_rows("huge", "blake3", [
+        (f"b3sum, {huge}", 0.8),
+        (f"b3sum --num-threads 1 (xargs -n1 -P{n}), {huge}", None),
+    ])
     hf["stat"] = speed_rows("stat", "stat→SQLite", [("find -printf", 0.25)])
     # make the stat target readable: 0.25× speedup == within 4× of find's time
     b, bp, peer, ratio, _, verdict = out[-1]
@@ -421,6 +427,8 @@ def main():
     ap.add_argument("--warmup", type=int, required=True)
     ap.add_argument("--min-runs", type=int, required=True)
     ap.add_argument("--mem-runs", type=int, required=True)
+    ap.add_argument("--huge-warmup", type=int, default=1)
+    ap.add_argument("--huge-min-runs", type=int, default=5)
     ap.add_argument("--ckpt-runs", type=int, required=True)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--ckpt-rounds", type=int, required=True)
@@ -522,8 +530,10 @@ def main():
                   f"{csv_bytes / 1048576:.1f} MiB")
     md.append("")
     md.append(f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
-              f"command; checkpoint-cost rows: {args.ckpt_runs} timed runs per command, in "
-              f"{args.ckpt_rounds} hyperfine rounds of alternating order, pooled; peak memory: "
+              f"command; multi-GiB blake3 rows: {args.huge_warmup} warmup + at least "
+              f"{args.huge_min_runs} timed runs per command; checkpoint-cost rows: "
+              f"{args.ckpt_runs} timed runs per command, in {args.ckpt_rounds} hyperfine "
+              f"rounds of alternating order, pooled; peak memory: "
               f"median of {args.mem_runs} runs of `/usr/bin/time -v`; resume row: "
               f"{len(resume['resume']['times'])} iterations of `benches/resume_bench.py` "
               f"after {resume['warmup']} warmup run" +
@@ -552,7 +562,7 @@ def main():
     md.append("Commands timed:")
     md.append("")
     md.append("```")
-    for name in ("sha256", "blake3", "stat"):
+    for name in ("sha256", "blake3", "huge", "stat"):
         if name == "stat":
             md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
         for r in hf[name]:

@@ -10,6 +10,9 @@
 #   BENCH_SCALE=N       divide file counts by N (default 1; e.g. 20 for a quick check)
 #   BENCH_WARMUP=N      hyperfine warmup runs per command (default 2)
 #   BENCH_MIN_RUNS=N    hyperfine minimum timed runs per command (default 10)
+#   BENCH_HUGE_WARMUP=N hyperfine warmup runs per command in the multi-GiB blake3 row
+#                       (default 1: each run hashes 6 GiB; one run also fills the page cache)
+#   BENCH_HUGE_MIN_RUNS=N  hyperfine minimum timed runs per command there (default 5)
 #   BENCH_MEM_RUNS=N    /usr/bin/time runs per tree for peak memory; median taken (default 3)
 #   BENCH_CKPT_RUNS=N   timed runs per command in the checkpoint-cost rows (default 30, in 6
 #                       hyperfine rounds of alternating order: the target is a few percent)
@@ -33,6 +36,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SCALE=${BENCH_SCALE:-1}
 WARMUP=${BENCH_WARMUP:-2}
 MIN_RUNS=${BENCH_MIN_RUNS:-10}
+HUGE_WARMUP=${BENCH_HUGE_WARMUP:-1}
+HUGE_MIN_RUNS=${BENCH_HUGE_MIN_RUNS:-5}
 MEM_RUNS=${BENCH_MEM_RUNS:-3}
 CKPT_RUNS=${BENCH_CKPT_RUNS:-30}
 RESUME_RUNS=${BENCH_RESUME_RUNS:-10}
@@ -51,7 +56,7 @@ if ! [[ $DB_WARMUP =~ ^[0-9]+$ ]]; then
     echo "bench: BENCH_DB_WARMUP must be a non-negative integer, got '$DB_WARMUP'" >&2
     exit 2
 fi
-for v in SCALE WARMUP MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS; do
+for v in SCALE WARMUP MIN_RUNS HUGE_WARMUP HUGE_MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
         echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
         exit 2
@@ -130,6 +135,7 @@ python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
 SMALL100K=$DATA/small100k
 SMALL10K=$DATA/small10k
+HUGE=$DATA/huge
 if [[ $DB == 1 ]]; then
     python3 benches/gen_rows.py "$DATA" "$SCALE" >"$OUT/rows.txt"
     read -r _ ROWS_DB ROWS_CSV NROWS _ _ <"$OUT/rows.txt"
@@ -150,6 +156,18 @@ check_digests() { # processor peer-command
 say "sanity check: batchproc digests == sha256sum / b3sum digests"
 check_digests sha256 sha256sum
 check_digests blake3 b3sum
+# One file of the huge tree, alone: with a CPU left without a busy worker, batchproc
+# hashes it in 1 MiB blocks on rayon's pool, the path the multi-GiB row times.
+check_huge() {
+    local files=("$HUGE"/*) file got want
+    file=${files[0]}
+    got=$("$BIN" files "$file" -q -p blake3 --sink - -w "$NPROC" |
+        awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "blake3") c = i; next }
+                 { print $c }')
+    want=$(b3sum --no-names "$file")
+    [[ -n $got && $got == "$want" ]] || die "batchproc -p blake3 disagrees with b3sum on $file ($got vs $want)"
+}
+check_huge
 
 # The brief's hashing command writes CSV to /dev/null. Use it if this build accepts it;
 # otherwise (e.g. a CSV sink that fsyncs and gets EINVAL from /dev/null) send CSV to
@@ -181,6 +199,18 @@ say "blake3: batchproc vs b3sum ($BIG)"
     "$BIN files $BIG -q -p blake3 $HASH_SINK -w $NPROC" \
     "find $BIG -type f -print0 | xargs -0 b3sum >/dev/null" \
     "find $BIG -type f -print0 | xargs -0 -n64 -P$NPROC b3sum >/dev/null"
+
+# --- 3b2. hashing: blake3 over a few multi-GiB files ---------------------------------------
+# One worker per CPU, and (at BENCH_SCALE=1) 3 files on 2 CPUs: for the last file a CPU
+# has no busy worker, and batchproc hashes it on rayon's pool. b3sum hashes each file
+# with mmap and threads; the info row runs one single-threaded b3sum per file, NPROC at
+# a time. Each run hashes 6 GiB, so fewer runs (BENCH_HUGE_*); the warmup puts the tree
+# in the page cache.
+say "blake3: batchproc vs b3sum, a few 2 GiB files ($HUGE)"
+hyperfine --warmup "$HUGE_WARMUP" --min-runs "$HUGE_MIN_RUNS" --export-json "$OUT/hf-huge.json" \
+    "$BIN files $HUGE -q -p blake3 $HASH_SINK -w $NPROC" \
+    "b3sum $HUGE/* >/dev/null" \
+    "find $HUGE -type f -print0 | xargs -0 -n1 -P$NPROC b3sum --num-threads 1 >/dev/null"
 
 # --- 3c. stat only, into SQLite, vs the find floor ---------------------------------------
 say "stat into SQLite: batchproc vs find -printf ($SMALL100K)"
@@ -363,6 +393,7 @@ fi
 # --- 4. table + bench-data/results.md -------------------------------------------------------
 report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
     --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA"
+    --huge-warmup "$HUGE_WARMUP" --huge-min-runs "$HUGE_MIN_RUNS"
     --ckpt-runs "$((CKPT_ROUNDS * CKPT_PER_ROUND))" --ckpt-rounds "$CKPT_ROUNDS" --bin "$BIN")
 if [[ $DB == 1 ]]; then
     report+=(--db --db-warmup "$DB_WARMUP" --db-min-runs "$DB_MIN_RUNS")
