@@ -68,8 +68,31 @@ impl std::fmt::Display for Url {
     }
 }
 
-/// Replaces the password of any `scheme://user:password@host` in `text` with `***`.
+/// Replaces the password of any `scheme://user:password@host` in `text`,
+/// and the value of any `password=` parameter, with `***`.
 pub(crate) fn redact(text: &str) -> String {
+    redact_parameters(&redact_authority(text))
+}
+
+/// `password=VALUE` (as libpq and sqlx take it in a URL's query) up to the
+/// next `&`, space or end.
+fn redact_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
+        let (head, tail) = rest.split_at(i + "password=".len());
+        out.push_str(head);
+        let end = tail.find(['&', ' ']).unwrap_or(tail.len());
+        if end > 0 {
+            out.push_str("***");
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_authority(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
@@ -201,6 +224,14 @@ mod tests {
         assert_eq!(
             redact("sqlite:out.db postgres://bob@db/w"),
             "sqlite:out.db postgres://bob@db/w"
+        );
+        assert_eq!(
+            redact("postgres://bob@db/w?sslmode=require&password=s3cret&x=1 next"),
+            "postgres://bob@db/w?sslmode=require&password=***&x=1 next"
+        );
+        assert_eq!(
+            redact("postgres://db/w?PASSWORD=x"),
+            "postgres://db/w?PASSWORD=***"
         );
     }
 

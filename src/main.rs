@@ -72,6 +72,7 @@ fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::from(141),
         Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
         Err(e @ batchproc::Error::Failed(_)) => fail(&e.to_string(), 1),
+        Err(batchproc::Error::Interrupted) => ExitCode::from(130),
     }
 }
 
@@ -90,8 +91,10 @@ fn watch_signals(cancel: &Cancel) -> std::io::Result<signal_hook::iterator::Hand
     let handle = signals.handle();
     let cancel = cancel.clone();
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if cancel.reason() == Some(CancelReason::Interrupted) {
+        // Counted here: after a failure has stopped the run, the token's
+        // reason stays "failed", and a second Ctrl-C must still exit.
+        for (n, _) in signals.forever().enumerate() {
+            if n > 0 {
                 std::process::exit(130);
             }
             cancel.cancel(CancelReason::Interrupted);

@@ -608,3 +608,33 @@ fn a_dynamic_pool_stays_within_its_maximum() {
     assert!((2..=4).contains(&max), "{max} requests at once");
     assert_eq!(count(&tmp.path().join("batchproc.db"), "files"), 40);
 }
+
+/// After a failure has stopped the run, a request without `--timeout` may
+/// still hang; a second Ctrl-C must then exit at once, as always.
+#[test]
+fn a_second_sigint_exits_even_after_a_failure_stopped_the_run() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // d/missing is answered 404 (the run stops), d/stall only after 20 s.
+    tree(tmp.path(), &[("missing", ""), ("stall", "")]);
+    let spec = format!("http:GET {}", server.url("/{name}/x"));
+    let mut child = batchproc_std(tmp.path())
+        .args(["files", "d", "-q", "-w", "2", "-p", &spec])
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.seen().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no requests");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}

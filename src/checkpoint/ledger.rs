@@ -74,8 +74,9 @@ pub(crate) enum Dispatch {
     Go(Seq),
     /// An earlier attempt committed it.
     Done,
-    /// The run was cancelled while waiting for room.
-    Cancelled,
+    /// The window is full: send what is held back (the watermark may be
+    /// waiting for it), wait for room, and dispatch the key again.
+    Full(ItemKey),
 }
 
 impl Ledger {
@@ -99,11 +100,6 @@ impl Ledger {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many items the source may run ahead of the watermark.
-    pub(crate) fn window(&self) -> usize {
-        self.window
-    }
-
     /// The watermark the run resumed from: the source starts after it.
     pub(crate) fn resumed_after(&self) -> Option<&ItemKey> {
         self.start.as_ref()
@@ -115,17 +111,26 @@ impl Ledger {
         self.lock().resumed.len()
     }
 
-    /// Registers the source's next item (in source order): done already, or
-    /// to be queued once the window has room.
-    pub(crate) fn dispatch(&self, key: ItemKey, cancel: &Cancel) -> Dispatch {
+    /// Registers the source's next item (in source order): done already,
+    /// to be queued, or to wait until the window has room. Never blocks.
+    pub(crate) fn dispatch(&self, key: ItemKey) -> Dispatch {
         let mut t = self.lock();
         if !t.resumed.is_empty() && t.resumed.remove(&key) {
             t.push(key, true);
             return Dispatch::Done;
         }
+        if t.window.len() >= self.window {
+            return Dispatch::Full(key);
+        }
+        Dispatch::Go(t.push(key, false))
+    }
+
+    /// Waits until the window has room; false if the run was cancelled first.
+    pub(crate) fn wait_for_room(&self, cancel: &Cancel) -> bool {
+        let mut t = self.lock();
         while t.window.len() >= self.window {
             if cancel.is_cancelled() {
-                return Dispatch::Cancelled;
+                return false;
             }
             t = self
                 .room
@@ -133,7 +138,7 @@ impl Ledger {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        Dispatch::Go(t.push(key, false))
+        true
     }
 
     /// The key of a dispatched item not yet passed by the watermark, for a
@@ -213,7 +218,7 @@ mod tests {
     }
 
     fn go(ledger: &Ledger, p: &str) -> Seq {
-        match ledger.dispatch(key(p), &Cancel::new()) {
+        match ledger.dispatch(key(p)) {
             Dispatch::Go(seq) => seq,
             other => panic!("{p}: {other:?}"),
         }
@@ -269,9 +274,8 @@ mod tests {
             done: [key("d/2"), key("d/9")].into(),
         };
         let ledger = Ledger::new(point, 100);
-        let cancel = Cancel::new();
         assert_eq!(ledger.resumed_after(), Some(&key("d/1")));
-        assert_eq!(ledger.dispatch(key("d/2"), &cancel), Dispatch::Done);
+        assert_eq!(ledger.dispatch(key("d/2")), Dispatch::Done);
         let s3 = go(&ledger, "d/3");
         // d/3 commits: the watermark passes d/2, whose row goes; d/9 has
         // not been reached, so its row stays and it is still skipped later.
@@ -280,7 +284,7 @@ mod tests {
         assert_eq!(u.delete, [key("d/2")]);
         ledger.apply(&[s3], &u);
         assert_eq!(ledger.resumed_rows(), 1);
-        assert_eq!(ledger.dispatch(key("d/9"), &cancel), Dispatch::Done);
+        assert_eq!(ledger.dispatch(key("d/9")), Dispatch::Done);
     }
 
     #[test]
@@ -288,14 +292,20 @@ mod tests {
         let ledger = Ledger::new(ResumePoint::default(), 2);
         let s1 = go(&ledger, "d/1");
         go(&ledger, "d/2");
+        assert_eq!(ledger.dispatch(key("d/3")), Dispatch::Full(key("d/3")));
         let cancel = Cancel::new();
         std::thread::scope(|s| {
-            let third = s.spawn(|| ledger.dispatch(key("d/3"), &cancel));
+            let waiting = s.spawn(|| ledger.wait_for_room(&cancel));
             std::thread::sleep(Duration::from_millis(50));
-            assert!(!third.is_finished(), "the window of 2 let a third in");
+            assert!(!waiting.is_finished(), "the window of 2 let a third in");
             let u = ledger.plan(&[s1]);
             ledger.apply(&[s1], &u);
-            assert_eq!(third.join().unwrap(), Dispatch::Go(2));
+            assert!(waiting.join().unwrap());
         });
+        assert_eq!(ledger.dispatch(key("d/3")), Dispatch::Go(2));
+        // Checkpointed items fill the window too: a cancel ends the wait.
+        let cancel = Cancel::new();
+        cancel.cancel(crate::pool::CancelReason::Interrupted);
+        assert!(!ledger.wait_for_room(&cancel));
     }
 }

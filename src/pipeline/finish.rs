@@ -178,10 +178,14 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         }
         None => None,
     };
-    let status = match cancel.reason() {
-        Some(CancelReason::Interrupted) => RunStatus::Interrupted,
-        _ if summary.failed > 0 || item_failure.is_some() => RunStatus::Failed,
-        _ => RunStatus::Succeeded,
+    // Stopped without a failure of its own, the run was interrupted from
+    // outside (a signal, the caller's token): never a success, whatever it
+    // got through.
+    let status = match (&item_failure, cancel.is_cancelled()) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Interrupted,
+        (None, false) if summary.failed > 0 => RunStatus::Failed,
+        (None, false) => RunStatus::Succeeded,
     };
     if recorded {
         let ending = match status {

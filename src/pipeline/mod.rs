@@ -54,12 +54,17 @@ pub enum Error {
     /// finished is committed and the run can be resumed.
     #[error("{}", crate::record::error_line(.0))]
     Failed(anyhow::Error),
+    /// The caller's token was cancelled before the run started.
+    #[error("cancelled before the run started")]
+    Interrupted,
 }
 
 impl Error {
     /// The reader of stdout went away (`batchproc … -o - | head`).
     pub fn is_broken_pipe(&self) -> bool {
-        let (Error::Config(e) | Error::Failed(e)) = self;
+        let (Error::Config(e) | Error::Failed(e)) = self else {
+            return false;
+        };
         e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
@@ -269,9 +274,10 @@ impl Pipeline {
         self
     }
 
-    /// A token that stops the run when cancelled (with
-    /// [`CancelReason::Interrupted`](crate::pool::CancelReason): a signal),
-    /// after committing what finished.
+    /// A token that stops the run when cancelled (a signal, say), after
+    /// committing what finished: the run then ends
+    /// [`RunStatus::Interrupted`]. The run cancels only a child of it for
+    /// its own failures, so one token may serve many runs.
     pub fn cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = cancel;
         self
@@ -291,6 +297,11 @@ impl Pipeline {
             cancel,
             ..
         } = self;
+        if cancel.is_cancelled() {
+            // Not even started: no run is recorded, nothing is touched.
+            return Err(Error::Interrupted);
+        }
+        let cancel = cancel.child();
         match source {
             Spec::Files(spec) => {
                 let cfg = config::RunConfig::resolve(&options, "files").map_err(Error::Config)?;

@@ -187,3 +187,46 @@ fn fail_fast_names_the_failed_item_by_its_key() {
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(report.failure.as_deref(), Some("id=9: bad input"));
 }
+
+/// `n` files under the fixture tree, found independently of batchproc.
+fn sample_files() -> u64 {
+    walkdir::WalkDir::new("fixtures/sample")
+        .into_iter()
+        .filter(|e| e.as_ref().unwrap().file_type().is_file())
+        .count() as u64
+}
+
+#[test]
+fn a_token_cancelled_before_the_run_stops_it_before_it_starts() {
+    use crate::pool::CancelReason;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("out.db");
+    let cancel = Cancel::new();
+    cancel.cancel(CancelReason::Failed);
+    let run = super::Pipeline::files(["fixtures/sample"])
+        .sink(format!("sqlite:{}", db.display()))
+        .cancel(cancel)
+        .run();
+    assert!(matches!(run, Err(super::Error::Interrupted)), "{run:?}");
+    assert!(!db.exists(), "the run touched its sink");
+}
+
+#[test]
+fn one_token_serves_many_runs_and_a_failure_stops_only_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = Cancel::new();
+    let run = |processor: &str, db: &str| {
+        super::Pipeline::files(["fixtures/sample"])
+            .processor(processor)
+            .sink(format!("sqlite:{}", tmp.path().join(db).display()))
+            .cancel(signals.clone())
+            .run()
+            .unwrap()
+    };
+    let failed = run("exec:false", "a.db");
+    assert_eq!(failed.status, RunStatus::Failed);
+    let next = run("sha256", "b.db");
+    assert_eq!(next.status, RunStatus::Succeeded);
+    assert_eq!(next.summary.ok, sample_files());
+    assert!(!signals.is_cancelled());
+}

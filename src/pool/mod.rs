@@ -55,12 +55,44 @@ pub enum CancelReason {
 
 /// A cancellation token shared by every stage: once cancelled, no stage
 /// starts new work. The first reason given wins.
+///
+/// A [`child`](Cancel::child) token is cancelled when its parent is, but
+/// cancelling the child leaves the parent alone: a run takes a child of the
+/// caller's token, so its own failures stop only itself.
+///
+/// ```
+/// use batchproc::pool::{Cancel, CancelReason};
+///
+/// let signals = Cancel::new();
+/// let run = signals.child();
+/// run.cancel(CancelReason::Failed);
+/// assert!(run.is_cancelled() && !signals.is_cancelled());
+///
+/// let next = signals.child();
+/// signals.cancel(CancelReason::Interrupted);
+/// assert_eq!(next.reason(), Some(CancelReason::Interrupted));
+/// ```
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicU8>);
+pub struct Cancel(Arc<Token>);
+
+#[derive(Debug, Default)]
+struct Token {
+    reason: AtomicU8,
+    parent: Option<Cancel>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A token cancelled with this one, whose own cancellation does not
+    /// reach this one. Its own reason, if it has one, is its reason.
+    pub fn child(&self) -> Cancel {
+        Cancel(Arc::new(Token {
+            reason: AtomicU8::new(0),
+            parent: Some(self.clone()),
+        }))
     }
 
     pub fn cancel(&self, reason: CancelReason) {
@@ -70,18 +102,19 @@ impl Cancel {
         };
         let _ = self
             .0
+            .reason
             .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst) != 0
+        self.reason().is_some()
     }
 
     pub fn reason(&self) -> Option<CancelReason> {
-        match self.0.load(Ordering::SeqCst) {
+        match self.0.reason.load(Ordering::SeqCst) {
             1 => Some(CancelReason::Failed),
             2 => Some(CancelReason::Interrupted),
-            _ => None,
+            _ => self.0.parent.as_ref().and_then(Cancel::reason),
         }
     }
 }

@@ -147,7 +147,15 @@ fn read<S: Source>(
         if cancel.is_cancelled() {
             return Ok(());
         }
-        group.push(found?);
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                // What came before the error is still handed out.
+                let _ = groups.send(group);
+                return Err(e);
+            }
+        };
+        group.push(found);
         if group.len() == GROUP {
             let full = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
             if groups.send(full).is_err() {
@@ -169,8 +177,6 @@ fn dispatch<T>(
     pace: &Pace,
     cancel: &Cancel,
 ) {
-    // A chunk held back must never be what the ledger's window waits for.
-    let most = MAX_CHUNK.min(ledger.window() / 2).max(1);
     let mut chunk = VecDeque::new();
     loop {
         let group = match groups.try_recv() {
@@ -196,12 +202,26 @@ fn dispatch<T>(
                     continue;
                 }
             };
-            match ledger.dispatch(key, cancel) {
-                Dispatch::Go(seq) => chunk.push_back((seq, item)),
-                Dispatch::Done => {}
-                Dispatch::Cancelled => return,
+            let mut key = key;
+            loop {
+                match ledger.dispatch(key) {
+                    Dispatch::Go(seq) => chunk.push_back((seq, item)),
+                    Dispatch::Done => {}
+                    Dispatch::Full(back) => {
+                        // The watermark may be waiting for what is held back.
+                        if !chunk.is_empty() && !queue.send(std::mem::take(&mut chunk)) {
+                            return;
+                        }
+                        if !ledger.wait_for_room(cancel) {
+                            return;
+                        }
+                        key = back;
+                        continue;
+                    }
+                }
+                break;
             }
-            if chunk.len() >= pace.chunk_len().min(most) {
+            if chunk.len() >= pace.chunk_len() {
                 if !queue.send(std::mem::take(&mut chunk)) {
                     return;
                 }
@@ -290,6 +310,43 @@ mod tests {
         assert!(chunks.len() < 100_000 / 8, "{} chunks", chunks.len());
         let chunks = run(Numbers(1000), ResumePoint::default(), &slow);
         assert_eq!(chunks.len(), 1000);
+    }
+
+    /// Items an earlier attempt committed fill the window without reaching
+    /// a worker; the driver must send what it holds back before it waits.
+    #[test]
+    fn a_window_full_of_checkpointed_items_does_not_stall_the_driver() {
+        let point = ResumePoint {
+            watermark: None,
+            done: (1..=20).map(ItemKey::Int).collect(),
+        };
+        let ledger = Ledger::new(point, 8);
+        let pace = Pace::default();
+        pace.record(1000, Duration::from_micros(10));
+        let (sender, handles) = bounded(1000);
+        let queue = Queue { sender, sharers: 1 };
+        let (done_tx, done) = bounded(1);
+        let cancel = Cancel::new();
+        std::thread::scope(|s| {
+            let (ledger, cancel) = (&ledger, &cancel);
+            s.spawn(move || {
+                drive(&Numbers(30), ledger, queue, &pace, cancel).unwrap();
+                let _ = done_tx.send(());
+            });
+            // A worker and a batcher in one: every item is committed at once.
+            s.spawn(move || {
+                for handle in handles {
+                    while let Some((seq, _)) = handle.take() {
+                        let update = ledger.plan(&[seq]);
+                        ledger.apply(&[seq], &update);
+                    }
+                }
+            });
+            let finished = done.recv_timeout(Duration::from_secs(20));
+            // Stop a stalled driver, so the failure is reported, not a hang.
+            cancel.cancel(crate::pool::CancelReason::Interrupted);
+            assert!(finished.is_ok(), "the driver stalled");
+        });
     }
 
     #[test]
