@@ -163,13 +163,21 @@ pub(crate) fn utc(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::U
     chrono::DateTime::from_timestamp(secs, nanos)
 }
 
+/// An OS error's text without Rust's ` (os error N)` suffix.
+fn without_os_error(text: String) -> String {
+    match text.find(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
 /// An error and its causes on one line, without repeating a cause whose
 /// text the previous part already says (sqlx errors quote their source).
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     let mut last = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = without_os_error(cause.to_string());
         if last.contains(&text) {
             continue;
         }

@@ -71,31 +71,33 @@ impl<S: Source> Batcher<'_, S> {
         let mut batch = Batch::default();
         let mut deadline = Instant::now() + self.flush_interval;
         loop {
-            let due = match outcomes.recv_deadline(deadline) {
-                Ok(chunk) => {
-                    let mut done = 0;
-                    for (seq, outcome) in chunk {
-                        // Abandoned in flight: no row, no checkpoint; a resume redoes it.
-                        if let Outcome::Abandoned = outcome {
-                            continue;
-                        }
-                        done += 1;
-                        self.add(&mut batch, &mut summary, seq, outcome);
-                        if batch.rows - batch.held_rows >= self.batch_size {
-                            self.flush(&mut batch, false);
-                        }
-                    }
-                    if done > 0 {
-                        self.events.progress(done);
-                    }
-                    // recv_deadline hands out queued outcomes before it
-                    // looks at the clock: check it here too.
-                    Instant::now() >= deadline
-                }
-                Err(RecvTimeoutError::Timeout) => true,
+            let first = match outcomes.recv_deadline(deadline) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            if due {
+            // Take what else is queued without a look at the clock for each:
+            // outcomes come one item at a time.
+            let mut done = 0;
+            for chunk in std::iter::once(first).chain(outcomes.try_iter().take(1024)) {
+                for (seq, outcome) in chunk {
+                    // Abandoned in flight: no row, no checkpoint; a resume redoes it.
+                    if let Outcome::Abandoned = outcome {
+                        continue;
+                    }
+                    done += 1;
+                    self.add(&mut batch, &mut summary, seq, outcome);
+                    if batch.rows - batch.held_rows >= self.batch_size {
+                        self.flush(&mut batch, false);
+                    }
+                }
+            }
+            if done > 0 {
+                self.events.progress(done);
+            }
+            // recv_deadline hands out queued outcomes before it looks at
+            // the clock: check it here too.
+            if Instant::now() >= deadline {
                 self.flush(&mut batch, false);
                 deadline = Instant::now() + self.flush_interval;
             }

@@ -45,7 +45,8 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed: Duration,
     /// How the worker pool was used: tells whether more (or fewer) workers
-    /// would have helped.
+    /// would have helped. Its `items` counts what the workers took from
+    /// the queue: handles on chunks of items, not items.
     pub pool: PoolStats,
 }
 

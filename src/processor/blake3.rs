@@ -9,7 +9,7 @@ pub(super) static KIND: Kind = Kind {
     name: "blake3",
     reads: Reads::Content,
     argument: "",
-    help: "hex BLAKE3 of the content (column blake3)",
+    help: "hex BLAKE3 of the content",
     columns: || vec![Column::new("blake3", ColumnType::Text)],
     parse: |_| Ok(Box::new(Blake3)),
 };

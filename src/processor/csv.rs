@@ -15,11 +15,13 @@ pub(super) static KIND: Kind = Kind {
     name: "csv",
     reads: Reads::Content,
     argument: "",
-    help: "data rows and columns of a CSV file; malformed CSV fails the item (columns csv_rows, csv_columns)",
-    columns: || vec![
+    help: "data rows and columns of CSV; bad CSV fails",
+    columns: || {
+        vec![
             Column::new("csv_rows", ColumnType::Int),
             Column::new("csv_columns", ColumnType::Int),
-        ],
+        ]
+    },
     parse: |_| Ok(Box::new(Csv)),
 };
 

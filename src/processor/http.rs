@@ -44,8 +44,7 @@ pub(super) static KIND: Kind = Kind {
     name: "http",
     reads: Reads::Item,
     argument: "GET|POST URL",
-    help: "one request per item (placeholders percent-encoded; POST sends the item as JSON); \
-           columns status, body",
+    help: "a request per item; POST sends the item as JSON",
     columns: || {
         vec![
             Column::new("status", ColumnType::Int),

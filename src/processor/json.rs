@@ -17,7 +17,7 @@ pub(super) static KIND: Kind = Kind {
     name: "json",
     reads: Reads::Content,
     argument: "",
-    help: "top-level values of a JSON or JSON Lines file; invalid JSON fails the item (column json_values)",
+    help: "top-level values of JSON or JSON Lines; bad JSON fails",
     columns: || vec![Column::new("json_values", ColumnType::Int)],
     parse: |_| Ok(Box::new(Json)),
 };

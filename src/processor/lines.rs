@@ -10,7 +10,7 @@ pub(super) static KIND: Kind = Kind {
     name: "lines",
     reads: Reads::Content,
     argument: "",
-    help: "newline count, as wc -l counts (column lines)",
+    help: "newline count, as wc -l counts",
     columns: || vec![Column::new("lines", ColumnType::Int)],
     parse: |_| Ok(Box::new(Lines)),
 };

@@ -15,7 +15,7 @@ pub(super) static KIND: Kind = Kind {
     name: "mime",
     reads: Reads::Content,
     argument: "",
-    help: "content type sniffed from the first 8 KiB (column mime)",
+    help: "content type sniffed from the first 8 KiB",
     columns: || vec![Column::new("mime", ColumnType::Text)],
     parse: |_| Ok(Box::new(Mime)),
 };

@@ -188,16 +188,20 @@ pub(crate) fn output_columns() -> Vec<String> {
     KINDS.iter().flat_map(|k| column_names(k)).collect()
 }
 
-/// The processors, one per line, for `--help`: usage, columns, what it does.
+/// The processors, one per line, for `--help`: usage, what it does, the
+/// columns it adds.
 pub(crate) fn help() -> String {
-    let rows: Vec<(String, &str)> = KINDS.iter().map(|k| (k.usage(), k.help)).collect();
+    let rows: Vec<(String, &str, String)> = KINDS
+        .iter()
+        .map(|k| (k.usage(), k.help, column_names(k).join(", ")))
+        .collect();
     let width = rows
         .iter()
-        .map(|(u, _)| u.chars().count())
+        .map(|(u, ..)| u.chars().count())
         .max()
         .unwrap_or(0);
     rows.iter()
-        .map(|(usage, help)| format!("  {usage:width$}  {help}"))
+        .map(|(usage, help, columns)| format!("  {usage:width$}  {help} ({columns})"))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -11,7 +11,7 @@ pub(super) static KIND: Kind = Kind {
     name: "sha256",
     reads: Reads::Content,
     argument: "",
-    help: "hex SHA-256 of the content (column sha256)",
+    help: "hex SHA-256 of the content",
     columns: || vec![Column::new("sha256", ColumnType::Text)],
     parse: |_| Ok(Box::new(Sha256)),
 };

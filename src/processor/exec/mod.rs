@@ -37,8 +37,7 @@ pub(super) static KIND: Kind = Kind {
     name: "exec",
     reads: Reads::Item,
     argument: "CMD ARG…",
-    help: "run CMD per item, no shell ({} the path or key, {name}, {dir}, {COLUMN}); \
-           columns exit_code, output",
+    help: "a command per item, run without a shell",
     columns: || {
         vec![
             Column::new("exit_code", ColumnType::Int),
