@@ -1,11 +1,8 @@
 //! Run controls through the binary: the dynamic pool (`--min-workers`,
 //! `--max-workers`), `--rate`, and the `attempts` column of `--retries`.
-//! Retries themselves need a processor with transient failures, which no
-//! processor has yet: the retry loop is unit-tested in src/retry.rs, the
-//! pipeline with a flaky test processor into SQLite in src/pipeline.rs.
-//! TODO after the exec/http merge: CLI tests through the http processor
-//! (503 then 200 → attempts 2; 429 with Retry-After: 1 → ≥ 1 s between
-//! tries; always 503 → attempts N+1 and the error; --rate counts retries).
+//! Retries with real transient failures are in tests/http.rs; the retry
+//! loop is unit-tested in src/pipeline/retry.rs, and the pipeline with a
+//! flaky test processor into SQLite in src/pipeline/tests.rs.
 
 mod common;
 

@@ -31,8 +31,8 @@ pub(super) struct Step<'a, S, W> {
     pub(super) pace: &'a Pace,
     pub(super) failure: &'a FirstFailure<'a>,
     pub(super) cancel: &'a Cancel,
-    /// To the batcher. Each outcome goes as soon as it is known: held until
-    /// the worker's next item were done, it could wait behind a slow one.
+    /// To the batcher. Each outcome goes as soon as it is known: held back
+    /// for the worker's next item, it could wait behind a slow one.
     pub(super) outcomes: Sender<Vec<(Seq, Outcome)>>,
 }
 

@@ -195,18 +195,17 @@ fn dispatch<T>(
             Err(TryRecvError::Disconnected) => break,
         };
         for found in group {
-            let (key, item) = match found {
+            let (mut key, item) = match found {
                 Found::Item(key, item) => (key, item),
                 Found::Skipped => {
                     ledger.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             };
-            let mut key = key;
-            loop {
+            let seq = loop {
                 match ledger.dispatch(key) {
-                    Dispatch::Go(seq) => chunk.push_back((seq, item)),
-                    Dispatch::Done => {}
+                    Dispatch::Go(seq) => break Some(seq),
+                    Dispatch::Done => break None,
                     Dispatch::Full(back) => {
                         // The watermark may be waiting for what is held back.
                         if !chunk.is_empty() && !queue.send(std::mem::take(&mut chunk)) {
@@ -216,10 +215,11 @@ fn dispatch<T>(
                             return;
                         }
                         key = back;
-                        continue;
                     }
                 }
-                break;
+            };
+            if let Some(seq) = seq {
+                chunk.push_back((seq, item));
             }
             if chunk.len() >= pace.chunk_len() {
                 if !queue.send(std::mem::take(&mut chunk)) {
