@@ -50,17 +50,7 @@ fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
             if let Some(failure) = &report.failure {
                 cli::say(&format!("batchproc: error: {failure}"));
             }
-            if !quiet {
-                let prefix = match report.status {
-                    RunStatus::Interrupted => "interrupted: ",
-                    _ => "",
-                };
-                cli::say(&format!(
-                    "batchproc: {prefix}{} -> {}",
-                    report.summary.line(),
-                    report.sink
-                ));
-            }
+            summarize(&report, quiet);
             match report.status {
                 RunStatus::Succeeded => ExitCode::SUCCESS,
                 RunStatus::Failed => ExitCode::from(1),
@@ -71,9 +61,31 @@ fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
         // other Unix tools, stop quietly with 141 (128 + SIGPIPE).
         Err(e) if e.is_broken_pipe() => ExitCode::from(141),
         Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
-        Err(e @ batchproc::Error::Failed(_)) => fail(&e.to_string(), 1),
+        Err(e @ batchproc::Error::Failed(..)) => {
+            let code = fail(&e.to_string(), 1);
+            if let batchproc::Error::Failed(_, report) = &e {
+                summarize(report, quiet);
+            }
+            code
+        }
         Err(batchproc::Error::Interrupted) => ExitCode::from(130),
     }
+}
+
+/// The one line every run ends with, failed or not (unless `--quiet`).
+fn summarize(report: &batchproc::Report, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let prefix = match report.status {
+        RunStatus::Interrupted => "interrupted: ",
+        _ => "",
+    };
+    cli::say(&format!(
+        "batchproc: {prefix}{} -> {}",
+        report.summary.line(),
+        report.sink
+    ));
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

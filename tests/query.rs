@@ -158,6 +158,21 @@ fn postgres_to_csv_with_types_nulls_and_unicode() {
         ])
         .assert()
         .success();
+    // A mistake in the user's query is reported where the user made it.
+    assert_fails(
+        tmp.path(),
+        &[
+            "query",
+            "--from",
+            &pg.url,
+            "--sql",
+            "SELEKT id FROM events",
+            "--key",
+            "id",
+        ],
+        2,
+        "--sql: syntax error at or near \"SELEKT\" (at character 1)",
+    );
     let mut reader = csv::Reader::from_path(tmp.path().join("events.csv")).unwrap();
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
@@ -476,7 +491,8 @@ fn bad_queries_get_a_clear_answer() {
         tmp.path(),
         &q("SELEC id FROM docs", "id"),
         2,
-        "syntax error",
+        // Where the user's own query is wrong, not batchproc's wrapper.
+        "--sql: near \"SELEC\": syntax error",
     );
     assert_fails(
         tmp.path(),
@@ -501,6 +517,20 @@ fn bad_queries_get_a_clear_answer() {
         &q("SELECT k, v FROM dup", "k"),
         1,
         "--key \"k\" is not unique: 2 appears more than once",
+    );
+    // A trailing `;` (as typed for sqlite3) and a trailing comment are fine.
+    let mut args = q("SELECT id, name FROM docs;  ", "id");
+    *args.last_mut().unwrap() = "ok.db";
+    batchproc(tmp.path()).args(&args).assert().success();
+    let mut args = q("SELECT id, name FROM docs -- every doc", "id");
+    *args.last_mut().unwrap() = "ok.db";
+    batchproc(tmp.path()).args(&args).assert().success();
+    // A run stopped by its source still ends with its summary line.
+    assert_fails(
+        tmp.path(),
+        &q("SELECT k, v FROM dup", "k"),
+        1,
+        " failed in ",
     );
     let mut args = q("SELECT id, name FROM docs", "id");
     args.extend(["-p", "sha256:body"]);

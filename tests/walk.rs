@@ -122,7 +122,7 @@ fn fifo_socket_and_symlink_loop_do_not_hang_or_appear() {
 }
 
 #[test]
-fn follow_walks_links_detects_loops_and_fails_broken_links() {
+fn follow_walks_links_skips_loops_and_fails_broken_links() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
     std::fs::create_dir_all(d.join("sub")).unwrap();
@@ -130,10 +130,31 @@ fn follow_walks_links_detects_loops_and_fails_broken_links() {
     mkfifo(&d.join("pipe"));
     std::os::unix::fs::symlink("..", d.join("sub/loop")).unwrap();
     std::os::unix::fs::symlink("a.txt", d.join("link-to-a")).unwrap();
-    std::os::unix::fs::symlink("missing.txt", d.join("broken")).unwrap();
     std::os::unix::fs::symlink("pipe", d.join("link-to-pipe")).unwrap();
 
-    // Fail-fast: the broken link (or the loop) stops the run, named on stderr.
+    // A loop is a warning and a skip, as with `find -L`: a default
+    // (fail-fast) run goes on and succeeds.
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-L", "-p", "sha256", "-w", "1"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("batchproc: warning: d/sub/loop: symlink loop back to d (skipped)"),
+        "{err}"
+    );
+    assert!(err.contains("2 ok, 0 failed, 3 skipped"), "{err}");
+    let a = sha256sum(&d.join("a.txt"));
+    let rows = rows_by_path(&tmp.path().join("batchproc.db"));
+    assert_eq!(rows[&b"d/a.txt".to_vec()], (Some(a.clone()), None));
+    assert_eq!(rows[&b"d/link-to-a".to_vec()], (Some(a.clone()), None));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+
+    // A broken link is a failure: fail-fast stops there, named on stderr.
+    std::os::unix::fs::symlink("missing.txt", d.join("broken")).unwrap();
+    std::fs::remove_file(tmp.path().join("batchproc.db")).unwrap();
     let out = batchproc(tmp.path())
         .args(["files", "d", "-L", "-p", "sha256", "-w", "1"])
         .timeout(std::time::Duration::from_secs(60))
@@ -143,8 +164,8 @@ fn follow_walks_links_detects_loops_and_fails_broken_links() {
     let err = stderr_of(&out);
     assert!(err.contains("batchproc: error: d/broken: "), "{err}");
 
-    // Skip mode: the link target is hashed under the link's path; the broken
-    // link and the loop are rows with an error; the FIFO is never opened.
+    // Skip mode: the broken link is a row with an error; the FIFO is never
+    // opened; the loop has no row.
     let out = batchproc(tmp.path())
         .args([
             "files",
@@ -161,19 +182,10 @@ fn follow_walks_links_detects_loops_and_fails_broken_links() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let rows = rows_by_path(&tmp.path().join("batchproc.db"));
-    let a = sha256sum(&d.join("a.txt"));
     assert_eq!(rows[&b"d/a.txt".to_vec()], (Some(a.clone()), None));
     assert_eq!(rows[&b"d/link-to-a".to_vec()], (Some(a), None));
     assert!(rows[&b"d/broken".to_vec()].1.is_some());
-    assert!(
-        rows[&b"d/sub/loop".to_vec()]
-            .1
-            .as_deref()
-            .unwrap()
-            .contains("loop"),
-        "{rows:?}"
-    );
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }
 
 #[test]
@@ -331,6 +343,46 @@ fn a_file_that_vanishes_before_its_turn_is_a_warning_not_a_failure() {
     assert_eq!(count(&db, "files"), 1);
     let skipped: i64 = query(&db, "SELECT skipped FROM batchproc_runs")[0].get(0);
     assert_eq!(skipped, 1);
+}
+
+#[test]
+fn a_directory_that_vanishes_during_the_walk_is_a_warning_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("zz")).unwrap();
+    // More files than the walk reads ahead, so it has not yet listed d/zz
+    // when the first item's command removes it (as a cleanup job would).
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        std::fs::write(d.join(format!("a/{i:05}")), "x").unwrap();
+    }
+    for i in 0..5 {
+        std::fs::write(d.join(format!("zz/{i}")), "y").unwrap();
+    }
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-w", "2", "-p", "sha256"])
+        .args(["-p", "exec:sh -c 'test {} != d/a/00000 || rm -r d/zz'"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("batchproc: warning: d/zz: vanished before it was read"),
+        "{err}"
+    );
+    // Every file the walk found has its row: the run did not stop there.
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files"), FILES as i64);
+    assert!(
+        err.contains(&format!("{FILES} ok, 0 failed, 1 skipped")),
+        "{err}"
+    );
+    let run = &query(&db, "SELECT status, ok, skipped FROM batchproc_runs")[0];
+    assert_eq!(run.get::<String, _>(0), "succeeded");
+    assert_eq!(run.get::<i64, _>(1), FILES as i64);
+    assert_eq!(run.get::<i64, _>(2), 1);
 }
 
 #[test]

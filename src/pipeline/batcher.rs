@@ -122,11 +122,10 @@ impl<S: Source> Batcher<'_, S> {
                 bytes,
                 ..
             } => (record, Some(error), bytes),
-            Outcome::Vanished => {
-                // Gone before its turn: no row, and nothing to retry.
+            Outcome::Skipped(reason) => {
+                // No row, and nothing to retry; the run goes on.
                 let label = self.label(seq);
-                self.events
-                    .warning(&format!("{label}: vanished before it was read"));
+                self.events.warning(&format!("{label}: {reason}"));
                 self.ledger
                     .skipped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

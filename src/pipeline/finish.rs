@@ -51,12 +51,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`
+    /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`,
+    /// with `, 3 skipped` after `failed` when items were skipped.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let items = self.ok + self.failed;
+        let skipped = match self.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
         format!(
-            "{} ok, {} failed in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
+            "{} ok, {} failed{skipped} in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
             self.ok,
             self.failed,
             secs,
@@ -150,32 +155,33 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         sink_name,
     } = ended;
     summary.skipped = ledger.skipped.load(Ordering::Relaxed);
-    let failure = failure.take();
-    let run_error = |e: anyhow::Error| Error::Failed(e.context(format!("sink {sink_name}")));
-    let item_failure = match failure {
+    let failed = |summary: Summary, e: anyhow::Error| {
+        let report = Report {
+            status: RunStatus::Failed,
+            summary,
+            failure: None,
+            sink: sink_name.clone(),
+        };
+        Error::Failed(e, Box::new(report))
+    };
+    let item_failure = match failure.take() {
         Some(Failure::Item(line)) => Some(line),
-        Some(Failure::Sink(e)) => {
-            // The run row says failed if the database still answers.
+        Some(other) => {
+            // What finished is committed; the run row says failed if the
+            // database still answers, and the run can be resumed.
             if recorded {
                 let _ = sink.end_run(Ending::Failed, summary.skipped);
             }
-            return Err(run_error(e));
-        }
-        Some(Failure::Source(e)) => {
-            // What finished is committed; the run is failed and resumable.
-            if recorded {
-                let _ = sink.end_run(Ending::Failed, summary.skipped);
-            }
-            let _ = sink.finish();
-            return Err(Error::Failed(e.context("source")));
-        }
-        Some(Failure::Workers(e)) => {
-            if recorded {
-                let _ = sink.end_run(Ending::Failed, summary.skipped);
-            }
-            return Err(Error::Failed(
-                anyhow::Error::new(e).context("cannot start worker threads"),
-            ));
+            let error = match other {
+                Failure::Sink(e) => e.context(format!("sink {sink_name}")),
+                Failure::Source(e) => {
+                    let _ = sink.finish();
+                    e.context("source")
+                }
+                Failure::Workers(e) => anyhow::Error::new(e).context("cannot start worker threads"),
+                Failure::Item(_) => unreachable!("matched above"),
+            };
+            return Err(failed(summary, error));
         }
         None => None,
     };
@@ -188,15 +194,20 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         (None, false) if summary.failed > 0 => RunStatus::Failed,
         (None, false) => RunStatus::Succeeded,
     };
+    let run_error = |e: anyhow::Error| e.context(format!("sink {sink_name}"));
     if recorded {
         let ending = match status {
             RunStatus::Succeeded => Ending::Succeeded,
             RunStatus::Failed => Ending::Failed,
             RunStatus::Interrupted => Ending::Interrupted,
         };
-        sink.end_run(ending, summary.skipped).map_err(run_error)?;
+        if let Err(e) = sink.end_run(ending, summary.skipped) {
+            return Err(failed(summary, run_error(e)));
+        }
     }
-    sink.finish().map_err(run_error)?;
+    if let Err(e) = sink.finish() {
+        return Err(failed(summary, run_error(e)));
+    }
     Ok(Report {
         status,
         summary,

@@ -50,10 +50,11 @@ pub enum Error {
     /// unreachable database, an incompatible table.
     #[error("{}", crate::record::error_line(.0))]
     Config(anyhow::Error),
-    /// A failure during the run (the sink or the source failed). What
-    /// finished is committed and the run can be resumed.
+    /// A failure during the run (the sink or the source failed), with the
+    /// report of what the run got through. What finished is committed and
+    /// the run can be resumed.
     #[error("{}", crate::record::error_line(.0))]
-    Failed(anyhow::Error),
+    Failed(anyhow::Error, Box<Report>),
     /// The caller's token was cancelled before the run started.
     #[error("cancelled before the run started")]
     Interrupted,
@@ -62,7 +63,7 @@ pub enum Error {
 impl Error {
     /// The reader of stdout went away (`batchproc … -o - | head`).
     pub fn is_broken_pipe(&self) -> bool {
-        let (Error::Config(e) | Error::Failed(e)) = self else {
+        let (Error::Config(e) | Error::Failed(e, _)) = self else {
             return false;
         };
         e.chain().any(|c| {

@@ -72,9 +72,9 @@ pub(crate) enum Outcome {
         retry: Option<Retry>,
         bytes: u64,
     },
-    /// Gone before its turn (a file deleted after the walk): no row; counted
-    /// as skipped.
-    Vanished,
+    /// Met but not processed, for the reason given in a warning (a file
+    /// deleted after the walk, a symlink loop): no row; counted as skipped.
+    Skipped(String),
     /// Cut short because the run was cancelled while it was in flight: no
     /// row, counted neither way; a resume redoes it.
     Abandoned,
@@ -93,7 +93,7 @@ impl Outcome {
     pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
         match self {
             Outcome::Done { record, .. } | Outcome::Failed { record, .. } => Some(record),
-            Outcome::Vanished | Outcome::Abandoned => None,
+            Outcome::Skipped(_) | Outcome::Abandoned => None,
         }
     }
 }

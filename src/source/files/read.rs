@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::content::{self, Vanished};
+use super::walk::WalkError;
 use super::FileItem;
 use crate::pool::Cancel;
 use crate::processor::registry::{self, Spec};
@@ -110,7 +111,8 @@ impl Work for FileWork {
         };
         let walk_meta = item.meta.as_ref();
         let result = match &item.walk_error {
-            Some(e) => Err(anyhow!(e.clone()).into()),
+            Some(WalkError::Skip(reason)) => return Outcome::Skipped(reason.clone()),
+            Some(WalkError::Failed(e)) => Err(anyhow!(e.clone()).into()),
             None if self.processors.is_empty() => Ok((walk_meta.cloned(), Vec::new())),
             None => self.run(buf, &item.path, walk_meta, &cx),
         };
@@ -128,7 +130,7 @@ impl Work for FileWork {
             }
             // A read or a command cut short by cancellation is not the item's fault.
             Err(_) if cancel.is_cancelled() => Outcome::Abandoned,
-            Err(f) if f.error.is::<Vanished>() => Outcome::Vanished,
+            Err(f) if f.error.is::<Vanished>() => Outcome::Skipped(Vanished.to_string()),
             Err(failure) => {
                 push_meta(&mut values, walk_meta);
                 match failure.values {

@@ -2,8 +2,10 @@
 //! the same on every run and is the order of `(root index, path)` keys). It
 //! yields regular files only; symlinks are followed only with `--follow`
 //! (walkdir detects loops); FIFOs, sockets and devices are met but never
-//! opened. A directory or link the walk cannot read becomes an item with
-//! the error, so the error policy decides what happens to it. On resume it
+//! opened. What vanished while the walk went on, and a symlink loop, are a
+//! warning and a skip; a directory or link the walk cannot read otherwise
+//! becomes an item with the error, so the error policy decides what happens
+//! to it. On resume it
 //! prunes directories wholly at or below the watermark without reading them.
 
 use std::fs::Metadata;
@@ -26,7 +28,19 @@ pub(crate) struct FileItem {
     /// Metadata from the walk (of the link target when following links).
     pub(crate) meta: Option<Metadata>,
     /// Set when the walk failed here (unreadable directory, broken link, loop).
-    pub(crate) walk_error: Option<String>,
+    pub(crate) walk_error: Option<WalkError>,
+}
+
+/// Why the walk could not give an item its metadata.
+#[derive(Debug, Clone)]
+pub(crate) enum WalkError {
+    /// A warning and a skip, as `find -L` does: gone between the directory
+    /// listing and the stat (a live tree: log rotation, a cleanup job), or
+    /// a symlink loop met with `--follow`.
+    Skip(String),
+    /// Anything else (an unreadable directory, a broken link with
+    /// `--follow`): the item fails with this message.
+    Failed(String),
 }
 
 impl FileSource {
@@ -127,15 +141,24 @@ fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
 /// A place the walk could not read, as an item that fails with the reason.
 fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
     let path = err.path().unwrap_or(root).to_path_buf();
-    let message = match (err.loop_ancestor(), err.io_error()) {
-        (Some(ancestor), _) => format!("symlink loop back to {}", DisplayPath(ancestor)),
-        (None, Some(io)) => io.to_string(),
-        (None, None) => err.to_string(),
+    let error = match (err.loop_ancestor(), err.io_error()) {
+        (Some(ancestor), _) => WalkError::Skip(format!(
+            "symlink loop back to {} (skipped)",
+            DisplayPath(ancestor)
+        )),
+        // A broken link is still there to lstat; a vanished file is not.
+        (None, Some(io))
+            if io.kind() == std::io::ErrorKind::NotFound && path.symlink_metadata().is_err() =>
+        {
+            WalkError::Skip("vanished before it was read".into())
+        }
+        (None, Some(io)) => WalkError::Failed(io.to_string()),
+        (None, None) => WalkError::Failed(err.to_string()),
     };
     let item = FileItem {
         path,
         meta: None,
-        walk_error: Some(message),
+        walk_error: Some(error),
     };
     (ItemKey::path(index, &item.path), item)
 }

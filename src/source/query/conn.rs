@@ -41,10 +41,28 @@ impl Conn {
         })
     }
 
+    /// Prepares the user's query on its own (nothing runs), so a mistake
+    /// is reported where the user made it (`near "SELEKT"`), not inside
+    /// the wrapper batchproc puts around it.
+    async fn check(&mut self, sql: &str) -> Result<()> {
+        let sql = inner(sql);
+        match self {
+            Conn::Sqlite(c) => {
+                c.prepare(sql).map_err(sqlite_error)?;
+            }
+            Conn::Postgres(c) => {
+                c.describe(sql).await.map_err(pg_error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the query before any work: it parses, has the key column with
     /// an integer or text type, no NULL keys, and only supported types.
     pub(super) async fn describe(&mut self, sql: &str, key: &str) -> Result<Shape> {
-        let probe = format!("SELECT * FROM ({sql}) AS batchproc_q LIMIT 0");
+        self.check(sql).await.context("--sql")?;
+        let sql = inner(sql);
+        let probe = format!("SELECT * FROM ({sql}\n) AS batchproc_q LIMIT 0");
         let columns: Vec<Column> = match self {
             Conn::Sqlite(c) => {
                 let stmt = c.prepare(&probe).context("--sql")?;
@@ -77,7 +95,7 @@ impl Conn {
             bail!("--key \"{key}\" must be an integer or text column");
         }
         let nulls = format!(
-            "SELECT 1 AS one FROM ({sql}) AS batchproc_q WHERE {} IS NULL LIMIT 1",
+            "SELECT 1 AS one FROM ({sql}\n) AS batchproc_q WHERE {} IS NULL LIMIT 1",
             quote_ident(key)
         );
         let has_null = match self {
@@ -148,8 +166,10 @@ impl Conn {
         } else {
             String::new()
         };
-        let sql =
-            format!("SELECT count(*) FROM ({sql}) AS batchproc_q WHERE {key} IS NOT NULL{cond}");
+        let sql = format!(
+            "SELECT count(*) FROM ({}\n) AS batchproc_q WHERE {key} IS NOT NULL{cond}",
+            inner(sql)
+        );
         let n: i64 = match self {
             Conn::Sqlite(c) => {
                 let mut stmt = c.prepare(&sql)?;
@@ -183,6 +203,40 @@ fn page_sql(sql: &str, key: &str, after: bool) -> String {
         (String::new(), "$1")
     };
     format!(
-        "SELECT * FROM ({sql}) AS batchproc_q WHERE {key} IS NOT NULL{cond} ORDER BY {key} LIMIT {limit}"
+        "SELECT * FROM ({}\n) AS batchproc_q WHERE {key} IS NOT NULL{cond} ORDER BY {key} LIMIT {limit}",
+        inner(sql)
     )
+}
+
+/// The user's query as it can stand inside a subquery: without the
+/// trailing `;` that a query typed for `sqlite3` or `psql` often has. The
+/// callers close the subquery on a new line, so a trailing `-- comment`
+/// does not swallow it.
+fn inner(sql: &str) -> &str {
+    sql.trim_end().trim_end_matches(';').trim_end()
+}
+
+/// The database's own words for an error in the user's query, with the
+/// place it points at, as `sqlite3` and `psql` give them.
+fn sqlite_error(e: rusqlite::Error) -> anyhow::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => anyhow::anyhow!(message),
+        other => other.into(),
+    }
+}
+
+fn pg_error(e: sqlx::Error) -> anyhow::Error {
+    let Some(db) = e.as_database_error() else {
+        return e.into();
+    };
+    let message = db.message().to_owned();
+    let at = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.position());
+    match at {
+        Some(sqlx::postgres::PgErrorPosition::Original(n)) => {
+            anyhow::anyhow!("{message} (at character {n})")
+        }
+        _ => anyhow::anyhow!(message),
+    }
 }
