@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::runtime::Runtime;
 
@@ -117,19 +117,78 @@ fn redact_authority(text: &str) -> String {
     out
 }
 
-/// Connects to a SQLite file (created if missing) as a sink or state file:
-/// WAL with `synchronous=NORMAL` (a killed process never loses a committed
-/// transaction), and a busy timeout for a database another process holds.
+/// Connects to a SQLite file (created if missing) as a sink or state file,
+/// changing nothing in it yet, and not waiting for a lock another program
+/// holds: the checks before a run refuse at once instead (see
+/// [`sqlite_set_up`]).
 pub(crate) async fn sqlite(path: &Path) -> Result<SqliteConnection> {
+    check_file_path(path, "SQLite database")?;
     let options = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::ZERO);
     SqliteConnection::connect_with(&options)
         .await
         .with_context(|| format!("cannot open SQLite database {}", path.display()))
+}
+
+/// Says in words why `path` cannot be a file (SQLite's own answer for
+/// both is `unable to open database file`).
+pub(crate) fn check_file_path(path: &Path, what: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            bail!(
+                "cannot create {what} {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    if path.is_dir() {
+        bail!("{} is a directory, not a {what} file", path.display());
+    }
+    Ok(())
+}
+
+/// How long a write during a run waits for a lock another program holds on
+/// the database (a reader in rollback-journal mode, `sqlite3` mid-write)
+/// before the batch fails.
+pub(crate) const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
+
+/// Readies a SQLite file once the run's checks passed: WAL with
+/// `synchronous=NORMAL` (a killed process never loses a committed
+/// transaction), batchproc's bookkeeping tables, and the busy wait for the
+/// run's writes.
+pub(crate) async fn sqlite_set_up(conn: &mut SqliteConnection) -> Result<()> {
+    use sqlx::Executor;
+    conn.execute("PRAGMA journal_mode = WAL")
+        .await
+        .map_err(sqlite_busy)?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    migrate(Conn::Sqlite(conn)).await.map_err(sqlite_busy)?;
+    conn.execute(format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_WAIT.as_millis()).as_str())
+        .await?;
+    Ok(())
+}
+
+/// SQLITE_BUSY before the run starts: another program holds the database,
+/// and batchproc refuses at once rather than wait (exit 75, try later).
+pub(crate) fn sqlite_busy(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    let e = e.into();
+    let busy = e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.code())
+            // SQLITE_BUSY or SQLITE_LOCKED, or one of their extended codes.
+            .is_some_and(|code| code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
+    });
+    if busy {
+        anyhow::Error::new(crate::sink::Busy(
+            "the database is locked by another program; try again when it is done".into(),
+        ))
+    } else {
+        e
+    }
 }
 
 /// The connection options of a Postgres URL; a bad URL's error never shows

@@ -19,6 +19,8 @@ use cli::{Cli, Command, Terminal};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: u8 = 2;
+/// EX_TEMPFAIL: another run holds the sink; try again later.
+const TEMPFAIL: u8 = 75;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -61,6 +63,7 @@ fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
         // other Unix tools, stop quietly with 141 (128 + SIGPIPE).
         Err(e) if e.is_broken_pipe() => ExitCode::from(141),
         Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
+        Err(e @ batchproc::Error::Busy(_)) => fail(&e.to_string(), TEMPFAIL),
         Err(e @ batchproc::Error::Failed(..)) => {
             let code = fail(&e.to_string(), 1);
             if let batchproc::Error::Failed(_, report) = &e {

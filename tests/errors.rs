@@ -44,8 +44,15 @@ fn fail_fast_stops_early_names_the_item_and_keeps_finished_rows() {
     );
     let db = tmp.path().join("batchproc.db");
     let rows = query(&db, "SELECT path, csv_rows, error FROM files");
-    // Stopped early: the 100 files before the bad one, plus at most what was in flight.
-    assert!(rows.len() > 100 && rows.len() < 200, "{} rows", rows.len());
+    // Stopped early: the 100 files before the bad one, plus what the other
+    // worker finished meanwhile. How far it got depends on scheduling (on a
+    // loaded machine the worker holding the bad file can be descheduled while
+    // the other runs ahead: 260 rows were seen), so only "not all" is certain.
+    assert!(
+        rows.len() > 100 && rows.len() < FILES,
+        "{} rows",
+        rows.len()
+    );
     for row in &rows {
         let path: String = row.get("path");
         let error: Option<String> = row.get("error");
@@ -143,11 +150,11 @@ fn usage_errors_exit_2_with_one_clear_line() {
     assert_usage_error(&["files", "d", "--sink", "mysql://x"], "unsupported sink");
     assert_usage_error(
         &["files", "d", "--sink", "sqlite:/nonexistent/dir/x.db"],
-        "cannot open SQLite database",
+        "cannot create SQLite database /nonexistent/dir/x.db: directory /nonexistent/dir does not exist",
     );
     assert_usage_error(
         &["files", "d", "--sink", "csv:/nonexistent/dir/x.csv"],
-        "cannot create /nonexistent/dir/x.csv",
+        "cannot create CSV /nonexistent/dir/x.csv: directory /nonexistent/dir does not exist",
     );
     assert_usage_error(
         &["files", "d", "--table", "x; DROP TABLE y"],
@@ -210,6 +217,87 @@ fn incompatible_table_is_refused_and_left_alone() {
         "{}",
         stderr_of(&out)
     );
+    // Refused runs left the database as they found it: no bookkeeping
+    // tables, still in its rollback-journal mode.
+    let tables = query(
+        &db,
+        "SELECT name FROM sqlite_master WHERE name LIKE '%batchproc%' OR name LIKE '_sqlx%'",
+    );
+    assert!(tables.is_empty(), "{} tables added", tables.len());
+    let mode: String = query(&db, "PRAGMA journal_mode")[0].get(0);
+    assert_eq!(mode, "delete");
+}
+
+#[test]
+fn a_sqlite_sink_that_cannot_be_a_file_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("d/sub")).unwrap();
+    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
+    for (sink, needle) in [
+        (
+            "sqlite:nowhere/out.db",
+            "cannot create SQLite database nowhere/out.db: directory nowhere does not exist",
+        ),
+        (
+            "sqlite:d/sub",
+            "d/sub is a directory, not a SQLite database file",
+        ),
+    ] {
+        let out = batchproc(tmp.path())
+            .args(["files", "d", "--sink", sink])
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_sqlite_sink_another_program_holds_is_refused_at_once_with_exit_75() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
+    let db = tmp.path().join("held.db");
+    // python's sqlite3 holds an exclusive lock until told to stop.
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); \
+             c.execute('CREATE TABLE t (x)'); c.execute('BEGIN EXCLUSIVE'); \
+             c.execute('INSERT INTO t VALUES (1)'); print('held', flush=True); sys.stdin.read()",
+        )
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-o", "held.db"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("the database is locked by another program"),
+        "{err}"
+    );
+    // Once the other program is done, the same run goes through.
+    batchproc(tmp.path())
+        .args(["files", "d", "-o", "held.db", "-q"])
+        .assert()
+        .success();
 }
 
 #[test]

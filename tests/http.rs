@@ -615,8 +615,9 @@ fn a_dynamic_pool_stays_within_its_maximum() {
 fn a_second_sigint_exits_even_after_a_failure_stopped_the_run() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    // d/missing is answered 404 (the run stops), d/stall only after 20 s.
-    tree(tmp.path(), &[("missing", ""), ("stall", "")]);
+    // d/after-stall is answered 404 (the run stops) once d/stall's request,
+    // answered only after 20 s, is in: whichever worker is slower to start.
+    tree(tmp.path(), &[("after-stall", ""), ("stall", "")]);
     let spec = format!("http:GET {}", server.url("/{name}/x"));
     let mut child = batchproc_std(tmp.path())
         .args(["files", "d", "-q", "-w", "2", "-p", &spec])

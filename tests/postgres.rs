@@ -262,9 +262,9 @@ fn a_second_run_of_the_same_pipeline_is_refused_while_the_first_works() {
         .unwrap();
     unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
     first.wait().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr_of(&out));
     assert!(
-        stderr_of(&out).contains("another batchproc run of this pipeline is working"),
+        stderr_of(&out).contains("of this pipeline is working on this database"),
         "{}",
         stderr_of(&out)
     );

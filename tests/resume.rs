@@ -190,20 +190,30 @@ fn kill_right_at_start_then_resume() {
     assert_eq!(count(&db, "files") as usize, oracle.len());
 }
 
+/// The run succeeded, and did so by resuming run 1.
+fn assert_resumed_run_1(out: &std::process::Output) {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("resuming run 1"), "{err}");
+}
+
+/// `files d -p csv` on the default sink, two workers, batches of `batch`.
+fn csv_run(root: &Path, batch: &str, resume: bool) -> std::process::Output {
+    let mut cmd = batchproc(root);
+    cmd.args(["files", "d", "-p", "csv", "-w", "2", "--batch-size", batch]);
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
 fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
     many_csv_files(&d, 500);
     std::fs::write(d.join("f00200.csv"), "a,b\n1,2,3\n").unwrap();
-    let run = |resume: bool| {
-        let mut cmd = batchproc(tmp.path());
-        cmd.args(["files", "d", "-p", "csv", "-w", "2", "--batch-size", "20"]);
-        if resume {
-            cmd.arg("--resume");
-        }
-        cmd.output().unwrap()
-    };
+    let run = |resume: bool| csv_run(tmp.path(), "20", resume);
     let out = run(false);
     assert_eq!(out.status.code(), Some(1));
     let db = tmp.path().join("batchproc.db");
@@ -211,6 +221,14 @@ fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
     assert_eq!(first, "failed");
     let ok_before: i64 = query(&db, "SELECT ok FROM batchproc_runs")[0].get(0);
     assert!(ok_before < 500);
+    // `runs` counts the item that stopped the run, as the summary did.
+    let failed = |db: &Path| query(db, "SELECT failed FROM batchproc_runs")[0].get::<i64, _>(0);
+    assert!(
+        stderr_of(&out).contains(" ok, 1 failed"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(failed(&db), 1);
     // Without fixing, the resume fails on the same item again, and does no other work twice.
     let out = run(true);
     assert_eq!(out.status.code(), Some(1));
@@ -221,17 +239,14 @@ fn fail_fast_then_fix_and_resume_retries_the_failed_item() {
     );
     std::fs::write(d.join("f00200.csv"), "a,b\n1,2\n").unwrap();
     let out = run(true);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("resuming run 1"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_resumed_run_1(&out);
     let runs = query(&db, "SELECT status, ok, attempts FROM batchproc_runs");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].get::<String, _>(0), "succeeded");
     assert_eq!(runs[0].get::<i64, _>(1), 500);
     assert_eq!(runs[0].get::<i64, _>(2), 3);
+    // Retried and passed: no longer counted as failed.
+    assert_eq!(failed(&db), 0);
     assert_eq!(count(&db, "files"), 500);
 }
 
@@ -462,12 +477,7 @@ fn a_run_recorded_by_the_previous_fingerprint_encoding_resumes() {
          status = 'interrupted'",
     );
     let out = run(true);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("resuming run 1"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_resumed_run_1(&out);
     let runs = query(
         &db,
         "SELECT fingerprint, status, attempts FROM batchproc_runs",
@@ -476,4 +486,48 @@ fn a_run_recorded_by_the_previous_fingerprint_encoding_resumes() {
     assert!(runs[0].get::<String, _>(0).starts_with("v2:"));
     assert_eq!(runs[0].get::<String, _>(1), "succeeded");
     assert_eq!(runs[0].get::<i64, _>(2), 2);
+}
+
+/// A database whose bookkeeping the previous release's migrations made
+/// (0001 only), holding a run that release left failed, is upgraded and
+/// the run resumed: every item once, the counts right.
+#[test]
+fn a_database_made_by_the_previous_release_is_upgraded_and_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    many_csv_files(&d, 200);
+    std::fs::write(d.join("f00100.csv"), "a,b\n1,2,3\n").unwrap();
+    let run = |resume: bool| csv_run(tmp.path(), "10", resume);
+    assert_eq!(run(false).status.code(), Some(1));
+    // Back to what 0.1 had: no 0002 columns, no record of 0002, and the
+    // failed count that release kept (without the pending failure).
+    let db = tmp.path().join("batchproc.db");
+    execute(
+        &db,
+        "UPDATE batchproc_runs SET failed = failed - retry_pending; \
+         ALTER TABLE batchproc_runs DROP COLUMN pid; \
+         ALTER TABLE batchproc_runs DROP COLUMN host; \
+         ALTER TABLE batchproc_runs DROP COLUMN peak_busy; \
+         ALTER TABLE batchproc_runs DROP COLUMN average_busy; \
+         ALTER TABLE batchproc_runs DROP COLUMN retry_pending; \
+         DELETE FROM _sqlx_migrations WHERE version = 2;",
+    );
+    let ok_before: i64 = query(&db, "SELECT ok FROM batchproc_runs")[0].get(0);
+    assert!(ok_before < 200);
+    std::fs::write(d.join("f00100.csv"), "a,b\n1,2\n").unwrap();
+    let out = run(true);
+    assert_resumed_run_1(&out);
+    let runs = query(
+        &db,
+        "SELECT status, ok, failed, attempts, pid FROM batchproc_runs",
+    );
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].get::<String, _>(0), "succeeded");
+    assert_eq!(runs[0].get::<i64, _>(1), 200, "committed twice or lost");
+    assert_eq!(runs[0].get::<i64, _>(2), 0);
+    assert_eq!(runs[0].get::<i64, _>(3), 2);
+    assert!(runs[0].get::<Option<i64>, _>(4).is_some());
+    assert_eq!(count(&db, "files"), 200);
+    let bad: i64 = query(&db, "SELECT count(*) FROM files WHERE error IS NOT NULL")[0].get(0);
+    assert_eq!(bad, 0);
 }

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 pub(crate) use fingerprint::{Fingerprint, Part};
 pub(crate) use key::ItemKey;
 pub(crate) use ledger::{Dispatch, Ledger, Seq};
-pub(crate) use runs::Ending;
+pub(crate) use runs::{Ending, RunEnd};
 
 /// How far an earlier attempt of this run got.
 #[derive(Debug, Clone, Default)]
@@ -74,7 +74,7 @@ pub(crate) struct CheckpointUpdate {
 }
 
 /// One run recorded in a sink, as `batchproc runs` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
     /// `running`, `succeeded`, `failed` or `interrupted`.
@@ -92,6 +92,13 @@ pub struct RunRow {
     pub table: Option<String>,
     /// The command line, passwords redacted.
     pub command: String,
+    /// Who works (or last worked) the run.
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    /// The most workers busy at one moment (over every attempt), and the
+    /// average over the last attempt; None for runs recorded before 0.2.
+    pub peak_busy: Option<i64>,
+    pub average_busy: Option<f64>,
 }
 
 /// The command line as the user typed it, shell-quoted where needed, with

@@ -35,6 +35,51 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// How a run ended, for its row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunEnd {
+    pub(crate) ending: Ending,
+    pub(crate) skipped: u64,
+    /// Failed items without a checkpoint, which a resume retries (under
+    /// fail-fast, the one that stopped the run): counted as failed until then.
+    pub(crate) retry_pending: u64,
+    pub(crate) peak_busy: u64,
+    pub(crate) average_busy: f64,
+}
+
+/// This machine's name, for the run row (who works the run).
+pub(crate) fn host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The newest run still marked running (of the pipeline `fingerprint`, or
+/// of any), to name it when it holds the sink: `run 3 (pid 1234 on db1,
+/// started …)`. None when there is none or the tables are not there yet.
+pub(crate) async fn live_run(mut conn: Conn<'_>, fingerprint: Option<&str>) -> Option<String> {
+    // Before the columns pid and host exist (an older batchproc holds the
+    // sink), the query fails and the run is not named.
+    let (id, pid, host, started): (i64, Option<i64>, Option<String>, String) =
+        on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT id, pid, host, started_at FROM batchproc_runs \
+                 WHERE status = 'running' AND ($1 IS NULL OR fingerprint = $1) \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(fingerprint)
+            .fetch_optional(&mut **c)
+            .await
+            .ok()??
+        });
+    let who = match (pid, host) {
+        (Some(pid), Some(host)) => format!("pid {pid} on {host}, "),
+        _ => String::new(),
+    };
+    Some(format!("run {id} ({who}started {started})"))
+}
+
 /// The newest run of a pipeline, as `start_run` needs it.
 struct Latest {
     id: i64,
@@ -72,13 +117,15 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
     }
     let run_id: i64 = on_conn!(&mut conn, |c| {
         sqlx::query_scalar(
-            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at) \
-             VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
         )
         .bind(&spec.fingerprint)
         .bind(&spec.command)
         .bind(&spec.table)
         .bind(now())
+        .bind(std::process::id() as i64)
+        .bind(host())
         .fetch_one(&mut **c)
         .await?
     });
@@ -105,10 +152,13 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
     on_conn!(&mut conn, |c| {
         sqlx::query(
             "UPDATE batchproc_runs SET status = 'running', attempts = attempts + 1, \
-             finished_at = NULL, command = $1, fingerprint = $2 WHERE id = $3",
+             finished_at = NULL, command = $1, fingerprint = $2, pid = $3, host = $4, \
+             failed = failed - retry_pending, retry_pending = 0 WHERE id = $5",
         )
         .bind(&spec.command)
         .bind(&spec.fingerprint)
+        .bind(std::process::id() as i64)
+        .bind(host())
         .bind(run.id)
         .execute(&mut **c)
         .await?;
@@ -221,24 +271,25 @@ async fn commit_delay() {
 }
 
 /// Marks the run ended; a succeeded run needs no checkpoint rows.
-pub(crate) async fn end_run(
-    mut conn: Conn<'_>,
-    run_id: i64,
-    ending: Ending,
-    skipped: u64,
-) -> Result<()> {
+pub(crate) async fn end_run(mut conn: Conn<'_>, run_id: i64, end: &RunEnd) -> Result<()> {
     on_conn!(&mut conn, |c| {
         sqlx::query(
-            "UPDATE batchproc_runs SET status = $1, skipped = skipped + $2, finished_at = $3 WHERE id = $4",
+            "UPDATE batchproc_runs SET status = $1, skipped = skipped + $2, finished_at = $3, \
+             failed = failed + $4, retry_pending = $4, \
+             peak_busy = CASE WHEN peak_busy > $5 THEN peak_busy ELSE $5 END, \
+             average_busy = $6 WHERE id = $7",
         )
-        .bind(ending.name())
-        .bind(skipped as i64)
+        .bind(end.ending.name())
+        .bind(end.skipped as i64)
         .bind(now())
+        .bind(end.retry_pending as i64)
+        .bind(end.peak_busy as i64)
+        .bind(end.average_busy)
         .bind(run_id)
         .execute(&mut **c)
         .await?;
     });
-    if ending == Ending::Succeeded {
+    if end.ending == Ending::Succeeded {
         on_conn!(&mut conn, |c| {
             sqlx::query("DELETE FROM batchproc_checkpoints WHERE run_id = $1")
                 .bind(run_id)
@@ -254,7 +305,8 @@ pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
     Ok(on_conn!(&mut conn, |c| {
         sqlx::query(
             "SELECT id, status, ok, failed, skipped, attempts, started_at, finished_at, \
-             sink_table, command FROM batchproc_runs ORDER BY id DESC",
+             sink_table, command, pid, host, peak_busy, average_busy \
+             FROM batchproc_runs ORDER BY id DESC",
         )
         .fetch_all(&mut **c)
         .await?
@@ -270,6 +322,10 @@ pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
             finished_at: r.get("finished_at"),
             table: r.get("sink_table"),
             command: r.get("command"),
+            pid: r.get("pid"),
+            host: r.get("host"),
+            peak_busy: r.get("peak_busy"),
+            average_busy: r.get("average_busy"),
         })
         .collect()
     }))

@@ -16,7 +16,8 @@ pub fn print_runs(runs: &[RunRow], json: bool) -> std::io::Result<()> {
 
 fn table(runs: &[RunRow]) -> String {
     let mut rows = vec![[
-        "ID", "STATUS", "OK", "FAILED", "SKIPPED", "ATTEMPTS", "STARTED", "DURATION", "COMMAND",
+        "ID", "STATUS", "OK", "FAILED", "SKIPPED", "ATTEMPTS", "BUSY", "STARTED", "DURATION",
+        "COMMAND",
     ]
     .map(String::from)];
     for r in runs {
@@ -27,12 +28,13 @@ fn table(runs: &[RunRow]) -> String {
             r.failed.to_string(),
             r.skipped.to_string(),
             r.attempts.to_string(),
+            busy(r.peak_busy, r.average_busy),
             r.started_at.clone(),
             duration(&r.started_at, r.finished_at.as_deref()),
             r.command.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..10)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -41,7 +43,7 @@ fn table(runs: &[RunRow]) -> String {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 8 {
+                if i == 9 {
                     c.clone()
                 } else {
                     format!("{c:<w$}", w = widths[i])
@@ -52,6 +54,15 @@ fn table(runs: &[RunRow]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Workers busy, `peak/average` (`-` for a run not ended or recorded
+/// before these were kept).
+fn busy(peak: Option<i64>, average: Option<f64>) -> String {
+    match (peak, average) {
+        (Some(p), Some(a)) => format!("{p}/{a:.1}"),
+        _ => "-".into(),
+    }
 }
 
 /// Wall time from start to finish (`-` while unfinished or killed).

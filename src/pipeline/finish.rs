@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::Error;
-use crate::checkpoint::{Ending, Ledger};
+use crate::checkpoint::{Ending, Ledger, RunEnd};
 use crate::events::Shared;
 use crate::pool::{Cancel, CancelReason, PoolStats};
 use crate::record::error_line;
@@ -141,6 +141,8 @@ pub(super) struct Ended<'a> {
     pub(super) ledger: &'a Ledger,
     /// Whether the sink keeps a run row for this run.
     pub(super) recorded: bool,
+    /// Fail-fast: a failed item gets no checkpoint (a resume retries it).
+    pub(super) abort: bool,
     pub(super) sink_name: String,
 }
 
@@ -152,9 +154,17 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         mut summary,
         ledger,
         recorded,
+        abort,
         sink_name,
     } = ended;
     summary.skipped = ledger.skipped.load(Ordering::Relaxed);
+    let end = |ending| RunEnd {
+        ending,
+        skipped: summary.skipped,
+        retry_pending: if abort { summary.failed } else { 0 },
+        peak_busy: summary.pool.peak_busy as u64,
+        average_busy: summary.pool.average_busy,
+    };
     let failed = |summary: Summary, e: anyhow::Error| {
         let report = Report {
             status: RunStatus::Failed,
@@ -170,7 +180,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
             // What finished is committed; the run row says failed if the
             // database still answers, and the run can be resumed.
             if recorded {
-                let _ = sink.end_run(Ending::Failed, summary.skipped);
+                let _ = sink.end_run(&end(Ending::Failed));
             }
             let error = match other {
                 Failure::Sink(e) => e.context(format!("sink {sink_name}")),
@@ -201,7 +211,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
             RunStatus::Failed => Ending::Failed,
             RunStatus::Interrupted => Ending::Interrupted,
         };
-        if let Err(e) = sink.end_run(ending, summary.skipped) {
+        if let Err(e) = sink.end_run(&end(ending)) {
             return Err(failed(summary, run_error(e)));
         }
     }

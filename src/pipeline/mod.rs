@@ -55,6 +55,10 @@ pub enum Error {
     /// the run can be resumed.
     #[error("{}", crate::record::error_line(.0))]
     Failed(anyhow::Error, Box<Report>),
+    /// Another run of the pipeline (or another program) holds the sink;
+    /// nothing was done. Worth trying again later (`batchproc` exits 75).
+    #[error("{}", crate::record::error_line(.0))]
+    Busy(anyhow::Error),
     /// The caller's token was cancelled before the run started.
     #[error("cancelled before the run started")]
     Interrupted,
@@ -63,7 +67,7 @@ pub enum Error {
 impl Error {
     /// The reader of stdout went away (`batchproc … -o - | head`).
     pub fn is_broken_pipe(&self) -> bool {
-        let (Error::Config(e) | Error::Failed(e, _)) = self else {
+        let (Error::Config(e) | Error::Busy(e) | Error::Failed(e, _)) = self else {
             return false;
         };
         e.chain().any(|c| {

@@ -22,8 +22,18 @@ use crate::events::Shared;
 use crate::pool::{Cancel, Pool};
 use crate::processor::{Buffer, SpareCores, Work};
 use crate::record::{Column, ColumnType, Quoted, Schema};
+use crate::sink::Busy;
 use crate::source::driver::{drive, Queue};
 use crate::source::{Pace, Source};
+
+/// A run refused before any work: busy (another run holds the sink) or
+/// misconfigured.
+fn refused(e: anyhow::Error) -> Error {
+    match e.chain().any(|c| c.is::<Busy>()) {
+        true => Error::Busy(e),
+        false => Error::Config(e),
+    }
+}
 
 /// Runs `source` through `work` into the configured sink; `command` names
 /// the source in the fingerprint (`files`, `query`).
@@ -41,9 +51,9 @@ where
 {
     let started = Instant::now();
     let sink_name = cfg.sink.to_string();
-    let config_error = |e: anyhow::Error| Error::Config(e.context(format!("sink {sink_name}")));
+    let config_error = |e: anyhow::Error| refused(e.context(format!("sink {sink_name}")));
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
-    let mut sink = cfg.sink.open(&cfg.table, &events).map_err(Error::Config)?;
+    let mut sink = cfg.sink.open(&cfg.table, &events).map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
     let checker = sink.checker();
     // Only now do the sink's files exist, to be left out of a walk.
@@ -145,6 +155,7 @@ where
         summary,
         ledger: &ledger,
         recorded: run.is_some(),
+        abort,
         sink_name: sink_name.clone(),
     };
     finish(sink.as_mut(), ended, cancel)

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 
 pub(crate) use sqlite::open_state;
 
-use crate::checkpoint::{runs, CheckpointUpdate, Ending, RunSpec, RunStart};
+use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn, Url};
 use crate::events::Shared;
 use crate::record::{Quoted, Record, Schema};
@@ -46,10 +46,16 @@ pub(crate) trait Sink: Send {
     /// together with the checkpoint that covers it.
     fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()>;
     /// Records how the run ended (after the last batch).
-    fn end_run(&mut self, ending: Ending, skipped: u64) -> Result<()>;
+    fn end_run(&mut self, end: &RunEnd) -> Result<()>;
     /// Makes everything written durable and closes the sink.
     fn finish(&mut self) -> Result<()>;
 }
+
+/// Another run (or another program) holds the sink: the run is refused at
+/// once, to be tried again later (exit 75, EX_TEMPFAIL).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Busy(pub(crate) String);
 
 /// Where the `--sink` URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,9 +187,15 @@ pub(crate) fn list_runs(url: &str) -> Result<Vec<crate::checkpoint::RunRow>> {
             path.display()
         );
     }
-    let (rt, mut conn) = open_state(&path)?;
-    rt.block_on(runs::list_runs(Conn::Sqlite(&mut conn)))
-        .with_context(|| format!("reading runs from {}", path.display()))
+    // Read while a run may hold the file: no lock, no change of mode.
+    let rt = db::runtime()?;
+    rt.block_on(async {
+        let mut conn = db::sqlite(&path).await?;
+        sqlx::Executor::execute(&mut conn, "PRAGMA busy_timeout = 5000").await?;
+        db::migrate(Conn::Sqlite(&mut conn)).await?;
+        runs::list_runs(Conn::Sqlite(&mut conn)).await
+    })
+    .with_context(|| format!("reading runs from {}", path.display()))
 }
 
 /// Checks a table name: an SQL identifier of letters, digits and `_`, not

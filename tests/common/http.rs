@@ -22,6 +22,7 @@ pub struct Seen {
 
 /// A server answering by path prefix: `/ok/…` 200 with `hello <url>`,
 /// `/big/…` 200 with 80,000 bytes of `é`, `/missing/…` 404, `/busy/…` 503 with `Retry-After: 7`,
+/// `/after-stall/…` 404 once a `/stall/…` request has arrived,
 /// `/flaky/…` 503 to the first request for a URL and 200 after,
 /// `/limited/…` 429 with `Retry-After: 2` to the first request for a URL and
 /// 200 after, `/down/…` always 503 (no `Retry-After`), `/slow/…` 200 after
@@ -79,6 +80,17 @@ impl Server {
                         };
                         let response = if url.starts_with("/ok/") {
                             tiny_http::Response::from_string(format!("hello {url}\n"))
+                        } else if url.starts_with("/after-stall/") {
+                            // 404 once a stalled request is in: a failure
+                            // that comes while another request hangs.
+                            let stalled = || {
+                                let seen = seen.lock().unwrap();
+                                seen.iter().any(|s| s.url.starts_with("/stall/"))
+                            };
+                            while !stalled() {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            tiny_http::Response::from_string("no such thing").with_status_code(404)
                         } else if url.starts_with("/missing/") {
                             tiny_http::Response::from_string("no such thing").with_status_code(404)
                         } else if url.starts_with("/big/") {

@@ -12,11 +12,11 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sqlx::{Connection, SqliteConnection};
-use tokio::runtime::Runtime;
+use sqlx::Connection;
 
+use super::sqlite::StateDb;
 use super::{open_state, Sink};
-use crate::checkpoint::{runs, CheckpointUpdate, Ending, RunSpec, RunStart};
+use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::Conn;
 use crate::record::{Record, Schema, Value};
 
@@ -42,30 +42,29 @@ pub(crate) struct CsvSink {
 }
 
 struct State {
-    rt: Runtime,
-    conn: SqliteConnection,
+    db: StateDb,
     run_id: Option<i64>,
 }
 
 impl CsvSink {
     pub(crate) fn create(path: &Path) -> Result<Self> {
+        crate::db::check_file_path(path, "CSV")?;
+        // The state file first: it holds the sink for the run, and a second
+        // run is refused before it touches the CSV.
+        let state = match state_path(path) {
+            Some(state_path) => {
+                let mut db = open_state(&state_path)?;
+                db.set_up()?;
+                Some(State { db, run_id: None })
+            }
+            None => None,
+        };
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let state = match state_path(path) {
-            Some(state_path) => {
-                let (rt, conn) = open_state(&state_path)?;
-                Some(State {
-                    rt,
-                    conn,
-                    run_id: None,
-                })
-            }
-            None => None,
-        };
         let out = BufWriter::with_capacity(256 * 1024, file.try_clone().context("dup")?);
         Ok(Self::with_writer(Box::new(out), Some(file), state))
     }
@@ -121,9 +120,10 @@ impl Sink for CsvSink {
         let Some(state) = &mut self.state else {
             return Ok(None);
         };
-        let start = state
+        let db = &mut state.db;
+        let start = db
             .rt
-            .block_on(runs::start_run(Conn::Sqlite(&mut state.conn), spec))?;
+            .block_on(runs::start_run(Conn::Sqlite(&mut db.conn), spec))?;
         state.run_id = Some(start.run_id);
         match (start.resumed, start.csv_length, &mut self.file) {
             (true, Some(len), Some(file)) => {
@@ -136,10 +136,10 @@ impl Sink for CsvSink {
             _ => {
                 self.start_fresh()?;
                 if let Some(len) = self.sync()? {
-                    let state = self.state.as_mut().expect("checked above");
+                    let db = &mut self.state.as_mut().expect("checked above").db;
                     let update = CheckpointUpdate::default();
-                    state.rt.block_on(runs::record(
-                        Conn::Sqlite(&mut state.conn),
+                    db.rt.block_on(runs::record(
+                        Conn::Sqlite(&mut db.conn),
                         start.run_id,
                         &update,
                         Some(len),
@@ -165,8 +165,7 @@ impl Sink for CsvSink {
         };
         let len = self.sync()?;
         if let Some(State {
-            rt,
-            conn,
+            db: StateDb { rt, conn, .. },
             run_id: Some(run_id),
         }) = &mut self.state
         {
@@ -181,14 +180,13 @@ impl Sink for CsvSink {
         Ok(())
     }
 
-    fn end_run(&mut self, ending: Ending, skipped: u64) -> Result<()> {
+    fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         if let Some(State {
-            rt,
-            conn,
+            db: StateDb { rt, conn, .. },
             run_id: Some(run_id),
         }) = &mut self.state
         {
-            rt.block_on(runs::end_run(Conn::Sqlite(conn), *run_id, ending, skipped))?;
+            rt.block_on(runs::end_run(Conn::Sqlite(conn), *run_id, end))?;
         }
         Ok(())
     }

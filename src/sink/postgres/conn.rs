@@ -10,8 +10,11 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgConnection;
 
 use super::table;
+use crate::checkpoint::runs;
 use crate::db;
+use crate::db::Conn;
 use crate::record::Schema;
+use crate::sink::Busy;
 
 /// How long to keep trying to reconnect before the run fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
@@ -118,7 +121,12 @@ async fn take_lock(conn: &mut PgConnection, fingerprint: &str) -> Result<()> {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("another batchproc run of this pipeline is working on this database; try again when it ends");
+            let who = runs::live_run(Conn::Postgres(conn), Some(fingerprint))
+                .await
+                .unwrap_or_else(|| "another batchproc run".into());
+            bail!(Busy(format!(
+                "{who} of this pipeline is working on this database; try again when it ends"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

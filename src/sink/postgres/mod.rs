@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 
 use super::sql::{self, Postgres};
 use super::{Checker, Sink};
-use crate::checkpoint::{runs, CheckpointUpdate, Ending, RunSpec, RunStart};
+use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::events::Shared;
 use crate::record::{ColumnType, Record, Schema, Value};
@@ -205,11 +205,11 @@ impl Sink for PostgresSink {
             .with_context(|| format!("writing to table {}", w.table))
     }
 
-    fn end_run(&mut self, ending: Ending, skipped: u64) -> Result<()> {
+    fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         let w = &mut self.writer;
         if let (Some(conn), Some(run_id)) = (w.session.conn.as_mut(), w.run_id) {
             self.rt
-                .block_on(runs::end_run(Conn::Postgres(conn), run_id, ending, skipped))?;
+                .block_on(runs::end_run(Conn::Postgres(conn), run_id, end))?;
         }
         Ok(())
     }

@@ -6,30 +6,70 @@
 
 mod table;
 
+use std::fs::{File, TryLockError};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sqlx::{Connection, SqliteConnection};
 use tokio::runtime::Runtime;
 
-use super::Sink;
-use crate::checkpoint::{runs, CheckpointUpdate, Ending, RunSpec, RunStart};
+use super::{Busy, Sink};
+use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::record::{Record, Schema, Value};
 use table::Insert;
 
-/// A connection to the SQLite file at `path` (created if missing) with
-/// batchproc's bookkeeping tables, on a runtime of its own.
-pub(crate) fn open_state(path: &Path) -> Result<(Runtime, SqliteConnection)> {
+/// A SQLite file a run writes (the SQLite sink's database, the CSV sink's
+/// state file), held for the run: two runs on one sink would process every
+/// item twice. The hold is an advisory `flock` on the file, which dies with
+/// the process (a SIGKILLed run leaves nothing to clean up); SQLite's own
+/// locks are `fcntl` byte ranges, which `flock` does not touch on Linux.
+pub(crate) struct StateDb {
+    pub(crate) rt: Runtime,
+    pub(crate) conn: SqliteConnection,
+    _held: File,
+}
+
+/// Opens and holds the SQLite file at `path` (created if missing), changing
+/// nothing in it; another run holding it is a [`Busy`] error that names it.
+pub(crate) fn open_state(path: &Path) -> Result<StateDb> {
     let rt = db::runtime()?;
     let mut conn = rt.block_on(db::sqlite(path))?;
-    rt.block_on(db::migrate(Conn::Sqlite(&mut conn)))?;
-    Ok((rt, conn))
+    let held = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let who = rt
+                .block_on(runs::live_run(Conn::Sqlite(&mut conn), None))
+                .unwrap_or_else(|| "another batchproc run".into());
+            bail!(Busy(format!(
+                "{who} is working on {}; try again when it ends",
+                path.display()
+            )));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(StateDb {
+        rt,
+        conn,
+        _held: held,
+    })
+}
+
+impl StateDb {
+    /// Readies the file for the run (WAL, bookkeeping tables), once the
+    /// checks before it passed.
+    pub(crate) fn set_up(&mut self) -> Result<()> {
+        self.rt.block_on(db::sqlite_set_up(&mut self.conn))
+    }
 }
 
 pub(crate) struct SqliteSink {
     rt: Runtime,
     conn: Option<SqliteConnection>,
+    _held: File,
     table: String,
     run_id: Option<i64>,
     insert: Option<Insert>,
@@ -37,10 +77,11 @@ pub(crate) struct SqliteSink {
 
 impl SqliteSink {
     pub(crate) fn open(path: &Path, table: &str) -> Result<Self> {
-        let (rt, conn) = open_state(path)?;
+        let StateDb { rt, conn, _held } = open_state(path)?;
         Ok(SqliteSink {
             rt,
             conn: Some(conn),
+            _held,
             table: table.to_owned(),
             run_id: None,
             insert: None,
@@ -54,15 +95,23 @@ impl Sink for SqliteSink {
         let rt = &self.rt;
         let conn = self.conn.as_mut().expect("sink used after finish");
         let existing = rt.block_on(async {
-            let existing = table::prepare(&mut *conn, &table, schema).await?;
-            // Find out now, not after all the work, if another process holds
-            // the database locked (this waits up to the busy timeout).
+            // Checked before anything changes: a refused run leaves the
+            // database as it found it (no bookkeeping tables, no WAL).
+            let plan = table::plan(&mut *conn, &table, schema)
+                .await
+                .map_err(db::sqlite_busy)?;
+            // Another program holding the database refuses the run now, not
+            // after all the work.
             let tx = conn
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .context("database is locked")?;
+                .map_err(db::sqlite_busy)?;
             tx.rollback().await?;
-            anyhow::Ok(existing)
+            db::sqlite_set_up(&mut *conn).await?;
+            for statement in &plan.statements {
+                sqlx::query(statement).execute(&mut *conn).await?;
+            }
+            anyhow::Ok(plan.existing)
         })?;
         self.insert = Some(Insert::new(&table, schema, &existing));
         Ok(())
@@ -89,10 +138,10 @@ impl Sink for SqliteSink {
             .with_context(|| format!("writing to table {}", self.table))
     }
 
-    fn end_run(&mut self, ending: Ending, skipped: u64) -> Result<()> {
+    fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         if let (Some(conn), Some(run_id)) = (self.conn.as_mut(), self.run_id) {
             self.rt
-                .block_on(runs::end_run(Conn::Sqlite(conn), run_id, ending, skipped))?;
+                .block_on(runs::end_run(Conn::Sqlite(conn), run_id, end))?;
         }
         Ok(())
     }

@@ -13,13 +13,13 @@ const MAX_PARAMS: usize = 32766;
 /// Rows per INSERT statement: past a few hundred, longer statements gain nothing.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
-/// Creates the table, or checks and extends an existing one; returns the
-/// names of the columns it had before.
-pub(super) async fn prepare(
+/// Checks an existing table (changing nothing); the statements that create
+/// or extend it, and the names of the columns it had before.
+pub(super) async fn plan(
     conn: &mut SqliteConnection,
     table: &str,
     schema: &Schema,
-) -> Result<Vec<String>> {
+) -> Result<sql::TablePlan> {
     let existing: Vec<ExistingColumn> = sqlx::query(
         r#"SELECT name, type, "notnull", dflt_value, hidden FROM pragma_table_xinfo(?)"#,
     )
@@ -49,10 +49,7 @@ pub(super) async fn prepare(
             bail!("table \"{table}\" is incompatible: column \"{key}\" is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, with the default BINARY collation and no WHERE clause)");
         }
     }
-    for statement in &plan.statements {
-        sqlx::query(statement).execute(&mut *conn).await?;
-    }
-    Ok(plan.existing)
+    Ok(plan)
 }
 
 async fn has_unique_index_on(
