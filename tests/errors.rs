@@ -146,6 +146,19 @@ fn usage_errors_exit_2_with_one_clear_line() {
     );
     assert_usage_error(&["files", "d", "-p", "sha256,sha256"], "given twice");
     assert_usage_error(&["files", "d", "--workers", "0"], "--workers");
+    // A negative number is a value out of range, not an unknown flag.
+    assert_usage_error(
+        &["files", "d", "--workers", "-1"],
+        "'-1' for '--workers <N>': -1 is not in 1..=4096",
+    );
+    assert_usage_error(
+        &["files", "d", "--batch-size", "-5"],
+        "'-5' for '--batch-size <N>'",
+    );
+    assert_usage_error(
+        &["files", "d", "--max-depth", "-1"],
+        "'-1' for '--max-depth <N>'",
+    );
     assert_usage_error(&["files", "d", "--frobnicate"], "--frobnicate");
     assert_usage_error(&["files", "d", "--sink", "mysql://x"], "unsupported sink");
     assert_usage_error(

@@ -190,6 +190,10 @@ fn malformed_csv_and_json_are_item_failures_with_a_reason() {
     std::fs::create_dir(&d).unwrap();
     std::fs::write(d.join("ragged.csv"), "a,b,c\n1,2,3\n4,5\n").unwrap();
     std::fs::write(d.join("open_quote.csv"), "a,b\n1,\"2\n3,4\n").unwrap();
+    // The open quote swallows the rest into one field: the record is short.
+    std::fs::write(d.join("open_first.csv"), "a,b\n1,2\n\"3,4\n5,6\n").unwrap();
+    // A quote inside an unquoted field is a character, not an opening one.
+    std::fs::write(d.join("short_last.csv"), "a,b\n1,2\nx\"y\n").unwrap();
     std::fs::write(d.join("good.csv"), "a,b\n1,2\n").unwrap();
     std::fs::write(d.join("bad.json"), "{\"a\": [1, 2}").unwrap();
     std::fs::write(d.join("empty.json"), "").unwrap();
@@ -227,6 +231,14 @@ fn malformed_csv_and_json_are_item_failures_with_a_reason() {
     assert!(
         err("open_quote.csv").contains("unterminated quoted field"),
         "{rows:?}"
+    );
+    assert_eq!(
+        err("open_first.csv"),
+        "csv: line 3: quoted field never closed (unterminated '\"')"
+    );
+    assert_eq!(
+        err("short_last.csv"),
+        "csv: line 3: record has 1 fields, expected 2"
     );
     assert!(
         err("bad.json").contains("json:") && err("bad.json").contains("line 1"),

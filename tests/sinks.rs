@@ -223,6 +223,22 @@ fn readme_quick_start_command_works() {
             sums[path.strip_prefix("fixtures/sample/").unwrap()]
         );
     }
+    // The README's `sqlite3` query, run as written, prints what it shows.
+    let readme = std::fs::read_to_string(fixtures().join("../README.md")).unwrap();
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("$ sqlite3 batchproc.db"));
+    let sql = lines.next().unwrap().split('"').nth(1).unwrap();
+    let shown: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    let printed: Vec<String> = query(&db, sql)
+        .iter()
+        .map(|r| {
+            let path: String = r.get(0);
+            let (size, lines, sha): (i64, i64, String) = (r.get(1), r.get(2), r.get(3));
+            format!("{path}|{size}|{lines}|{sha}")
+        })
+        .collect();
+    assert_eq!(printed, shown);
 }
 
 #[test]

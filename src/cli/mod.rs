@@ -83,7 +83,7 @@ pub struct FilesArgs {
     pub exclude: Vec<String>,
 
     /// Descend at most N directories below DIR (1: only DIR's own entries).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_depth: Option<usize>,
 
     /// Follow symbolic links (loops are detected; a broken link is then a failed item).
@@ -110,7 +110,7 @@ pub struct QueryArgs {
     pub key: String,
 
     /// Rows per page read from the source.
-    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 5000, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub page_size: u32,
 
     /// Row processors, repeatable or comma-separated: NAME:COLUMN for a
@@ -129,24 +129,24 @@ pub struct QueryArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Worker threads, a fixed number [default: number of CPUs].
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096),
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096),
           conflicts_with_all = ["min_workers", "max_workers"])]
     pub workers: Option<u32>,
 
     /// A pool sized by the backlog: never fewer than N workers
     /// [default: 1 when only --max-workers is given].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub min_workers: Option<u32>,
 
     /// A pool sized by the backlog: a worker is added while items wait, up to M,
     /// and retires after a second idle [default: the larger of --min-workers and the number of CPUs].
-    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_workers: Option<u32>,
 
     /// Run an item whose failure may be transient (a timeout, HTTP 429 or 5xx) up to N more times,
     /// after an exponential backoff with jitter (0.5 s, 1 s, 2 s … at most 30 s; longer if the server
     /// says Retry-After). Adds an `attempts` column to the output.
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 
     /// Start at most N items per second, minute or hour across all workers (N/s, N/m, N/h), evenly
@@ -155,7 +155,7 @@ pub struct RunArgs {
     pub rate: Option<Rate>,
 
     /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue: Option<u32>,
 
     /// Where results go: sqlite:PATH, postgres://…, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
@@ -174,7 +174,7 @@ pub struct RunArgs {
 
     /// Rows per sink transaction; a partial batch is also flushed after about a second
     /// [default: 1000; 5000 for Postgres, where each transaction costs several round trips].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: Option<u32>,
 
     /// Fail an item still running after DURATION (e.g. 500ms, 30s, 2m): its command is

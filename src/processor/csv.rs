@@ -1,8 +1,8 @@
 //! `csv`: data rows (after the header) and columns of a CSV file, read with
 //! the csv crate. Rows of unequal length are an item failure, and so is a
 //! quoted field left open at the end of the file: the crate reads that as one
-//! long last field, so it is caught by counting quote characters, which RFC
-//! 4180 CSV always has in pairs.
+//! long last field (or a last record too short), so it is caught by counting
+//! quote characters, which RFC 4180 CSV always has in pairs.
 
 use std::io::Read;
 
@@ -41,6 +41,9 @@ impl ReadProcessor for Csv {
         let mut counting = QuoteCounter {
             inner: input,
             quotes: 0,
+            read: 0,
+            previous: None,
+            last_opening: None,
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -49,8 +52,24 @@ impl ReadProcessor for Csv {
         let columns = reader.byte_headers().map_err(describe)?.len();
         let mut rows = 0i64;
         let mut record = csv::ByteRecord::new();
-        while reader.read_byte_record(&mut record).map_err(describe)? {
-            rows += 1;
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => rows += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    // A quote left open swallows the rest of the file into
+                    // one short last record: name that, not the field count.
+                    let last = matches!(reader.read_byte_record(&mut record), Ok(false));
+                    drop(reader);
+                    let start = e.position().map_or(0, |p| p.byte());
+                    let opened = counting.last_opening.is_some_and(|at| at >= start);
+                    if last && opened && counting.quotes % 2 == 1 {
+                        let line = e.position().map_or(0, |p| p.line());
+                        bail!("csv: line {line}: quoted field never closed (unterminated '\"')");
+                    }
+                    return Err(describe(e));
+                }
+            }
         }
         drop(reader);
         if counting.quotes % 2 == 1 {
@@ -74,16 +93,35 @@ fn describe(e: csv::Error) -> anyhow::Error {
     }
 }
 
-/// Passes bytes through, counting `"` characters on the way.
+/// Passes bytes through, counting `"` characters on the way and noting
+/// where the last one that can open a quoted field (at the start of a
+/// field) was.
 struct QuoteCounter<'a> {
     inner: &'a mut dyn Read,
     quotes: u64,
+    read: u64,
+    previous: Option<u8>,
+    last_opening: Option<u64>,
 }
 
 impl Read for QuoteCounter<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.quotes += memchr::memchr_iter(b'"', &buf[..n]).count() as u64;
+        for i in memchr::memchr_iter(b'"', &buf[..n]) {
+            self.quotes += 1;
+            let before = if i == 0 {
+                self.previous
+            } else {
+                Some(buf[i - 1])
+            };
+            if matches!(before, None | Some(b',' | b'\n' | b'\r')) {
+                self.last_opening = Some(self.read + i as u64);
+            }
+        }
+        if n > 0 {
+            self.previous = Some(buf[n - 1]);
+        }
+        self.read += n as u64;
         Ok(n)
     }
 }
