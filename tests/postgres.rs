@@ -366,6 +366,80 @@ fn rows_postgres_cannot_hold_fail_their_item_only() {
     );
 }
 
+/// A value Postgres cannot hold (a NUL in text) fails its item as any
+/// failure does: under skip the row is written with the error and NULL in
+/// that column, as SQLite writes a failed row; SQLite itself holds the value.
+/// Under fail-fast the run stops naming the item.
+#[test]
+fn a_value_postgres_cannot_hold_gets_a_row_with_its_error() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    execute(&src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+    execute(
+        &src,
+        "INSERT INTO t VALUES (1, 'one'), (2, 'a' || char(0) || 'b'), (3, 'three')",
+    );
+    let run = |sink: &str, on_error: &str| {
+        batchproc(tmp.path())
+            .args([
+                "query",
+                "--from",
+                "sqlite:src.db",
+                "--sql",
+                "SELECT * FROM t",
+            ])
+            .args([
+                "--key",
+                "id",
+                "-t",
+                "t",
+                "--on-error",
+                on_error,
+                "--sink",
+                sink,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run(&db.url, "skip");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let warning = "batchproc: warning: id=2: v contains a NUL character";
+    assert!(stderr_of(&out).contains(warning), "{}", stderr_of(&out));
+    let rows: Vec<(i64, Option<String>, Option<String>)> = db
+        .query("SELECT id, v, error FROM t ORDER BY id")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let nul = "v contains a NUL character, which Postgres text cannot hold";
+    assert_eq!(
+        rows,
+        [
+            (1, Some("one".into()), None),
+            (2, None, Some(nul.into())),
+            (3, Some("three".into()), None),
+        ]
+    );
+    // SQLite holds the value.
+    let out = run("sqlite:out.db", "skip");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let v: Vec<u8> = query(
+        &tmp.path().join("out.db"),
+        "SELECT CAST(v AS BLOB) FROM t WHERE id = 2",
+    )[0]
+    .get(0);
+    assert_eq!(v, b"a\0b");
+    // Fail-fast names the item and its cause.
+    db.execute("DROP TABLE t");
+    let out = run(&db.url, "abort");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(&format!("batchproc: error: id=2: {nul}")),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
 /// Batches go straight into the table while their keys are new; the first
 /// batch that meets an existing key switches to staging + upsert mid-run.
 /// Rows 1..=5 are new (direct), row 6 onwards already exist with other

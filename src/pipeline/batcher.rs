@@ -15,7 +15,7 @@ use super::finish::{Failure, FirstFailure, Summary};
 use crate::checkpoint::{Ledger, Seq};
 use crate::events::Shared;
 use crate::processor::Outcome;
-use crate::record::Record;
+use crate::record::{Record, Value};
 use crate::sink::Checker;
 use crate::source::Source;
 
@@ -114,7 +114,7 @@ impl<S: Source> Batcher<'_, S> {
     }
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, seq: Seq, outcome: Outcome) {
-        let (record, error, bytes) = match outcome {
+        let (mut record, mut error, bytes) = match outcome {
             Outcome::Done { record, bytes } => (record, None, bytes),
             Outcome::Failed {
                 record,
@@ -140,12 +140,12 @@ impl<S: Source> Batcher<'_, S> {
             Outcome::Abandoned => return,
         };
         summary.bytes += bytes;
-        if error.is_none() {
-            if let Some(reason) = self.checker.and_then(|check| check(&record)) {
-                // The sink cannot store this row at all (say, a non-UTF-8
-                // path in Postgres): the item fails, without a row.
+        if let Some(refusal) = self.checker.and_then(|check| check(&record)) {
+            if refusal.key {
+                // No row can hold this item (a path that is not UTF-8 as a
+                // Postgres key): it fails without one.
                 summary.failed += 1;
-                let line = format!("{}: {reason}", self.label(seq));
+                let line = format!("{}: {}", self.label(seq), refusal.reason);
                 if self.abort {
                     self.failure.set(Failure::Item(line));
                     return;
@@ -159,6 +159,23 @@ impl<S: Source> Batcher<'_, S> {
                 });
                 return;
             }
+            // As any failed item: a row with the error, and NULL where the
+            // sink cannot hold the value (SQLite holds them all).
+            for column in &refusal.columns {
+                record.values[*column] = Value::Null;
+            }
+            let message = match error {
+                Some(earlier) => format!("{earlier}; {}", refusal.reason),
+                None => refusal.reason,
+            };
+            if let Some(last) = record.values.last_mut() {
+                *last = Value::Text(message.clone());
+            }
+            if self.abort {
+                let line = format!("{}: {message}", self.label(seq));
+                self.failure.set(Failure::Item(line));
+            }
+            error = Some(message);
         }
         let failed = error.is_some();
         match &error {

@@ -25,7 +25,17 @@ use crate::events::Shared;
 use crate::record::{Quoted, Record, Schema};
 
 /// Why a record cannot be stored, or None when it can.
-pub(crate) type Checker = Box<dyn Fn(&Record) -> Option<String> + Send + Sync>;
+pub(crate) type Checker = Box<dyn Fn(&Record) -> Option<Refusal> + Send + Sync>;
+
+/// What a sink cannot store of a record, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Refusal {
+    pub(crate) reason: String,
+    /// The values it cannot hold (indexes into the record).
+    pub(crate) columns: Vec<usize>,
+    /// The key is among them: no row can be written at all.
+    pub(crate) key: bool,
+}
 
 /// A destination for records.
 pub(crate) trait Sink: Send {

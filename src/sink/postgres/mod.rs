@@ -16,7 +16,7 @@ use sqlx::Connection;
 use tokio::runtime::Runtime;
 
 use super::sql::{self, Postgres};
-use super::{Checker, Sink};
+use super::{Checker, Refusal, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::events::Shared;
@@ -172,29 +172,36 @@ impl Sink for PostgresSink {
     }
 
     fn checker(&self) -> Option<Checker> {
-        let types: Vec<(String, ColumnType)> = self
-            .writer
-            .session
-            .stage
-            .as_ref()?
+        let schema = self.writer.session.stage.as_ref()?;
+        let key = schema.key;
+        let types: Vec<(String, ColumnType)> = schema
             .columns
             .iter()
             .map(|c| (c.name.clone(), c.ty))
             .collect();
         Some(Box::new(move |record: &Record| {
-            record
-                .values
-                .iter()
-                .zip(&types)
-                .find_map(|(v, (name, ty))| match (v, ty) {
-                    (Value::Bytes(_), ColumnType::Text) => Some(format!(
-                        "{name} is not valid UTF-8, which a Postgres TEXT column cannot hold"
-                    )),
-                    (Value::Text(s), _) if s.as_bytes().contains(&0) => Some(format!(
-                        "{name} contains a NUL character, which Postgres text cannot hold"
-                    )),
-                    _ => None,
-                })
+            let refused = |(v, (name, ty)): (&Value, &(String, ColumnType))| match (v, ty) {
+                (Value::Bytes(_), ColumnType::Text) => Some(format!(
+                    "{name} is not valid UTF-8, which a Postgres TEXT column cannot hold"
+                )),
+                (Value::Text(s), _) if s.as_bytes().contains(&0) => Some(format!(
+                    "{name} contains a NUL character, which Postgres text cannot hold"
+                )),
+                _ => None,
+            };
+            let mut reasons = Vec::new();
+            let mut columns = Vec::new();
+            for (i, reason) in record.values.iter().zip(&types).map(refused).enumerate() {
+                if let Some(reason) = reason {
+                    reasons.push(reason);
+                    columns.push(i);
+                }
+            }
+            (!columns.is_empty()).then(|| Refusal {
+                reason: reasons.join("; "),
+                key: columns.contains(&key),
+                columns,
+            })
         }))
     }
 
