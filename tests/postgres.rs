@@ -440,19 +440,40 @@ fn a_value_postgres_cannot_hold_gets_a_row_with_its_error() {
     );
 }
 
-/// Batches go straight into the table while their keys are new; the first
-/// batch that meets an existing key switches to staging + upsert mid-run.
-/// Rows 1..=5 are new (direct), row 6 onwards already exist with other
-/// values, which the run must overwrite; 11..=12 are new again.
+/// Into an empty table batches go straight in with COPY; when a key turns
+/// up there meanwhile (another writer: here a trigger adds row 6 as row 3
+/// arrives), the batch that meets it switches to staging + upsert, and the
+/// source's values win. A re-run into a table with rows takes the upsert
+/// path from the start: no COPY into the table is ever tried, so no unique
+/// violation (an ERROR in the server's log) on a routine re-run. A
+/// statement trigger counts COPYs into the table on a sequence, which a
+/// rollback does not undo.
 #[test]
-fn new_keys_then_existing_keys_in_one_run_are_all_upserted() {
+fn direct_copy_only_into_an_empty_table_and_a_met_key_switches_to_upsert() {
     let Some(db) = fresh_db() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src.db");
     execute(&src, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
-    for i in 6..=10 {
+    for i in 1..=12 {
         execute(&src, &format!("INSERT INTO t VALUES ({i}, 'old {i}')"));
     }
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT, error TEXT)");
+    db.execute("CREATE SEQUENCE copies");
+    db.execute(
+        "CREATE FUNCTION count_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF current_query() ILIKE 'COPY%' THEN PERFORM nextval('copies'); END IF; \
+         RETURN NULL; END $$",
+    );
+    db.execute(
+        "CREATE TRIGGER c BEFORE INSERT ON t FOR EACH STATEMENT EXECUTE FUNCTION count_copy()",
+    );
+    db.execute(
+        "CREATE FUNCTION add_six() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         INSERT INTO t VALUES (6, 'by another writer', NULL) ON CONFLICT DO NOTHING; \
+         RETURN NULL; END $$",
+    );
+    db.execute("CREATE TRIGGER six AFTER INSERT ON t FOR EACH ROW WHEN (NEW.id = 3) EXECUTE FUNCTION add_six()");
+    let copies = || db.query("SELECT last_value, is_called FROM copies")[0].get::<i64, _>(0);
     let run = || {
         batchproc(tmp.path())
             .args([
@@ -476,19 +497,27 @@ fn new_keys_then_existing_keys_in_one_run_are_all_upserted() {
             .assert()
             .success();
     };
+    let rows = || -> Vec<(i64, String)> {
+        db.query("SELECT id, v FROM t ORDER BY id")
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
     run();
-    execute(&src, "DELETE FROM t");
-    for i in 1..=12 {
-        execute(&src, &format!("INSERT INTO t VALUES ({i}, 'new {i}')"));
-    }
+    let expected = |word: &str| -> Vec<(i64, String)> {
+        (1..=12).map(|i| (i, format!("{word} {i}"))).collect()
+    };
+    assert_eq!(rows(), expected("old"));
+    let direct = copies();
+    assert!(
+        direct >= 3,
+        "batches 1-2, 3-4 and the one meeting 6: {direct}"
+    );
+    db.execute("DROP TRIGGER six ON t");
+    execute(&src, "UPDATE t SET v = 'new ' || id");
     run();
-    let rows: Vec<(i64, String)> = db
-        .query("SELECT id, v FROM t ORDER BY id")
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let expected: Vec<(i64, String)> = (1..=12).map(|i| (i, format!("new {i}"))).collect();
-    assert_eq!(rows, expected);
+    assert_eq!(rows(), expected("new"));
+    assert_eq!(copies(), direct, "a COPY into a table with rows was tried");
 }
 
 /// A write the database refuses mid-run (here a trigger raising on one key)

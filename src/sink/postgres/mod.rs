@@ -1,8 +1,8 @@
-//! The Postgres sink: a typed table keyed by the schema's key column. Each
-//! batch is sent with COPY straight into the table while its keys are new;
-//! once a batch meets a key already there, batches go with COPY into a
-//! session-local staging table and are upserted from it (`INSERT … ON
-//! CONFLICT … DO UPDATE`). Either way in the same transaction as the run's
+//! The Postgres sink: a typed table keyed by the schema's key column. Into
+//! an empty table each batch is sent with COPY straight into the table;
+//! into a table with rows (or once a batch meets a key already there),
+//! batches go with COPY into a session-local staging table and are upserted
+//! from it (`INSERT … ON CONFLICT … DO UPDATE`). Either way in the same transaction as the run's
 //! checkpoint rows, which live in the same database. A connection lost
 //! mid-run is re-opened with backoff and the batch retried (`conn`): the
 //! transaction that died with it left nothing behind.
@@ -35,9 +35,9 @@ struct Writer {
     table: String,
     run_id: Option<i64>,
     statements: Statements,
-    /// Whether to try COPY straight into the table first: true until a
-    /// batch meets a key already there, after which every batch takes the
-    /// upsert path.
+    /// Whether to try COPY straight into the table first: when the table
+    /// was empty, until a batch meets a key already there (another writer
+    /// was quicker), after which every batch takes the upsert path.
     direct: bool,
     events: Shared,
 }
@@ -142,14 +142,23 @@ impl Sink for PostgresSink {
         let w = &mut self.writer;
         let table = w.table.clone();
         let conn = w.session.conn();
-        let existing = self.rt.block_on(async {
+        let quoted = sql::quote_ident(&table);
+        let (existing, empty) = self.rt.block_on(async {
             let existing = table::prepare(conn, &table, schema).await?;
             table::create_stage(conn, schema).await?;
-            anyhow::Ok(existing)
+            let empty: bool =
+                sqlx::query_scalar(&format!("SELECT NOT EXISTS (SELECT 1 FROM {quoted})"))
+                    .fetch_one(&mut *conn)
+                    .await?;
+            anyhow::Ok((existing, empty))
         })?;
+        // Keys can only be new in an empty table; a table with rows (a
+        // re-run, a resume) takes the upsert path from the start, so a
+        // routine re-run never has a COPY fail on a key and leave an ERROR
+        // in the server's log.
+        w.direct = empty;
         w.session.stage = Some(schema.clone());
         let cols = sql::column_list(schema);
-        let quoted = sql::quote_ident(&table);
         w.statements = Statements {
             direct: format!("COPY {quoted} ({cols}) FROM STDIN (FORMAT csv)"),
             stage: format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)"),
