@@ -122,7 +122,6 @@ fn redact_authority(text: &str) -> String {
 /// holds: the checks before a run refuse at once instead (see
 /// [`sqlite_set_up`]).
 pub(crate) async fn sqlite(path: &Path) -> Result<SqliteConnection> {
-    check_file_path(path, "SQLite database")?;
     let options = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .create_if_missing(true)
@@ -135,19 +134,47 @@ pub(crate) async fn sqlite(path: &Path) -> Result<SqliteConnection> {
 /// Says in words why `path` cannot be a file (SQLite's own answer for
 /// both is `unable to open database file`).
 pub(crate) fn check_file_path(path: &Path, what: &str) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!(
-                "cannot create {what} {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            );
-        }
+    let dir = directory_of(path);
+    if !dir.is_dir() {
+        bail!(
+            "cannot create {what} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
     if path.is_dir() {
         bail!("{} is a directory, not a {what} file", path.display());
     }
+    if path.exists() && !writable(path) {
+        bail!(
+            "{what} {} is not writable (permission denied)",
+            path.display()
+        );
+    }
+    // Also for an existing file: SQLite's journal and the CSV sink's state
+    // file are created beside it.
+    if !writable(dir) {
+        bail!(
+            "cannot write {what} {}: directory {} is not writable (permission denied)",
+            path.display(),
+            dir.display()
+        );
+    }
     Ok(())
+}
+
+/// The directory a file is (or would be) in: `.` for a bare name.
+pub(crate) fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Whether this process may write `path` (its effective ids and
+/// capabilities, as the write itself would be checked).
+pub(crate) fn writable(path: &Path) -> bool {
+    use rustix::fs::{accessat, Access, AtFlags, CWD};
+    accessat(CWD, path, Access::WRITE_OK, AtFlags::EACCESS).is_ok()
 }
 
 /// How long a write during a run waits for a lock another program holds on

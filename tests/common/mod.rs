@@ -21,6 +21,27 @@ pub fn batchproc(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// The binary as an ordinary user meets file permissions. As root, it runs
+/// without the capabilities that bypass them (CAP_DAC_OVERRIDE and
+/// CAP_DAC_READ_SEARCH, dropped with util-linux's `setpriv`), so a mode-000
+/// file is unreadable to it too and a permission test means the same as
+/// root as it does for anyone else.
+pub fn batchproc_unprivileged(dir: &Path) -> assert_cmd::Command {
+    let bin = assert_cmd::cargo::cargo_bin("batchproc");
+    let mut cmd = if rustix::process::geteuid().is_root() {
+        let caps = "-dac_override,-dac_read_search";
+        let mut cmd = assert_cmd::Command::new("setpriv");
+        cmd.arg(format!("--bounding-set={caps}"))
+            .arg(format!("--inh-caps={caps}"))
+            .arg(bin);
+        cmd
+    } else {
+        assert_cmd::Command::new(bin)
+    };
+    cmd.current_dir(dir);
+    cmd
+}
+
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));

@@ -48,11 +48,11 @@ struct State {
 
 impl CsvSink {
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        crate::db::check_file_path(path, "CSV")?;
         // The state file first: it holds the sink for the run, and a second
         // run is refused before it touches the CSV.
         let state = match state_path(path) {
             Some(state_path) => {
+                crate::db::check_file_path(path, "CSV")?;
                 let mut db = open_state(&state_path)?;
                 db.set_up()?;
                 Some(State { db, run_id: None })

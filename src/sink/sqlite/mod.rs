@@ -33,6 +33,7 @@ pub(crate) struct StateDb {
 /// Opens and holds the SQLite file at `path` (created if missing), changing
 /// nothing in it; another run holding it is a [`Busy`] error that names it.
 pub(crate) fn open_state(path: &Path) -> Result<StateDb> {
+    db::check_file_path(path, "SQLite database")?;
     let rt = db::runtime()?;
     let mut conn = rt.block_on(db::sqlite(path))?;
     let held = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

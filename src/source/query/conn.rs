@@ -22,6 +22,32 @@ pub(super) enum Conn {
     Postgres(PgConnection),
 }
 
+/// A database in WAL mode is read through its `-shm` file, which SQLite
+/// creates beside it when missing; in a directory the user cannot write,
+/// SQLite's answer is only `unable to open database file`, so say why.
+fn check_wal_readable(path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let wal = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header.starts_with(b"SQLite format 3\0") && header[18] == 2);
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    if wal && !std::path::Path::new(&shm).exists() {
+        let dir = db::directory_of(path);
+        if !db::writable(dir) {
+            bail!(
+                "{} is in WAL mode and has no -shm file, which SQLite must create to read it, \
+                 but directory {} is not writable; open it once where it can be written \
+                 (or switch it to journal_mode=DELETE)",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Conn {
     pub(super) async fn open(from: &Url) -> Result<Conn> {
         Ok(match from {
@@ -29,6 +55,7 @@ impl Conn {
                 if !path.exists() {
                     bail!("{}: no such database", path.display());
                 }
+                check_wal_readable(path)?;
                 let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 Conn::Sqlite(
