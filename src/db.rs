@@ -18,7 +18,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::runtime::Runtime;
 
+use crate::pool::Cancel;
 use crate::record::Quoted;
+use crate::sink::Stopped;
 
 /// A current-thread runtime for one thread's database work.
 pub(crate) fn runtime() -> Result<Runtime> {
@@ -182,6 +184,55 @@ pub(crate) fn writable(path: &Path) -> bool {
 /// before the batch fails.
 pub(crate) const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(30);
 
+/// SQLite's own busy wait, per try: between tries batchproc looks at the
+/// cancel token, so Ctrl-C never waits out the whole of SQLITE_BUSY_WAIT.
+const SQLITE_BUSY_SLICE: Duration = Duration::from_millis(100);
+
+/// Runs `work` in a write transaction (`BEGIN IMMEDIATE`, so the lock is
+/// taken first and only the begin can be busy), committed if it succeeds
+/// and rolled back if not. A lock another program holds is waited for up to
+/// SQLITE_BUSY_WAIT, and no longer once `cancel` is interrupted: the work is
+/// then not done ([`Stopped`]). The transaction is spelled out in SQL
+/// because a sqlx `Transaction` borrowed in a retry loop cannot be returned
+/// from it.
+pub(crate) async fn sqlite_write<T>(
+    conn: &mut SqliteConnection,
+    cancel: &Cancel,
+    work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    use sqlx::Executor;
+    let started = std::time::Instant::now();
+    while let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+        if !is_sqlite_busy(&e) {
+            return Err(e.into());
+        }
+        if cancel.is_interrupted() {
+            bail!(Stopped(
+                "waiting for a lock another program holds on the database"
+            ));
+        }
+        if started.elapsed() >= SQLITE_BUSY_WAIT {
+            return Err(anyhow::Error::new(e).context(format!(
+                "the database stayed locked by another program for {}s",
+                SQLITE_BUSY_WAIT.as_secs()
+            )));
+        }
+    }
+    match work(&mut *conn).await {
+        Ok(done) => match conn.execute("COMMIT").await {
+            Ok(_) => Ok(done),
+            Err(e) => {
+                let _ = conn.execute("ROLLBACK").await;
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
 /// Readies a SQLite file once the run's checks passed: WAL with
 /// `synchronous=NORMAL` (a killed process never loses a committed
 /// transaction), batchproc's bookkeeping tables, and the busy wait for the
@@ -193,7 +244,7 @@ pub(crate) async fn sqlite_set_up(conn: &mut SqliteConnection) -> Result<()> {
         .map_err(sqlite_busy)?;
     conn.execute("PRAGMA synchronous = NORMAL").await?;
     migrate(Conn::Sqlite(conn)).await.map_err(sqlite_busy)?;
-    conn.execute(format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_WAIT.as_millis()).as_str())
+    conn.execute(format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_SLICE.as_millis()).as_str())
         .await?;
     Ok(())
 }
@@ -202,13 +253,9 @@ pub(crate) async fn sqlite_set_up(conn: &mut SqliteConnection) -> Result<()> {
 /// and batchproc refuses at once rather than wait (exit 75, try later).
 pub(crate) fn sqlite_busy(e: impl Into<anyhow::Error>) -> anyhow::Error {
     let e = e.into();
-    let busy = e.chain().any(|c| {
-        c.downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .and_then(|d| d.code())
-            // SQLITE_BUSY or SQLITE_LOCKED, or one of their extended codes.
-            .is_some_and(|code| code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
-    });
+    let busy = e
+        .chain()
+        .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_sqlite_busy));
     if busy {
         anyhow::Error::new(crate::sink::Busy(
             "the database is locked by another program; try again when it is done".into(),
@@ -216,6 +263,13 @@ pub(crate) fn sqlite_busy(e: impl Into<anyhow::Error>) -> anyhow::Error {
     } else {
         e
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED, or one of their extended codes.
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
 }
 
 /// The connection options of a Postgres URL; a bad URL's error never shows

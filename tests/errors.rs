@@ -245,33 +245,20 @@ fn a_sqlite_sink_another_program_holds_is_refused_at_once_with_exit_75() {
     std::fs::create_dir(tmp.path().join("d")).unwrap();
     std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
     let db = tmp.path().join("held.db");
-    // python's sqlite3 holds an exclusive lock until told to stop.
-    let mut holder = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None); \
-             c.execute('CREATE TABLE t (x)'); c.execute('BEGIN EXCLUSIVE'); \
-             c.execute('INSERT INTO t VALUES (1)'); print('held', flush=True); sys.stdin.read()",
-        )
-        .arg(&db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
+    let holder = hold_sqlite(
+        &db,
+        &[
+            "CREATE TABLE t (x)",
+            "BEGIN EXCLUSIVE",
+            "INSERT INTO t VALUES (1)",
+        ],
+    );
     let out = batchproc(tmp.path())
         .args(["files", "d", "-o", "held.db"])
         .timeout(std::time::Duration::from_secs(60))
         .output()
         .unwrap();
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
+    release(holder);
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(75), "{err}");
     assert!(

@@ -609,33 +609,89 @@ fn a_dynamic_pool_stays_within_its_maximum() {
     assert_eq!(count(&tmp.path().join("batchproc.db"), "files"), 40);
 }
 
-/// After a failure has stopped the run, a request without `--timeout` may
-/// still hang; a second Ctrl-C must then exit at once, as always.
+/// A failure ends the run at once even while another request hangs
+/// (no `--timeout`): the worker stops waiting for it, as at Ctrl-C.
 #[test]
-fn a_second_sigint_exits_even_after_a_failure_stopped_the_run() {
+fn a_failure_does_not_wait_for_a_request_that_hangs() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     // d/after-stall is answered 404 (the run stops) once d/stall's request,
     // answered only after 20 s, is in: whichever worker is slower to start.
     tree(tmp.path(), &[("after-stall", ""), ("stall", "")]);
     let spec = format!("http:GET {}", server.url("/{name}/x"));
-    let mut child = batchproc_std(tmp.path())
-        .args(["files", "d", "-q", "-w", "2", "-p", &spec])
+    let started = Instant::now();
+    let out = batchproc(tmp.path())
+        .args(["files", "d", "-w", "2", "-p", &spec])
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    // Far below the 20 s of the hung request, with room for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("batchproc: error: d/after-stall: HTTP 404 Not Found"),
+        "{err}"
+    );
+}
+
+/// One Ctrl-C ends a run whose request hangs (no `--timeout`): the worker
+/// stops waiting for it, what finished is committed, exit 130. The hung
+/// request would take 20 s.
+#[test]
+fn one_sigint_ends_a_run_whose_request_hangs() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = vec![("0/stall".to_owned(), "")];
+    files.extend((1..=20).map(|i| (format!("{i}/ok"), "")));
+    for (name, content) in &files {
+        let path = tmp.path().join("d").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let spec = format!("http:GET {}", server.url("/{name}/x"));
+    let mut child = spawn_two_workers(tmp.path(), &spec);
+    let start = Instant::now();
+    while server.seen().len() < files.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not every request came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let signalled = Instant::now();
+    let status = child.wait().unwrap();
+    // Far below the 20 s the request would take, with room for a loaded machine.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    let rows = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT path, status FROM files ORDER BY path",
+    );
+    let ok: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: Vec<(String, i64)> = {
+        let mut paths: Vec<String> = (1..=20).map(|i| format!("d/{i}/ok")).collect();
+        paths.sort();
+        paths.into_iter().map(|p| (p, 200)).collect()
+    };
+    assert_eq!(ok, expected);
+}
+
+/// `files d -q -w 2 -p SPEC`, started, stderr dropped.
+fn spawn_two_workers(dir: &Path, spec: &str) -> std::process::Child {
+    batchproc_std(dir)
+        .args(["files", "d", "-q", "-w", "2", "-p", spec])
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while server.seen().len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no requests");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    for _ in 0..2 {
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+        .unwrap()
 }

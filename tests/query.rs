@@ -439,22 +439,30 @@ fn text_keys_in_postgres_order_resume_correctly() {
         if resume {
             cmd.arg("--resume");
         }
+        // Every attempt's stderr, for the messages below.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tmp.path().join("attempts.log"))
+            .unwrap();
         cmd.env("BATCHPROC_TEST_COMMIT_DELAY_MS", "30")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
+    let log = || std::fs::read_to_string(tmp.path().join("attempts.log")).unwrap_or_default();
     let db = tmp.path().join("out.db");
     let (_, finished) = kill_repeatedly(spawn, &[50u64, 150, 250], || last_run_succeeded(&db));
     if !finished {
-        assert!(spawn(true).wait().unwrap().success());
+        assert!(spawn(true).wait().unwrap().success(), "{}", log());
     }
-    assert_eq!(count(&db, "rows"), 2000);
+    assert!(last_run_succeeded(&db), "{}", log());
+    assert_eq!(count(&db, "rows"), 2000, "{}", log());
     let sum: i64 = query(&db, "SELECT sum(n) FROM rows")[0].get(0);
     assert_eq!(sum, (1..=2000i64).sum::<i64>());
     let ok: i64 = query(&db, "SELECT sum(ok) FROM batchproc_runs")[0].get(0);
-    assert_eq!(ok, 2000, "rows committed twice or lost");
+    assert_eq!(ok, 2000, "rows committed twice or lost: {}", log());
 }
 
 fn assert_fails(tmp: &Path, args: &[&str], code: i32, needle: &str) {

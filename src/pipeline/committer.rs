@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Sender};
 use super::finish::{Failure, FirstFailure};
 use crate::checkpoint::CheckpointUpdate;
 use crate::record::Record;
-use crate::sink::Sink;
+use crate::sink::{Sink, Stopped};
 
 /// One transaction's worth: records and the checkpoint that covers them.
 pub(super) struct Job {
@@ -41,7 +41,12 @@ impl<'a> Committer<'a> {
         scope.spawn(move || {
             for job in rx {
                 if let Err(e) = sink.write(&job.records, job.checkpoint.as_ref()) {
-                    failure.set(Failure::Sink(e));
+                    // Given up at Ctrl-C while the database kept it waiting:
+                    // the run ends interrupted, not failed; a resume redoes
+                    // what this batch held.
+                    if !e.chain().any(|c| c.is::<Stopped>()) {
+                        failure.set(Failure::Sink(e));
+                    }
                     return;
                 }
             }

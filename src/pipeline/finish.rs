@@ -174,6 +174,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         };
         Error::Failed(e, Box::new(report))
     };
+    let events = failure.events;
     let item_failure = match failure.take() {
         Some(Failure::Item(line)) => Some(line),
         Some(other) => {
@@ -211,8 +212,16 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
             RunStatus::Failed => Ending::Failed,
             RunStatus::Interrupted => Ending::Interrupted,
         };
-        if let Err(e) = sink.end_run(&end(ending)) {
-            return Err(failed(summary, run_error(e)));
+        match sink.end_run(&end(ending)) {
+            // Interrupted while the database cannot be reached or is held
+            // by another program: what was committed stands, the row still
+            // says `running`, and a resume continues the run all the same.
+            Err(e) if status == RunStatus::Interrupted => events.warning(&format!(
+                "the run's row was not updated: {}",
+                error_line(&run_error(e))
+            )),
+            Err(e) => return Err(failed(summary, run_error(e))),
+            Ok(()) => {}
         }
     }
     if let Err(e) = sink.finish() {

@@ -53,7 +53,10 @@ where
     let sink_name = cfg.sink.to_string();
     let config_error = |e: anyhow::Error| refused(e.context(format!("sink {sink_name}")));
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
-    let mut sink = cfg.sink.open(&cfg.table, &events).map_err(refused)?;
+    let mut sink = cfg
+        .sink
+        .open(&cfg.table, &events, cancel)
+        .map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
     let checker = sink.checker();
     // Only now do the sink's files exist, to be left out of a walk.

@@ -110,6 +110,14 @@ impl Cancel {
         self.reason().is_some()
     }
 
+    /// Whether this token or one it descends from was cancelled with
+    /// [`CancelReason::Interrupted`], even after an earlier failure: the
+    /// person asked for the run to end, so nothing should wait any longer.
+    pub fn is_interrupted(&self) -> bool {
+        self.0.reason.load(Ordering::SeqCst) == 2
+            || self.0.parent.as_ref().is_some_and(Cancel::is_interrupted)
+    }
+
     pub fn reason(&self) -> Option<CancelReason> {
         match self.0.reason.load(Ordering::SeqCst) {
             1 => Some(CancelReason::Failed),

@@ -12,6 +12,37 @@ pub(crate) struct Cx<'a> {
     pub(crate) deadline: Option<Deadline>,
 }
 
+impl Cx<'_> {
+    /// Runs `work` on a thread of its own and waits for it only while the
+    /// run goes on: None once the run is cancelled. For a blocking call that
+    /// cannot be interrupted (an HTTP request without `--timeout` to a server
+    /// that never answers), so that Ctrl-C still ends the run at once; the
+    /// thread is left to end with the call, or with the process. An error
+    /// when no thread could be started.
+    pub(crate) fn unless_cancelled<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<Option<T>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("batchproc-call".into())
+            .spawn(move || {
+                let _ = tx.send(work());
+            })?;
+        loop {
+            match rx.recv_timeout(CANCEL_POLL) {
+                Ok(done) => return Ok(Some(done)),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                    if !self.cancel.is_cancelled() => {}
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// How often a worker waiting on a call looks at the cancel token.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 /// A failure worth retrying (`--retries`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Retry {

@@ -137,50 +137,39 @@ impl ItemProcessor for Http {
         if timeout == Some(Duration::ZERO) {
             return Err(timed_out(cx));
         }
-        let response = match self.method {
-            Method::Get => self
-                .agent
-                .get(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
-            Method::Post => {
-                let body = json_body(subject)?;
-                self.agent
-                    .post(&url)
-                    .config()
-                    .timeout_global(timeout)
-                    .build()
-                    .header("content-type", "application/json")
-                    .send(&body[..])
+        let request = Request {
+            agent: self.agent.clone(),
+            method: self.method,
+            url: url.clone(),
+            body: match self.method {
+                Method::Get => None,
+                Method::Post => Some(json_body(subject)?),
+            },
+            timeout,
+        };
+        let answer = match cx.unless_cancelled(move || request.send()) {
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Err(ItemFailure::new("cancelled")),
+            Err(e) => return Err(ItemFailure::new(format!("cannot start a thread: {e}"))),
+        };
+        let Answer {
+            status,
+            retry_after,
+            mut body,
+        } = match answer {
+            Ok(answer) => answer,
+            Err(Failed::Request(e)) => return Err(self.failure(&url, e, cx)),
+            Err(Failed::Body(e)) => {
+                if cx.deadline.is_some_and(|d| d.passed()) {
+                    return Err(timed_out(cx));
+                }
+                return Err(ItemFailure {
+                    message: format!("{} {}: reading the body: {e}", self.verb(), redact(&url)),
+                    values: None,
+                    retry: Some(Retry::default()),
+                });
             }
         };
-        let mut response = response.map_err(|e| self.failure(&url, e, cx))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after);
-        let mut body = Vec::new();
-        // One byte more than is kept tells that there was more.
-        let read = response
-            .body_mut()
-            .with_config()
-            .reader()
-            .take(BODY_CAP + 1)
-            .read_to_end(&mut body);
-        if let Err(e) = read {
-            if cx.deadline.is_some_and(|d| d.passed()) {
-                return Err(timed_out(cx));
-            }
-            return Err(ItemFailure {
-                message: format!("{} {}: reading the body: {e}", self.verb(), redact(&url)),
-                values: None,
-                retry: Some(Retry::default()),
-            });
-        }
         if body.len() as u64 > BODY_CAP {
             body.truncate(BODY_CAP as usize);
             // Cut at a character boundary, as exec's output is.
@@ -212,6 +201,69 @@ impl ItemProcessor for Http {
             .to_owned(),
             values: Some(values),
             retry: retryable.then_some(Retry { after: retry_after }),
+        })
+    }
+}
+
+/// One request, owned, so it can be sent from a thread of its own.
+struct Request {
+    agent: ureq::Agent,
+    method: Method,
+    url: String,
+    body: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+}
+
+/// A response, its body read (up to one byte more than is kept).
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+enum Failed {
+    Request(ureq::Error),
+    Body(std::io::Error),
+}
+
+impl Request {
+    fn send(self) -> Result<Answer, Failed> {
+        let response = match (self.method, self.body) {
+            (Method::Post, Some(body)) => self
+                .agent
+                .post(&self.url)
+                .config()
+                .timeout_global(self.timeout)
+                .build()
+                .header("content-type", "application/json")
+                .send(&body[..]),
+            _ => self
+                .agent
+                .get(&self.url)
+                .config()
+                .timeout_global(self.timeout)
+                .build()
+                .call(),
+        };
+        let mut response = response.map_err(Failed::Request)?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
+        let mut body = Vec::new();
+        // One byte more than is kept tells that there was more.
+        response
+            .body_mut()
+            .with_config()
+            .reader()
+            .take(BODY_CAP + 1)
+            .read_to_end(&mut body)
+            .map_err(Failed::Body)?;
+        Ok(Answer {
+            status: response.status(),
+            retry_after,
+            body,
         })
     }
 }

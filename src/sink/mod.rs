@@ -22,6 +22,7 @@ pub(crate) use sqlite::open_state;
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn, Url};
 use crate::events::Shared;
+use crate::pool::Cancel;
 use crate::record::{Quoted, Record, Schema};
 
 /// Why a record cannot be stored, or None when it can.
@@ -67,6 +68,14 @@ pub(crate) trait Sink: Send {
 #[error("{0}")]
 pub(crate) struct Busy(pub(crate) String);
 
+/// A write given up because the run was interrupted while it waited for the
+/// database (locked by another program, or gone and being reconnected): the
+/// batch is not committed, and a resume redoes its items. Not a failure of
+/// the run, which ends interrupted.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted while {0}")]
+pub(crate) struct Stopped(pub(crate) &'static str);
+
 /// Where the `--sink` URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SinkSpec {
@@ -108,15 +117,25 @@ impl SinkSpec {
     }
 
     /// Opens the sink; `table` is used by database sinks.
-    pub(crate) fn open(&self, table: &str, events: &Shared) -> Result<Box<dyn Sink>> {
+    /// Waits for the database (a lock, a reconnect) stop when `cancel` is
+    /// interrupted.
+    pub(crate) fn open(
+        &self,
+        table: &str,
+        events: &Shared,
+        cancel: &Cancel,
+    ) -> Result<Box<dyn Sink>> {
         Ok(match self {
-            SinkSpec::Database(Url::Postgres(url)) => {
-                Box::new(postgres::PostgresSink::open(url, table, events.clone())?)
-            }
+            SinkSpec::Database(Url::Postgres(url)) => Box::new(postgres::PostgresSink::open(
+                url,
+                table,
+                events.clone(),
+                cancel.clone(),
+            )?),
             SinkSpec::Database(Url::Sqlite(path)) => {
-                Box::new(sqlite::SqliteSink::open(path, table)?)
+                Box::new(sqlite::SqliteSink::open(path, table, cancel.clone())?)
             }
-            SinkSpec::Csv(path) => Box::new(csv::CsvSink::create(path)?),
+            SinkSpec::Csv(path) => Box::new(csv::CsvSink::create(path, cancel.clone())?),
             SinkSpec::Stdout => Box::new(csv::CsvSink::stdout()),
         })
     }

@@ -42,6 +42,39 @@ pub fn batchproc_unprivileged(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// Another program's SQLite session on `db`: runs `statements` (say, one
+/// that takes a lock), then holds on until [`release`]d.
+pub fn hold_sqlite(db: &Path, statements: &[&str]) -> Child {
+    use std::process::Stdio;
+    let mut holder = StdCommand::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)\n\
+             for s in sys.argv[2:]: c.execute(s)\n\
+             print('held', flush=True); sys.stdin.read()",
+        )
+        .arg(db)
+        .args(statements)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    holder
+}
+
+/// Ends a [`hold_sqlite`] session.
+pub fn release(mut holder: Child) {
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+}
+
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));

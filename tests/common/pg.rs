@@ -97,6 +97,22 @@ impl PgDb {
                 .is_some_and(|r| r.get::<String, _>(0) == "succeeded")
     }
 
+    /// Lets sessions connect to this database, or refuses every new one (as
+    /// a server that is down would).
+    pub fn allow_connections(&self, allow: bool) {
+        block_on(async {
+            let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+            sqlx::query(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+        })
+    }
+
     /// Ends every other session on this database, as a server restart would.
     pub fn terminate_sessions(&self) -> i64 {
         use sqlx::Row;

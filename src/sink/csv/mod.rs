@@ -12,12 +12,12 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sqlx::Connection;
 
 use super::sqlite::StateDb;
 use super::{open_state, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::Conn;
+use crate::pool::Cancel;
 use crate::record::{Record, Schema, Value};
 
 /// Where the state file of a CSV sink at `path` lives; none for a device or
@@ -47,13 +47,13 @@ struct State {
 }
 
 impl CsvSink {
-    pub(crate) fn create(path: &Path) -> Result<Self> {
+    pub(crate) fn create(path: &Path, cancel: Cancel) -> Result<Self> {
         // The state file first: it holds the sink for the run, and a second
         // run is refused before it touches the CSV.
         let state = match state_path(path) {
             Some(state_path) => {
                 crate::db::check_file_path(path, "CSV")?;
-                let mut db = open_state(&state_path)?;
+                let mut db = open_state(&state_path, cancel)?;
                 db.set_up()?;
                 Some(State { db, run_id: None })
             }
@@ -120,10 +120,9 @@ impl Sink for CsvSink {
         let Some(state) = &mut self.state else {
             return Ok(None);
         };
-        let db = &mut state.db;
-        let start = db
-            .rt
-            .block_on(runs::start_run(Conn::Sqlite(&mut db.conn), spec))?;
+        let start = state
+            .db
+            .write(async |conn| runs::start_run(Conn::Sqlite(conn), spec).await)?;
         state.run_id = Some(start.run_id);
         match (start.resumed, start.csv_length, &mut self.file) {
             (true, Some(len), Some(file)) => {
@@ -165,28 +164,25 @@ impl Sink for CsvSink {
         };
         let len = self.sync()?;
         if let Some(State {
-            db: StateDb { rt, conn, .. },
+            db,
             run_id: Some(run_id),
         }) = &mut self.state
         {
-            rt.block_on(async {
-                let mut tx = conn.begin().await?;
-                runs::record(Conn::Sqlite(&mut tx), *run_id, update, len).await?;
-                tx.commit().await?;
-                anyhow::Ok(())
-            })
-            .context("committing the CSV checkpoint")?;
+            let run_id = *run_id;
+            db.write(async |conn| runs::record(Conn::Sqlite(conn), run_id, update, len).await)
+                .context("committing the CSV checkpoint")?;
         }
         Ok(())
     }
 
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         if let Some(State {
-            db: StateDb { rt, conn, .. },
+            db,
             run_id: Some(run_id),
         }) = &mut self.state
         {
-            rt.block_on(runs::end_run(Conn::Sqlite(conn), *run_id, end))?;
+            let run_id = *run_id;
+            db.write(async |conn| runs::end_run(Conn::Sqlite(conn), run_id, end).await)?;
         }
         Ok(())
     }

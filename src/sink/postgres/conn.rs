@@ -13,8 +13,9 @@ use super::table;
 use crate::checkpoint::runs;
 use crate::db;
 use crate::db::Conn;
+use crate::pool::Cancel;
 use crate::record::Schema;
-use crate::sink::Busy;
+use crate::sink::{Busy, Stopped};
 
 /// How long to keep trying to reconnect before the run fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
@@ -27,10 +28,12 @@ pub(super) struct Session {
     pub(super) stage: Option<Schema>,
     /// The advisory lock key held for this run.
     lock: Option<String>,
+    /// Interrupted, a reconnect stops trying.
+    cancel: Cancel,
 }
 
 impl Session {
-    pub(super) async fn connect(url: &str) -> Result<Session> {
+    pub(super) async fn connect(url: &str, cancel: Cancel) -> Result<Session> {
         // Like SQLite's synchronous=NORMAL: a commit returns before its WAL
         // is flushed. A server crash may lose the last commits, but records
         // and checkpoint go together, so a resume redoes exactly those.
@@ -43,6 +46,7 @@ impl Session {
             conn: Some(conn),
             stage: None,
             lock: None,
+            cancel,
         })
     }
 
@@ -69,11 +73,19 @@ impl Session {
             .with_max_times(usize::MAX)
             .with_jitter()
             .build();
+        let stopped = || Stopped("reconnecting to Postgres");
         let mut conn = loop {
-            match db::postgres_with(&self.options).await {
+            let attempt = tokio::select! {
+                attempt = db::postgres_with(&self.options) => attempt,
+                () = interrupted(&self.cancel) => bail!(stopped()),
+            };
+            match attempt {
                 Ok(conn) => break conn,
                 Err(e) => match delays.next() {
-                    Some(delay) => tokio::time::sleep(delay).await,
+                    Some(delay) => tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = interrupted(&self.cancel) => bail!(stopped()),
+                    },
                     None => bail!(
                         "connection lost and not back within {}s: {}",
                         RECONNECT_FOR.as_secs(),
@@ -129,5 +141,12 @@ async fn take_lock(conn: &mut PgConnection, fingerprint: &str) -> Result<()> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Resolves once `cancel` is interrupted, for a wait to race against.
+async fn interrupted(cancel: &Cancel) {
+    while !cancel.is_interrupted() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -20,6 +20,7 @@ use super::{Checker, Refusal, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::events::Shared;
+use crate::pool::Cancel;
 use crate::record::{ColumnType, Record, Schema, Value};
 use conn::{connection_lost, Session};
 use table::STAGE;
@@ -52,9 +53,9 @@ struct Statements {
 }
 
 impl PostgresSink {
-    pub(crate) fn open(url: &str, table: &str, events: Shared) -> Result<Self> {
+    pub(crate) fn open(url: &str, table: &str, events: Shared, cancel: Cancel) -> Result<Self> {
         let rt = db::runtime()?;
-        let mut session = rt.block_on(Session::connect(url))?;
+        let mut session = rt.block_on(Session::connect(url, cancel))?;
         rt.block_on(db::migrate(Conn::Postgres(session.conn())))?;
         Ok(PostgresSink {
             rt,

@@ -16,6 +16,7 @@ use tokio::runtime::Runtime;
 use super::{Busy, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
+use crate::pool::Cancel;
 use crate::record::{Record, Schema, Value};
 use table::Insert;
 
@@ -27,12 +28,14 @@ use table::Insert;
 pub(crate) struct StateDb {
     pub(crate) rt: Runtime,
     pub(crate) conn: SqliteConnection,
+    /// Interrupted, waits for a lock another program holds stop.
+    pub(crate) cancel: Cancel,
     _held: File,
 }
 
 /// Opens and holds the SQLite file at `path` (created if missing), changing
 /// nothing in it; another run holding it is a [`Busy`] error that names it.
-pub(crate) fn open_state(path: &Path) -> Result<StateDb> {
+pub(crate) fn open_state(path: &Path, cancel: Cancel) -> Result<StateDb> {
     db::check_file_path(path, "SQLite database")?;
     let rt = db::runtime()?;
     let mut conn = rt.block_on(db::sqlite(path))?;
@@ -55,6 +58,7 @@ pub(crate) fn open_state(path: &Path) -> Result<StateDb> {
     Ok(StateDb {
         rt,
         conn,
+        cancel,
         _held: held,
     })
 }
@@ -65,36 +69,44 @@ impl StateDb {
     pub(crate) fn set_up(&mut self) -> Result<()> {
         self.rt.block_on(db::sqlite_set_up(&mut self.conn))
     }
+
+    /// Runs `work` in a write transaction (see [`db::sqlite_write`]).
+    pub(crate) fn write<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.rt
+            .block_on(db::sqlite_write(&mut self.conn, &self.cancel, work))
+    }
 }
 
 pub(crate) struct SqliteSink {
-    rt: Runtime,
-    conn: Option<SqliteConnection>,
-    _held: File,
+    /// None once finished.
+    db: Option<StateDb>,
     table: String,
     run_id: Option<i64>,
     insert: Option<Insert>,
 }
 
 impl SqliteSink {
-    pub(crate) fn open(path: &Path, table: &str) -> Result<Self> {
-        let StateDb { rt, conn, _held } = open_state(path)?;
+    pub(crate) fn open(path: &Path, table: &str, cancel: Cancel) -> Result<Self> {
         Ok(SqliteSink {
-            rt,
-            conn: Some(conn),
-            _held,
+            db: Some(open_state(path, cancel)?),
             table: table.to_owned(),
             run_id: None,
             insert: None,
         })
+    }
+
+    fn db(&mut self) -> &mut StateDb {
+        self.db.as_mut().expect("sink used after finish")
     }
 }
 
 impl Sink for SqliteSink {
     fn prepare(&mut self, schema: &Schema) -> Result<()> {
         let table = self.table.clone();
-        let rt = &self.rt;
-        let conn = self.conn.as_mut().expect("sink used after finish");
+        let StateDb { rt, conn, .. } = self.db();
         let existing = rt.block_on(async {
             // Checked before anything changes: a refused run leaves the
             // database as it found it (no bookkeeping tables, no WAL).
@@ -119,10 +131,9 @@ impl Sink for SqliteSink {
     }
 
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
-        let conn = self.conn.as_mut().expect("sink used after finish");
         let start = self
-            .rt
-            .block_on(runs::start_run(Conn::Sqlite(conn), spec))?;
+            .db()
+            .write(async |conn| runs::start_run(Conn::Sqlite(conn), spec).await)?;
         self.run_id = Some(start.run_id);
         Ok(Some(start))
     }
@@ -131,25 +142,26 @@ impl Sink for SqliteSink {
         if batch.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
-        let insert = self.insert.as_ref().context("sink not prepared")?;
+        let insert = self.insert.take().context("sink not prepared")?;
         let checkpoint = checkpoint.zip(self.run_id);
-        let conn = self.conn.as_mut().expect("sink used after finish");
-        self.rt
-            .block_on(write_batch(conn, insert, batch, checkpoint))
-            .with_context(|| format!("writing to table {}", self.table))
+        let written = self
+            .db()
+            .write(async |conn| write_batch(conn, &insert, batch, checkpoint).await);
+        self.insert = Some(insert);
+        written.with_context(|| format!("writing to table {}", self.table))
     }
 
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {
-        if let (Some(conn), Some(run_id)) = (self.conn.as_mut(), self.run_id) {
-            self.rt
-                .block_on(runs::end_run(Conn::Sqlite(conn), run_id, end))?;
+        if let Some(run_id) = self.run_id {
+            self.db()
+                .write(async |conn| runs::end_run(Conn::Sqlite(conn), run_id, end).await)?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        if let Some(conn) = self.conn.take() {
-            self.rt.block_on(conn.close()).context("closing SQLite")?;
+        if let Some(db) = self.db.take() {
+            db.rt.block_on(db.conn.close()).context("closing SQLite")?;
         }
         Ok(())
     }
@@ -167,7 +179,6 @@ async fn write_batch(
     batch: &[Record],
     checkpoint: Option<(&CheckpointUpdate, i64)>,
 ) -> Result<()> {
-    let mut tx = conn.begin().await?;
     // Full chunks share one statement; a remainder is split into powers of
     // two, so at most a handful of distinct statements are ever prepared
     // (sqlx caches each).
@@ -197,11 +208,10 @@ async fn write_batch(
                 };
             }
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut *conn).await?;
     }
     if let Some((update, run_id)) = checkpoint {
-        runs::record(Conn::Sqlite(&mut tx), run_id, update, None).await?;
+        runs::record(Conn::Sqlite(conn), run_id, update, None).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
