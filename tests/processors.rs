@@ -254,3 +254,39 @@ fn malformed_csv_and_json_are_item_failures_with_a_reason() {
     assert!(err("good.csv").starts_with("json:"), "{rows:?}");
     assert!(err("good.json").is_empty(), "{rows:?}");
 }
+
+/// One CSV record of 64 MiB is counted in constant memory: the process's
+/// peak RSS (from wait4) stays below the size of the record itself.
+#[test]
+fn a_huge_csv_record_costs_no_memory() {
+    const BIG: usize = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(d.join("one.csv")).unwrap());
+        f.write_all(b"a,b\n\"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..BIG >> 20 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\",2\n").unwrap();
+    }
+    let child = batchproc_std(tmp.path())
+        .args(["files", "d", "-p", "csv", "-q"])
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let peak = usage.ru_maxrss as usize * 1024;
+    assert!(peak < BIG, "peak RSS {} MiB", peak >> 20);
+    let rows = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT csv_rows, csv_columns FROM files",
+    );
+    assert_eq!((rows[0].get::<i64, _>(0), rows[0].get::<i64, _>(1)), (1, 2));
+}
