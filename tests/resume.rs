@@ -510,6 +510,7 @@ fn a_database_made_by_the_previous_release_is_upgraded_and_resumed() {
          ALTER TABLE batchproc_runs DROP COLUMN peak_busy; \
          ALTER TABLE batchproc_runs DROP COLUMN average_busy; \
          ALTER TABLE batchproc_runs DROP COLUMN retry_pending; \
+         DROP TABLE batchproc_failures; \
          DELETE FROM _sqlx_migrations WHERE version = 2;",
     );
     let ok_before: i64 = query(&db, "SELECT ok FROM batchproc_runs")[0].get(0);

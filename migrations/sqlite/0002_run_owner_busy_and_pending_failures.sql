@@ -6,3 +6,12 @@ ALTER TABLE batchproc_runs ADD COLUMN host TEXT;
 ALTER TABLE batchproc_runs ADD COLUMN peak_busy INTEGER;
 ALTER TABLE batchproc_runs ADD COLUMN average_busy REAL;
 ALTER TABLE batchproc_runs ADD COLUMN retry_pending INTEGER NOT NULL DEFAULT 0;
+
+-- Items committed with an error under --on-error skip, which a resume of
+-- the run retries; written in the same transaction as their records.
+CREATE TABLE IF NOT EXISTS batchproc_failures (
+    run_id  INTEGER NOT NULL REFERENCES batchproc_runs (id) ON DELETE CASCADE,
+    root    INTEGER NOT NULL,
+    key     BLOB    NOT NULL,
+    PRIMARY KEY (run_id, root, key)
+) WITHOUT ROWID;

@@ -3,7 +3,7 @@
 //! checkpoint (the new watermark, and the rows for items committed beyond
 //! it) and bounds how far the source may run ahead of the watermark.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,6 +21,8 @@ struct Entry {
     committed: bool,
     /// Has a checkpoint row (committed beyond the watermark of its time).
     persisted: bool,
+    /// Tried again out of source order (see [`Ledger::dispatch_retry`]).
+    retry: bool,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +36,13 @@ struct Tracker {
     /// Checkpoint rows of an earlier attempt the source has not reached yet.
     resumed: HashSet<ItemKey>,
     watermark: Option<ItemKey>,
+    /// Earlier failures this attempt retries, until the driver takes them.
+    to_retry: Vec<ItemKey>,
+    /// Items being retried, by sequence number, and whether each was an
+    /// earlier failure (true) or turned up under one (a directory's files).
+    retries: HashMap<Seq, (ItemKey, bool)>,
+    /// Earlier failures whose item is gone from the source.
+    gone: Vec<ItemKey>,
 }
 
 impl Tracker {
@@ -42,6 +51,7 @@ impl Tracker {
             key,
             committed,
             persisted: committed,
+            retry: false,
         });
         self.base + self.window.len() as Seq - 1
     }
@@ -88,6 +98,7 @@ impl Ledger {
             tracker: Mutex::new(Tracker {
                 resumed: point.done,
                 watermark: point.watermark,
+                to_retry: point.retry,
                 ..Tracker::default()
             }),
             room: Condvar::new(),
@@ -125,6 +136,41 @@ impl Ledger {
         Dispatch::Go(t.push(key, false))
     }
 
+    /// The earlier failures to retry, once (for the driver).
+    pub(crate) fn take_retries(&self) -> Vec<ItemKey> {
+        std::mem::take(&mut self.lock().to_retry)
+    }
+
+    /// Registers an item tried again before the source's own order: an
+    /// earlier failure (`known`), or an item found under one. It never
+    /// holds the watermark back nor gets a checkpoint row (it lies at or
+    /// below the watermark, or has a checkpoint row already); what its
+    /// commit clears or adds is in `batchproc_failures`.
+    pub(crate) fn dispatch_retry(&self, key: ItemKey, known: bool) -> Seq {
+        let mut t = self.lock();
+        t.window.push_back(Entry {
+            key: key.clone(),
+            committed: false,
+            persisted: false,
+            retry: true,
+        });
+        let seq = t.base + t.window.len() as Seq - 1;
+        t.retries.insert(seq, (key, known));
+        seq
+    }
+
+    /// An earlier failure whose item is no longer in the source: its
+    /// failure is cleared with the next batch.
+    pub(crate) fn gone(&self, key: ItemKey) {
+        self.lock().gone.push(key);
+    }
+
+    /// For an item being retried: its key, and whether it was an earlier
+    /// failure.
+    pub(crate) fn retried(&self, seq: Seq) -> Option<(ItemKey, bool)> {
+        self.lock().retries.get(&seq).cloned()
+    }
+
     /// Waits until the window has room; false if the run was cancelled first.
     pub(crate) fn wait_for_room(&self, cancel: &Cancel) -> bool {
         let mut t = self.lock();
@@ -144,7 +190,11 @@ impl Ledger {
     /// The key of a dispatched item not yet passed by the watermark, for a
     /// message that names it.
     pub(crate) fn key(&self, seq: Seq) -> Option<ItemKey> {
-        self.lock().entry(seq).map(|e| e.key.clone())
+        let mut t = self.lock();
+        if let Some((key, _)) = t.retries.get(&seq) {
+            return Some(key.clone());
+        }
+        t.entry(seq).map(|e| e.key.clone())
     }
 
     /// Plans the bookkeeping for committing the items `seqs` without
@@ -162,6 +212,11 @@ impl Ledger {
         for (seq, entry) in (t.base..).zip(&t.window) {
             while next_in_batch.next_if(|s| **s < seq).is_some() {}
             let in_batch = next_in_batch.next_if(|s| **s == seq).is_some();
+            if entry.retry {
+                // Out of source order: passed over, never a watermark.
+                prefix_end = seq + 1;
+                continue;
+            }
             if !(entry.committed || in_batch) {
                 break;
             }
@@ -182,6 +237,7 @@ impl Ledger {
             insert,
             delete,
             beyond,
+            cleared: t.gone.clone(),
             ..CheckpointUpdate::default()
         }
     }
@@ -199,7 +255,13 @@ impl Ledger {
                 entry.persisted = true;
             }
         }
-        while t.window.front().is_some_and(|e| e.committed) {
+        for seq in seqs {
+            t.retries.remove(seq);
+        }
+        t.gone.retain(|key| !update.cleared.contains(key));
+        // Retried items go with the prefix, committed or not: their outcome
+        // is followed by `retries`.
+        while t.window.front().is_some_and(|e| e.committed || e.retry) {
             t.window.pop_front();
             t.base += 1;
         }
@@ -272,6 +334,7 @@ mod tests {
         let point = ResumePoint {
             watermark: Some(key("d/1")),
             done: [key("d/2"), key("d/9")].into(),
+            retry: Vec::new(),
         };
         let ledger = Ledger::new(point, 100);
         assert_eq!(ledger.resumed_after(), Some(&key("d/1")));
@@ -285,6 +348,40 @@ mod tests {
         ledger.apply(&[s3], &u);
         assert_eq!(ledger.resumed_rows(), 1);
         assert_eq!(ledger.dispatch(key("d/9")), Dispatch::Done);
+    }
+
+    #[test]
+    fn retried_items_never_hold_the_watermark_nor_get_checkpoint_rows() {
+        let point = ResumePoint {
+            watermark: Some(key("d/5")),
+            retry: vec![key("d/2")],
+            ..ResumePoint::default()
+        };
+        let ledger = Ledger::new(point, 100);
+        assert_eq!(ledger.take_retries(), [key("d/2")]);
+        let again = ledger.dispatch_retry(key("d/2"), true);
+        let s6 = go(&ledger, "d/6");
+        // d/6 commits while d/2's retry is in flight: the watermark moves.
+        let u = ledger.plan(&[s6]);
+        assert_eq!(u.watermark, Some(key("d/6")));
+        assert!(u.insert.is_empty());
+        ledger.apply(&[s6], &u);
+        // The retry commits later: no watermark of its own, no row; it is
+        // still named by its key.
+        assert_eq!(ledger.retried(again), Some((key("d/2"), true)));
+        assert_eq!(ledger.key(again), Some(key("d/2")));
+        let u = ledger.plan(&[again]);
+        assert_eq!(u.watermark, Some(key("d/6")));
+        assert!(u.insert.is_empty() && u.beyond.is_empty());
+        ledger.apply(&[again], &u);
+        assert_eq!(ledger.retried(again), None);
+        // A failure whose item is gone is cleared with the next batch.
+        ledger.gone(key("d/3"));
+        let s7 = go(&ledger, "d/7");
+        let u = ledger.plan(&[s7]);
+        assert_eq!(u.cleared, [key("d/3")]);
+        ledger.apply(&[s7], &u);
+        assert!(ledger.plan(&[]).cleared.is_empty());
     }
 
     #[test]

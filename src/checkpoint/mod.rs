@@ -33,6 +33,9 @@ pub(crate) struct ResumePoint {
     pub(crate) watermark: Option<ItemKey>,
     /// Keys committed beyond the watermark.
     pub(crate) done: HashSet<ItemKey>,
+    /// Items committed with an error (under `--on-error skip`), which this
+    /// attempt tries again before it goes on.
+    pub(crate) retry: Vec<ItemKey>,
 }
 
 /// What a run asks of the bookkeeping when it starts.
@@ -71,6 +74,11 @@ pub(crate) struct CheckpointUpdate {
     /// The batch's items that commit beyond the new watermark (those of
     /// `insert`), by sequence number.
     pub(crate) beyond: Vec<Seq>,
+    /// Items that failed in this batch, to be retried by a resume.
+    pub(crate) failures: Vec<ItemKey>,
+    /// Earlier failures done with: retried and passed, or gone from the
+    /// source. Each was counted as failed, and no longer is.
+    pub(crate) cleared: Vec<ItemKey>,
 }
 
 /// One run recorded in a sink, as `batchproc runs` lists it.

@@ -177,14 +177,34 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
         .into_iter()
         .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt checkpoint row"))
         .collect::<Result<_>>()?;
+    let failed: Vec<(i64, Vec<u8>)> = on_conn!(&mut conn, |c| {
+        sqlx::query_as("SELECT root, key FROM batchproc_failures WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    let retry: Vec<ItemKey> = failed
+        .into_iter()
+        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt failure row"))
+        .collect::<Result<_>>()?;
+    let retry_count = retry.len();
     Ok(RunStart {
         run_id: run.id,
         resumed: true,
-        point: ResumePoint { watermark, done },
+        point: ResumePoint {
+            watermark,
+            done,
+            retry,
+        },
         csv_length: run.csv_length.map(|n| n as u64),
         notice: Some(format!(
-            "resuming run {}: {} items already committed",
-            run.id, run.committed
+            "resuming run {}: {} items already committed{}",
+            run.id,
+            run.committed,
+            match retry_count {
+                0 => String::new(),
+                n => format!(", retrying the {n} that failed"),
+            }
         )),
     })
 }
@@ -204,7 +224,7 @@ pub(crate) async fn record(
              watermark_key = $4, csv_length = COALESCE($5, csv_length) WHERE id = $6",
         )
         .bind(update.ok as i64)
-        .bind(update.failed as i64)
+        .bind(update.failed as i64 - update.cleared.len() as i64)
         .bind(root)
         .bind(key)
         .bind(csv_length.map(|n| n as i64))
@@ -212,12 +232,26 @@ pub(crate) async fn record(
         .execute(&mut **c)
         .await?;
     });
-    for chunk in update.delete.chunks(CHUNK) {
+    delete_keys(&mut conn, "batchproc_checkpoints", run_id, &update.delete).await?;
+    insert_keys(&mut conn, "batchproc_checkpoints", run_id, &update.insert).await?;
+    delete_keys(&mut conn, "batchproc_failures", run_id, &update.cleared).await?;
+    insert_keys(&mut conn, "batchproc_failures", run_id, &update.failures).await?;
+    commit_delay().await;
+    Ok(())
+}
+
+/// Deletes the rows of `keys` from a table of `(run_id, root, key)` rows.
+async fn delete_keys(
+    conn: &mut Conn<'_>,
+    table: &str,
+    run_id: i64,
+    keys: &[ItemKey],
+) -> Result<()> {
+    for chunk in keys.chunks(CHUNK) {
         let rows = placeholders(chunk.len(), 2, 2);
-        let sql = format!(
-            "DELETE FROM batchproc_checkpoints WHERE run_id = $1 AND (root, key) IN (VALUES {rows})"
-        );
-        on_conn!(&mut conn, |c| {
+        let sql =
+            format!("DELETE FROM {table} WHERE run_id = $1 AND (root, key) IN (VALUES {rows})");
+        on_conn!(conn, |c| {
             let mut q = sqlx::query(&sql).bind(run_id);
             for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
                 q = q.bind(tag).bind(bytes);
@@ -225,10 +259,20 @@ pub(crate) async fn record(
             q.execute(&mut **c).await?;
         });
     }
-    for chunk in update.insert.chunks(CHUNK) {
+    Ok(())
+}
+
+/// Adds rows for `keys` to a table of `(run_id, root, key)` rows.
+async fn insert_keys(
+    conn: &mut Conn<'_>,
+    table: &str,
+    run_id: i64,
+    keys: &[ItemKey],
+) -> Result<()> {
+    for chunk in keys.chunks(CHUNK) {
         let rows = placeholders(chunk.len(), 3, 1);
-        let sql = format!("INSERT INTO batchproc_checkpoints (run_id, root, key) VALUES {rows}");
-        on_conn!(&mut conn, |c| {
+        let sql = format!("INSERT INTO {table} (run_id, root, key) VALUES {rows}");
+        on_conn!(conn, |c| {
             let mut q = sqlx::query(&sql);
             for (tag, bytes) in chunk.iter().map(ItemKey::encode) {
                 q = q.bind(run_id).bind(tag).bind(bytes);
@@ -236,7 +280,6 @@ pub(crate) async fn record(
             q.execute(&mut **c).await?;
         });
     }
-    commit_delay().await;
     Ok(())
 }
 
@@ -290,12 +333,14 @@ pub(crate) async fn end_run(mut conn: Conn<'_>, run_id: i64, end: &RunEnd) -> Re
         .await?;
     });
     if end.ending == Ending::Succeeded {
-        on_conn!(&mut conn, |c| {
-            sqlx::query("DELETE FROM batchproc_checkpoints WHERE run_id = $1")
-                .bind(run_id)
-                .execute(&mut **c)
-                .await?;
-        });
+        for table in ["batchproc_checkpoints", "batchproc_failures"] {
+            on_conn!(&mut conn, |c| {
+                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
+                    .bind(run_id)
+                    .execute(&mut **c)
+                    .await?;
+            });
+        }
     }
     Ok(())
 }

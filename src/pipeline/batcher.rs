@@ -243,11 +243,29 @@ impl<S: Source> Batcher<'_, S> {
         batch.rows = held.iter().filter(|e| e.record.is_some()).count();
         batch.held_rows = batch.rows;
         batch.entries = held;
-        if entries.is_empty() {
+        if entries.is_empty() && update.cleared.is_empty() {
             return Ok(());
         }
         update.ok = entries.iter().filter(|e| e.ok).count() as u64;
-        update.failed = entries.iter().filter(|e| e.failed).count() as u64;
+        update.failed = 0;
+        for entry in &entries {
+            let Some(seq) = entry.seq else { continue };
+            match (self.ledger.retried(seq), entry.failed) {
+                // An earlier failure, counted already and listed until it
+                // passes (or is skipped: gone).
+                (Some((key, true)), false) => update.cleared.push(key),
+                (Some((_, true)), true) => {}
+                (Some((key, false)), true) => {
+                    update.failed += 1;
+                    update.failures.push(key);
+                }
+                (None, true) => {
+                    update.failed += 1;
+                    update.failures.extend(self.ledger.key(seq));
+                }
+                (_, false) => {}
+            }
+        }
         let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
         // The ledger moves on as the batch is queued: if its write fails,
         // no later batch commits, and the run ends failed and resumable.

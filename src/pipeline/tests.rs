@@ -80,6 +80,17 @@ impl Source for Ids {
         ))
     }
 
+    fn again(
+        &self,
+        keys: Vec<ItemKey>,
+        _after: Option<&ItemKey>,
+    ) -> Result<Vec<crate::source::Again<i64>>> {
+        Ok(crate::source::Again::each(keys, |key| match key {
+            ItemKey::Int(id) => self.0.contains(id).then_some(*id),
+            _ => None,
+        }))
+    }
+
     fn label(&self, key: &ItemKey) -> String {
         format!("id={key}")
     }

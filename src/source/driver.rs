@@ -127,12 +127,40 @@ pub(crate) fn drive<S: Source>(
     pace: &Pace,
     cancel: &Cancel,
 ) -> Result<()> {
+    if !retry(source, ledger, &queue, pace)? {
+        return Ok(());
+    }
     let (groups_tx, groups) = bounded(READ_AHEAD);
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| read(source, ledger, groups_tx, cancel));
         dispatch(groups, ledger, queue, pace, cancel);
         reader.join().expect("the source reader panicked")
     })
+}
+
+/// Hands out the earlier failures a resume retries, before the source's
+/// own items; false once the queue is closed.
+fn retry<S: Source>(
+    source: &S,
+    ledger: &Ledger,
+    queue: &Queue<S::Item>,
+    pace: &Pace,
+) -> Result<bool> {
+    let keys = ledger.take_retries();
+    if keys.is_empty() {
+        return Ok(true);
+    }
+    let mut chunk = VecDeque::new();
+    for again in source.again(keys, ledger.resumed_after())? {
+        match again.item {
+            Some(item) => chunk.push_back((ledger.dispatch_retry(again.key, again.known), item)),
+            None => ledger.gone(again.key),
+        }
+        if chunk.len() >= pace.chunk_len() && !queue.send(std::mem::take(&mut chunk)) {
+            return Ok(false);
+        }
+    }
+    Ok(chunk.is_empty() || queue.send(chunk))
 }
 
 /// The reader: the source's items, in groups.
@@ -258,6 +286,17 @@ mod tests {
             ))
         }
 
+        fn again(
+            &self,
+            keys: Vec<ItemKey>,
+            _after: Option<&ItemKey>,
+        ) -> Result<Vec<crate::source::Again<i64>>> {
+            Ok(crate::source::Again::each(keys, |key| match key {
+                ItemKey::Int(i) => (0..self.0).contains(i).then_some(*i),
+                _ => None,
+            }))
+        }
+
         fn label(&self, key: &ItemKey) -> String {
             key.to_string()
         }
@@ -289,10 +328,23 @@ mod tests {
         let point = ResumePoint {
             watermark: Some(ItemKey::Int(4)),
             done: [ItemKey::Int(6)].into(),
+            retry: Vec::new(),
         };
         let chunks = run(Numbers(9), point, &Pace::default());
         let items: Vec<i64> = chunks.into_iter().flatten().map(|(_, i)| i).collect();
         assert_eq!(items, [5, 7, 8]);
+    }
+
+    #[test]
+    fn earlier_failures_are_handed_out_first_and_gone_ones_left_out() {
+        let point = ResumePoint {
+            watermark: Some(ItemKey::Int(4)),
+            done: [ItemKey::Int(6)].into(),
+            retry: [1, 6, 42].map(ItemKey::Int).into(),
+        };
+        let chunks = run(Numbers(9), point, &Pace::default());
+        let items: Vec<i64> = chunks.into_iter().flatten().map(|(_, i)| i).collect();
+        assert_eq!(items, [1, 6, 5, 7, 8]);
     }
 
     #[test]
@@ -319,6 +371,7 @@ mod tests {
         let point = ResumePoint {
             watermark: None,
             done: (1..=20).map(ItemKey::Int).collect(),
+            retry: Vec::new(),
         };
         let ledger = Ledger::new(point, 8);
         let pace = Pace::default();

@@ -58,6 +58,13 @@ pub(crate) trait Source: Sync {
         Ok(())
     }
 
+    /// The items of earlier failures again, for a resume to retry: for each
+    /// key its item, or None when the source no longer has it. A key may
+    /// stand for several items (a directory the walk could not read): the
+    /// items under it follow it, marked `false` (not an earlier failure),
+    /// except those `items(after)` will yield anyway.
+    fn again(&self, keys: Vec<ItemKey>, after: Option<&ItemKey>) -> Result<Vec<Again<Self::Item>>>;
+
     /// An item as messages name it (`d/x.csv`, `id=42`).
     fn label(&self, key: &ItemKey) -> String;
 
@@ -72,6 +79,30 @@ pub(crate) trait Source: Sync {
 
 /// What a source yields.
 pub(crate) type Items<'a, T> = Box<dyn Iterator<Item = Result<Found<T>>> + 'a>;
+
+/// One item a resume tries again (see [`Source::again`]).
+pub(crate) struct Again<T> {
+    pub(crate) key: ItemKey,
+    /// None: gone from the source.
+    pub(crate) item: Option<T>,
+    /// An earlier failure (true), or an item found under one.
+    pub(crate) known: bool,
+}
+
+impl<T> Again<T> {
+    /// Each key as an earlier failure, with what `item` finds for it (tests'
+    /// sources of numbers).
+    #[cfg(test)]
+    pub(crate) fn each(keys: Vec<ItemKey>, item: impl Fn(&ItemKey) -> Option<T>) -> Vec<Self> {
+        keys.into_iter()
+            .map(|key| Again {
+                item: item(&key),
+                key,
+                known: true,
+            })
+            .collect()
+    }
+}
 
 /// One thing a source met.
 pub(crate) enum Found<T> {

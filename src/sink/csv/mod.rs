@@ -120,10 +120,20 @@ impl Sink for CsvSink {
         let Some(state) = &mut self.state else {
             return Ok(None);
         };
-        let start = state
+        let mut start = state
             .db
             .write(async |conn| runs::start_run(Conn::Sqlite(conn), spec).await)?;
         state.run_id = Some(start.run_id);
+        // A CSV is only appended to: a retried item would get a second row.
+        let failed = std::mem::take(&mut start.point.retry).len();
+        if failed > 0 {
+            if let Some(notice) = &mut start.notice {
+                *notice = notice.replace(
+                    &format!(", retrying the {failed} that failed"),
+                    &format!("; the {failed} that failed are not retried into a CSV (run again without --resume to redo all)"),
+                );
+            }
+        }
         match (start.resumed, start.csv_length, &mut self.file) {
             (true, Some(len), Some(file)) => {
                 // Whatever an attempt wrote after its last checkpoint goes.

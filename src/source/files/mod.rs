@@ -18,7 +18,7 @@ pub(crate) use filters::Filters;
 pub(crate) use read::FileWork;
 pub(crate) use walk::FileItem;
 
-use super::{Items, Source};
+use super::{Again, Items, Source};
 use crate::checkpoint::{Fingerprint, ItemKey, Part};
 use crate::processor::registry::Target;
 use crate::processor::{registry, Fields};
@@ -87,6 +87,14 @@ impl Source for FileSource {
 
     fn items(&self, after: Option<&ItemKey>) -> Result<Items<'_, FileItem>> {
         Ok(Box::new(self.walk(after)))
+    }
+
+    fn again(&self, keys: Vec<ItemKey>, after: Option<&ItemKey>) -> Result<Vec<Again<FileItem>>> {
+        let mut items = Vec::new();
+        for key in keys {
+            self.walk_again(key, after, &mut items);
+        }
+        Ok(items)
     }
 
     fn label(&self, key: &ItemKey) -> String {

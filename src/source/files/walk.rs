@@ -18,7 +18,7 @@ use walkdir::{DirEntry, WalkDir};
 use super::FileSource;
 use crate::checkpoint::ItemKey;
 use crate::record::DisplayPath;
-use crate::source::Found;
+use crate::source::{Again, Found};
 
 /// One file found by the walk, or a place the walk could not read.
 #[derive(Debug, Clone)]
@@ -62,11 +62,36 @@ impl FileSource {
         root: &'s Path,
         after: Option<ItemKey>,
     ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
-        let mut walk = WalkDir::new(root)
+        self.walk_from(index, root, root, after)
+    }
+
+    /// The files under `start`, a directory below the root `root`, as the
+    /// walk of the root would find them.
+    fn walk_under<'s>(
+        &'s self,
+        index: u32,
+        root: &'s Path,
+        start: &Path,
+    ) -> impl Iterator<Item = Found<FileItem>> + 's {
+        self.walk_from(index, root, start, None)
+            .filter_map(Result::ok)
+    }
+
+    fn walk_from<'s>(
+        &'s self,
+        index: u32,
+        root: &'s Path,
+        start: &Path,
+        after: Option<ItemKey>,
+    ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
+        let mut walk = WalkDir::new(start)
             .follow_links(self.follow)
             .sort_by_file_name();
         if let Some(depth) = self.max_depth {
-            walk = walk.max_depth(depth);
+            let below = start
+                .strip_prefix(root)
+                .map_or(0, |p| p.components().count());
+            walk = walk.max_depth(depth.saturating_sub(below));
         }
         let prune = after.clone();
         walk.into_iter()
@@ -115,6 +140,79 @@ impl FileSource {
         after
             .is_none_or(|w| key > *w)
             .then_some(Found::Item(key, item))
+    }
+}
+
+impl FileSource {
+    /// An earlier failure's item again: the file as it is now, gone when
+    /// it is no longer a regular file; a directory the walk could not read
+    /// fails again while it still cannot be read, and is otherwise walked
+    /// (its files follow it, the directory itself is gone).
+    /// Files the walk after the watermark `after` will meet are left to it.
+    pub(super) fn walk_again(
+        &self,
+        key: ItemKey,
+        after: Option<&ItemKey>,
+        out: &mut Vec<Again<FileItem>>,
+    ) {
+        let ItemKey::Path { root, path } = &key else {
+            return out.push(Again {
+                key,
+                item: None,
+                known: true,
+            });
+        };
+        let meta = match self.follow {
+            true => std::fs::metadata(path),
+            false => std::fs::symlink_metadata(path),
+        };
+        let failed = |e: std::io::Error| FileItem {
+            path: path.clone(),
+            meta: None,
+            walk_error: Some(WalkError::Failed(e.to_string())),
+        };
+        let item = match meta {
+            Ok(meta) if meta.is_file() => Some(FileItem {
+                path: path.clone(),
+                meta: Some(meta),
+                walk_error: None,
+            }),
+            Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
+                Err(e) => Some(failed(e)),
+                Ok(_) => {
+                    let (index, start) = (*root, path.clone());
+                    let base = &self.roots[index as usize];
+                    let under: Vec<_> = self
+                        .walk_under(index, base, &start)
+                        .filter_map(|found| match found {
+                            Found::Item(key, item) if after.is_some_and(|w| key <= *w) => {
+                                Some(Again {
+                                    key,
+                                    item: Some(item),
+                                    known: false,
+                                })
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    out.push(Again {
+                        key,
+                        item: None,
+                        known: true,
+                    });
+                    out.extend(under);
+                    return;
+                }
+            },
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(failed(e)),
+        };
+        out.push(Again {
+            key,
+            item,
+            known: true,
+        });
     }
 }
 

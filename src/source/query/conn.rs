@@ -146,7 +146,31 @@ impl Conn {
         after: Option<&ItemKey>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>> {
-        let sql = page_sql(sql, &shape.columns[shape.key].name, after.is_some());
+        let cmp = after.map(|_| ">");
+        self.rows(sql, shape, after, cmp, limit).await
+    }
+
+    /// The row whose key is `key`, if the query still has it.
+    pub(super) async fn row(
+        &mut self,
+        sql: &str,
+        shape: &Shape,
+        key: &ItemKey,
+    ) -> Result<Option<Vec<Value>>> {
+        let rows = self.rows(sql, shape, Some(key), Some("="), 1).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Rows in key order, those whose key is `cmp` `key` when given.
+    async fn rows(
+        &mut self,
+        sql: &str,
+        shape: &Shape,
+        after: Option<&ItemKey>,
+        cmp: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        let sql = page_sql(sql, &shape.columns[shape.key].name, cmp);
         let limit = limit as i64;
         match self {
             Conn::Sqlite(c) => {
@@ -222,12 +246,11 @@ impl Conn {
 
 /// The page query: the user's query as a subquery, keyset-paginated. `$1`
 /// is the last key (when `after`), the last `$` the row limit.
-fn page_sql(sql: &str, key: &str, after: bool) -> String {
+fn page_sql(sql: &str, key: &str, cmp: Option<&str>) -> String {
     let key = quote_ident(key);
-    let (cond, limit) = if after {
-        (format!(" AND {key} > $1"), "$2")
-    } else {
-        (String::new(), "$1")
+    let (cond, limit) = match cmp {
+        Some(cmp) => (format!(" AND {key} {cmp} $1"), "$2"),
+        None => (String::new(), "$1"),
     };
     format!(
         "SELECT * FROM ({}\n) AS batchproc_q WHERE {key} IS NOT NULL{cond} ORDER BY {key} LIMIT {limit}",

@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 
 pub(crate) use work::RowWork;
 
-use super::{Found, Items, Source};
+use super::{Again, Found, Items, Source};
 use crate::checkpoint::{Fingerprint, ItemKey, Part};
 use crate::db::{self, Url};
 use crate::pool::Cancel;
@@ -95,6 +95,23 @@ impl Source for QuerySource {
             last: None,
             more: true,
         }))
+    }
+
+    fn again(&self, keys: Vec<ItemKey>, _after: Option<&ItemKey>) -> Result<Vec<Again<RowItem>>> {
+        let rt = db::runtime()?;
+        rt.block_on(async {
+            let mut conn = Conn::open(&self.from).await?;
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in keys {
+                let item = conn.row(&self.sql, &self.shape, &key).await?;
+                rows.push(Again {
+                    key,
+                    item,
+                    known: true,
+                });
+            }
+            Ok(rows)
+        })
     }
 
     /// `count(*)` of the query after `after`, on a connection of its own.
