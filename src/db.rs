@@ -1,7 +1,7 @@
 //! Databases, in one place: the tokio runtime a database user drives sqlx
-//! on, database URLs (`sqlite:PATH`, `postgres://…`) and their redaction,
-//! connecting to either kind, and [`Conn`], which lets the bookkeeping SQL
-//! (checkpoint::runs) be written once for both.
+//! on, database URLs (`sqlite:PATH`, `postgres://…`, shown through
+//! [`redact`]), connecting to either kind, and [`Conn`], which lets the
+//! bookkeeping SQL (checkpoint::runs) be written once for both.
 //!
 //! Each database user (the sink's committer thread, the query source's
 //! thread) has a current-thread runtime of its own and `block_on`s it: they
@@ -20,6 +20,7 @@ use tokio::runtime::Runtime;
 
 use crate::pool::Cancel;
 use crate::record::Quoted;
+use crate::redact::redact;
 use crate::sink::Stopped;
 
 /// A current-thread runtime for one thread's database work.
@@ -53,7 +54,7 @@ impl Url {
         } else if path.starts_with(':') || path.starts_with("file:") {
             Err(anyhow!(
                 "{}: give the SQLite database as a file path (no in-memory or URI databases)",
-                Quoted(url)
+                Quoted(&redact(url))
             ))
         } else {
             Ok(Url::Sqlite(path.into()))
@@ -68,55 +69,6 @@ impl std::fmt::Display for Url {
             Url::Postgres(url) => f.write_str(&redact(url)),
         }
     }
-}
-
-/// Replaces the password of any `scheme://user:password@host` in `text`,
-/// and the value of any `password=` parameter, with `***`.
-pub(crate) fn redact(text: &str) -> String {
-    redact_parameters(&redact_authority(text))
-}
-
-/// `password=VALUE` (as libpq and sqlx take it in a URL's query) up to the
-/// next `&`, space or end.
-fn redact_parameters(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
-        let (head, tail) = rest.split_at(i + "password=".len());
-        out.push_str(head);
-        let end = tail.find(['&', ' ']).unwrap_or(tail.len());
-        if end > 0 {
-            out.push_str("***");
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn redact_authority(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
-            Some(at) => match authority[..at].find(':') {
-                Some(colon) => {
-                    out.push_str(&authority[..=colon]);
-                    out.push_str("***");
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Connects to a SQLite file (created if missing) as a sink or state file,
@@ -354,26 +306,6 @@ pub(crate) fn parse_database(url: &str, what: &str) -> Result<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(
-            redact("x --sink postgres://bob:s3cr%40t@db:5432/w?sslmode=require y"),
-            "x --sink postgres://bob:***@db:5432/w?sslmode=require y"
-        );
-        assert_eq!(
-            redact("sqlite:out.db postgres://bob@db/w"),
-            "sqlite:out.db postgres://bob@db/w"
-        );
-        assert_eq!(
-            redact("postgres://bob@db/w?sslmode=require&password=s3cret&x=1 next"),
-            "postgres://bob@db/w?sslmode=require&password=***&x=1 next"
-        );
-        assert_eq!(
-            redact("postgres://db/w?PASSWORD=x"),
-            "postgres://db/w?PASSWORD=***"
-        );
-    }
 
     #[test]
     fn urls_parse_and_print_without_passwords() {

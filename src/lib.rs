@@ -12,7 +12,8 @@
 //! `pipeline` (a run in parts), `sink` (`sql/` shared by `sqlite/` and
 //! `postgres/`, then `csv/`), `checkpoint` (keys, ledger, run records,
 //! fingerprint), with `record` (the data that flows), `db` (runtimes,
-//! URLs, connecting) and `events` (what a run reports as it goes).
+//! URLs, connecting), `redact` (hiding passwords) and `events` (what a
+//! run reports as it goes).
 
 mod checkpoint;
 mod db;
@@ -21,12 +22,14 @@ mod pipeline;
 pub mod pool;
 mod processor;
 mod record;
+mod redact;
 mod sink;
 mod source;
 
 pub use checkpoint::RunRow;
 pub use events::Events;
 pub use pipeline::{Error, OnError, Pipeline, Rate, Report, RunStatus, Summary};
+pub use redact::redact;
 
 /// The README's Rust examples, run as doctests so they stay true.
 #[cfg(doctest)]
@@ -40,7 +43,13 @@ pub fn processors_help() -> String {
 }
 
 /// The runs recorded in a sink (`sqlite:PATH`, `postgres://…`, or a CSV
-/// sink's state file), newest first.
+/// sink's state file), newest first. Commands are redacted again as they
+/// are read: a row written by an older batchproc may hold a password its
+/// redaction missed.
 pub fn runs(sink: &str) -> Result<Vec<RunRow>, Error> {
-    sink::list_runs(sink).map_err(Error::Config)
+    let mut runs = sink::list_runs(sink).map_err(Error::Config)?;
+    for run in &mut runs {
+        run.command = redact(&run.command);
+    }
+    Ok(runs)
 }

@@ -23,7 +23,17 @@ const USAGE: u8 = 2;
 const TEMPFAIL: u8 = 75;
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap's message quotes a wrong argument, which may be a URL with
+        // its password: it goes out redacted (and plain, no colours).
+        Err(e) if e.use_stderr() => {
+            cli::say(e.render().to_string().trim_end());
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE));
+        }
+        Err(e) => e.exit(),
+    };
+    match cli.command {
         Command::Files(args) => run(args.pipeline()),
         Command::Query(args) => run(args.pipeline()),
         Command::Runs(args) => match batchproc::runs(&args.sink) {

@@ -110,7 +110,9 @@ pub struct RunRow {
 }
 
 /// The command line as the user typed it, shell-quoted where needed, with
-/// passwords redacted.
+/// passwords redacted. Each argument is redacted on its own, before quoting
+/// and joining: a space inside one (`'postgres://u:pa ss@h/d'`) must not
+/// split its URL in two.
 pub(crate) fn command_line() -> String {
     let mut args = std::env::args_os();
     let program = args.next().map(|p| {
@@ -121,17 +123,20 @@ pub(crate) fn command_line() -> String {
     let words: Vec<String> = program
         .into_iter()
         .chain(args)
-        .map(|a| {
-            let s = a.to_string_lossy();
-            let plain = !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
-            if plain {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', "'\\''"))
-            }
-        })
+        .map(|a| quote(&crate::redact::redact(&a.to_string_lossy())))
         .collect();
-    crate::db::redact(&words.join(" "))
+    words.join(" ")
+}
+
+/// `word` as a shell reads it back: as it is when plain, else in single quotes.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

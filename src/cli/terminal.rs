@@ -87,9 +87,11 @@ impl Events for Terminal {
     }
 }
 
-/// Writes one line to stderr. A closed or full stderr is ignored: losing a
-/// message must not crash a run that is committing data.
+/// Writes one line to stderr, redacted (every message names its URLs
+/// redacted already; this is the net under them). A closed or full stderr
+/// is ignored: losing a message must not crash a run that is committing
+/// data.
 pub fn say(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", batchproc::redact(line));
 }

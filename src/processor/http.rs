@@ -27,8 +27,8 @@ use ureq::http::{StatusCode, Uri};
 
 use super::template::{Fields, Subject, Template};
 use super::{Cx, ItemFailure, ItemProcessor, Kind, Pass, Processor, Reads, Retry};
-use crate::db::redact;
 use crate::record::{Column, ColumnType, Quoted, Value};
+use crate::redact::redact;
 
 /// Bytes of the response body kept in `body`.
 const BODY_CAP: u64 = 64 * 1024;
@@ -80,9 +80,13 @@ impl Http {
         };
         let url = Template::parse(url.trim());
         let sample = url.sample();
-        let uri: Uri = sample
-            .parse()
-            .map_err(|e| anyhow::anyhow!("bad URL {}: {e}", Quoted(&redact(&sample))))?;
+        let uri: Uri = sample.parse().map_err(|e: ureq::http::uri::InvalidUri| {
+            anyhow::anyhow!(
+                "bad URL {}: {}",
+                Quoted(&redact(&sample)),
+                redact(&e.to_string())
+            )
+        })?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             bail!("the URL must start with http:// or https://");
         }
@@ -164,7 +168,12 @@ impl ItemProcessor for Http {
                     return Err(timed_out(cx));
                 }
                 return Err(ItemFailure {
-                    message: format!("{} {}: reading the body: {e}", self.verb(), redact(&url)),
+                    message: format!(
+                        "{} {}: reading the body: {}",
+                        self.verb(),
+                        redact(&url),
+                        redact(&e.to_string())
+                    ),
                     values: None,
                     retry: Some(Retry::default()),
                 });
@@ -291,7 +300,9 @@ impl Http {
             other => other.to_string(),
         };
         ItemFailure {
-            message: format!("{} {}: {cause}", self.verb(), redact(url)),
+            // ureq's error may hold the URL (`bad uri: …`), or one it was
+            // redirected to.
+            message: format!("{} {}: {}", self.verb(), redact(url), redact(&cause)),
             values: None,
             retry: retryable.then(Retry::default),
         }

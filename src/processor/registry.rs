@@ -160,7 +160,8 @@ pub(crate) fn parse(values: &[String], target: Target) -> Result<Vec<Spec>> {
 fn parse_one(text: &str, target: Target) -> Result<Spec> {
     if let Some(kind) = item_kind(text) {
         let argument = &text[kind.name.len() + 1..];
-        let processor = (kind.parse)(argument).with_context(|| format!("-p {}", Quoted(text)))?;
+        let processor = (kind.parse)(argument)
+            .with_context(|| format!("-p {}", Quoted(&crate::redact::redact(text))))?;
         return Ok(Spec {
             processor,
             column: None,

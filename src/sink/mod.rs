@@ -112,7 +112,7 @@ impl SinkSpec {
         bail!(
             "unsupported sink {}: use postgres://…, sqlite:PATH, csv:PATH, - (CSV on stdout), \
              or a path ending in .db, .sqlite or .csv",
-            Quoted(&db::redact(url))
+            Quoted(&crate::redact::redact(url))
         )
     }
 

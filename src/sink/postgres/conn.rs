@@ -89,7 +89,7 @@ impl Session {
                     None => bail!(
                         "connection lost and not back within {}s: {}",
                         RECONNECT_FOR.as_secs(),
-                        db::redact(&e.to_string())
+                        crate::redact::redact(&e.to_string())
                     ),
                 },
             }

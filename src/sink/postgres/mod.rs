@@ -85,7 +85,7 @@ impl Writer {
                 Err(e) if connection_lost(&e) => {
                     self.events.warning(&format!(
                         "Postgres connection lost ({}); reconnecting",
-                        db::redact(&e.to_string())
+                        crate::redact::redact(&e.to_string())
                     ));
                     self.session.reconnect().await?;
                 }

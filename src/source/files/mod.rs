@@ -49,9 +49,12 @@ impl Spec {
         let mut specs = registry::parse(processors, Target::Files)?;
         for spec in &mut specs {
             let text = spec.text();
-            spec.processor
-                .bind(&Fields::File)
-                .with_context(|| format!("-p {}", crate::record::Quoted(&text)))?;
+            spec.processor.bind(&Fields::File).with_context(|| {
+                format!(
+                    "-p {}",
+                    crate::record::Quoted(&crate::redact::redact(&text))
+                )
+            })?;
         }
         let source = FileSource {
             filters: Filters::new(&self.include, &self.exclude)?,

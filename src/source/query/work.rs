@@ -43,7 +43,7 @@ impl RowWork {
             let start = columns.len() - shape.columns.len();
             let Some(column) = column else {
                 p.bind(&fields)
-                    .with_context(|| format!("-p {}", Quoted(&p.spec())))?;
+                    .with_context(|| format!("-p {}", Quoted(&crate::redact::redact(&p.spec()))))?;
                 columns.extend(p.columns());
                 bound.push((p, None, start));
                 continue;
