@@ -532,3 +532,51 @@ fn a_database_made_by_the_previous_release_is_upgraded_and_resumed() {
     let bad: i64 = query(&db, "SELECT count(*) FROM files WHERE error IS NOT NULL")[0].get(0);
     assert_eq!(bad, 0);
 }
+
+/// A resume does not even open the directories wholly before its
+/// watermark (watched with inotify), only those on the way to it.
+#[test]
+fn a_resume_does_not_read_the_finished_directories() {
+    use rustix::fs::inotify;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    for sub in ["a", "b", "c"] {
+        many_csv_files(&d.join(sub), 5);
+    }
+    std::fs::write(d.join("c/f00003.csv"), "a,b\n1,2,3\n").unwrap();
+    let run = |resume: bool| {
+        let mut cmd = batchproc(tmp.path());
+        cmd.args(["files", "d", "-p", "csv", "-w", "1"]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(run(false).status.code(), Some(1));
+    std::fs::write(d.join("c/f00003.csv"), "a,b\n1,2\n").unwrap();
+    let opened = |dir: &str| {
+        let fd = inotify::init(inotify::CreateFlags::NONBLOCK).unwrap();
+        inotify::add_watch(&fd, d.join(dir), inotify::WatchFlags::OPEN).unwrap();
+        fd
+    };
+    let watches = ["a", "b", "c"].map(opened);
+    let out = run(true);
+    assert_resumed_run_1(&out);
+    let events = |fd: &rustix::fd::OwnedFd| {
+        let mut buf = [0u8; 4096];
+        rustix::io::read(fd, &mut buf).unwrap_or(0)
+    };
+    assert_eq!(events(&watches[0]), 0, "d/a was opened");
+    assert_eq!(events(&watches[1]), 0, "d/b was opened");
+    assert!(
+        events(&watches[2]) > 0,
+        "d/c, where the watermark is, was not"
+    );
+    let db = tmp.path().join("batchproc.db");
+    assert_eq!(count(&db, "files"), 15);
+    let runs = query(&db, "SELECT ok, failed FROM batchproc_runs");
+    assert_eq!(
+        (runs[0].get::<i64, _>(0), runs[0].get::<i64, _>(1)),
+        (15, 0)
+    );
+}

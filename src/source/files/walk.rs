@@ -61,8 +61,88 @@ impl FileSource {
         index: u32,
         root: &'s Path,
         after: Option<ItemKey>,
+    ) -> Box<dyn Iterator<Item = Result<Found<FileItem>>> + 's> {
+        match &after {
+            Some(ItemKey::Path { root: r, .. }) if *r > index => Box::new(std::iter::empty()),
+            Some(ItemKey::Path { root: r, path }) if *r == index && !self.follow => {
+                match self.subtrees_after(root, path) {
+                    Some(subtrees) => Box::new(subtrees.into_iter().flat_map(
+                        move |(start, depth, children)| {
+                            self.walk_subtree(index, root, start, depth, children)
+                        },
+                    )),
+                    None => Box::new(self.walk_from(index, root, root, after)),
+                }
+            }
+            _ => Box::new(self.walk_from(index, root, root, after)),
+        }
+    }
+
+    /// What a walk of `root` meets after the watermark `after`, as whole
+    /// subtrees in walk order: for each directory on the way down to
+    /// `after`, deepest first, its entries after the one leading there (and
+    /// first what is inside `after`, when it is a directory). Only those
+    /// directories are listed: walkdir opens and sorts every directory it
+    /// meets before a filter can prune it, so a walk that merely skipped the
+    /// finished part would still list all of it. None when a directory on
+    /// the way cannot be listed (the whole walk, pruned, then decides).
+    fn subtrees_after(&self, root: &Path, after: &Path) -> Option<Vec<(PathBuf, usize, bool)>> {
+        let names: Vec<&std::ffi::OsStr> = after
+            .strip_prefix(root)
+            .ok()?
+            .components()
+            .map(|c| match c {
+                std::path::Component::Normal(name) => Some(name),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let mut subtrees = Vec::new();
+        if std::fs::symlink_metadata(after).is_ok_and(|m| m.is_dir()) {
+            subtrees.push((after.to_path_buf(), names.len(), true));
+        }
+        let mut dir = root.to_path_buf();
+        let mut levels = Vec::new();
+        for name in &names {
+            levels.push(dir.clone());
+            dir.push(name);
+        }
+        for (depth, (dir, name)) in levels.iter().zip(&names).enumerate().rev() {
+            let mut later: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+                .ok()?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<_>>()
+                .ok()?;
+            later.retain(|n| n.as_os_str() > *name);
+            later.sort();
+            subtrees.extend(later.into_iter().map(|n| (dir.join(n), depth + 1, false)));
+        }
+        Some(subtrees)
+    }
+
+    /// One subtree after the watermark, `depth` below its root, walked
+    /// whole (or only what is inside it, for `children`).
+    fn walk_subtree<'s>(
+        &'s self,
+        index: u32,
+        root: &'s Path,
+        start: PathBuf,
+        depth: usize,
+        children: bool,
     ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
-        self.walk_from(index, root, root, after)
+        let mut walk = WalkDir::new(start)
+            .follow_links(false)
+            .follow_root_links(false)
+            .min_depth(children as usize)
+            .sort_by_file_name();
+        if let Some(max) = self.max_depth {
+            walk = walk.max_depth(max.saturating_sub(depth));
+        }
+        // Deeper than --max-depth: not even opened.
+        let beyond = self.max_depth.is_some_and(|max| depth > max);
+        walk.into_iter()
+            .filter_entry(move |e| !self.filters.excluded(relative(root, e.path())))
+            .take(if beyond { 0 } else { usize::MAX })
+            .filter_map(move |entry| self.visit(index, root, entry, None).map(Ok))
     }
 
     /// The files under `start`, a directory below the root `root`, as the
