@@ -108,26 +108,37 @@ fn dynamic_pool_processes_every_item_once_and_reports_busy_workers() {
 }
 
 /// Under a binding rate the one starting worker waits on the limiter while
-/// items queue up behind it: a backlog, so the pool grows to its maximum
-/// (a worker waiting for the rate counts as busy).
+/// items queue up behind it. Waiting is not working, so the pool does not
+/// grow for that backlog (more workers would only wait too), and the worker
+/// is busy only while hashing, a small part of each 50 ms between starts.
 #[test]
-fn dynamic_pool_grows_under_a_backlog_but_never_past_its_maximum() {
+fn a_binding_rate_does_not_grow_a_dynamic_pool() {
     let tmp = tempfile::tempdir().unwrap();
-    let oracle = hashed_tree(tmp.path(), 60);
+    let oracle = hashed_tree(tmp.path(), 30);
     let out = batchproc(tmp.path())
-        .args([
-            "files", "d", "-p", "sha256", "-o", "out.db", "--rate", "50/s",
-        ])
-        .args(["--min-workers", "1", "--max-workers", "3"])
+        .args(["files", "d", "-p", "sha256", "-o", "out.db"])
+        .args(["--rate", "20/s", "--min-workers", "1", "--max-workers", "4"])
         .output()
         .unwrap();
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");
-    // 1.2 s of backlog; growth takes about 20 ms per worker.
-    assert_eq!(busy(&stderr).0, 3, "{stderr}");
+    let (peak, avg) = busy(&stderr);
+    assert_eq!(peak, 1, "{stderr}");
+    assert!(avg < 0.5, "{stderr}");
     let db = tmp.path().join("out.db");
     assert_eq!(digests(&db), oracle);
-    assert_eq!(run_ok(&db), 60);
+    assert_eq!(run_ok(&db), 30);
+
+    // The same figures are kept with the run.
+    let out = batchproc(tmp.path())
+        .args(["runs", "--json", "-o", "out.db"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["peak_busy"], 1, "{runs}");
+    let average = runs[0]["average_busy"].as_f64().unwrap();
+    assert!(average < 0.5, "{runs}");
 }
 
 #[test]

@@ -138,8 +138,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub min_workers: Option<u32>,
 
-    /// A pool sized by the backlog: a worker is added while items wait, up to M,
-    /// and retires after a second idle [default: the larger of --min-workers and the number of CPUs].
+    /// A pool sized by the backlog: a worker is added while items wait and every worker is busy
+    /// (not waiting for --rate), up to M, and retires after a second idle
+    /// [default: the larger of --min-workers and the number of CPUs].
     #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_workers: Option<u32>,
 

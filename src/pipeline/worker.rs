@@ -1,9 +1,10 @@
 //! The worker step: what a pool worker does with a handle on a chunk of
 //! items: it takes items from the chunk one at a time (other workers may be
 //! taking from it too) until none is left. Each item waits for the rate
-//! limit, is tried (and retried while its failure may pass), gets its
-//! `attempts` column, and under fail-fast its failure cancels the run. The
-//! time the items took tells the source driver how long chunks should be.
+//! limit (the worker [`waiting`], not busy), is tried (and retried while its
+//! failure may pass), gets its `attempts` column, and under fail-fast its
+//! failure cancels the run. The time the items took tells the source driver
+//! how long chunks should be.
 
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use super::finish::{Failure, FirstFailure};
 use super::rate::RateLimit;
 use super::retry::{retry_item, RetryPolicy, Tried};
 use crate::checkpoint::{Ledger, Seq};
-use crate::pool::Cancel;
+use crate::pool::{waiting, Cancel};
 use crate::processor::{Buffer, Outcome, Work};
 use crate::record::Value;
 use crate::source::driver::Handle;
@@ -49,7 +50,11 @@ impl<S: Source, W: Work<Item = S::Item>> Step<'_, S, W> {
                 break;
             };
             let tried = retry_item(item, self.retry, self.cancel, |item| {
-                let ready = self.rate.is_none_or(|r| r.until_ready(self.cancel));
+                // Not work: counted busy, it would grow a dynamic pool
+                // whose new workers could only wait for the rate too.
+                let ready = self
+                    .rate
+                    .is_none_or(|r| waiting(|| r.until_ready(self.cancel)));
                 ready.then(|| self.work.process(buf, item, self.cancel))
             });
             // Cancelled while waiting for the rate limit: not started.

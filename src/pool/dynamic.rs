@@ -3,19 +3,24 @@
 //! the backlog.
 //!
 //! The thread that calls [`Pool::run`] supervises: it adds a worker once the
-//! input queue has stayed non-empty for `grow_after`, and otherwise waits for
-//! workers to exit. Workers retire themselves after `idle_timeout` without an
-//! item while more than the minimum are alive. A fixed pool (`min == max`)
-//! has no timers at all, nor does a dynamic one at its maximum.
+//! input queue has stayed non-empty, with every worker busy, for
+//! `grow_after`, and otherwise waits for workers to exit. A worker idle or
+//! [`waiting`](super::waiting) is not busy: an idle one is about to take from
+//! the backlog, and a waiting one shows that more workers would only wait
+//! too. Workers retire themselves after `idle_timeout` without an item while
+//! more than the minimum are alive. A fixed pool (`min == max`) has no
+//! timers at all, nor does a dynamic one at its maximum.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::thread::{Builder, Scope};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::gauge::{Busy, Tally};
+use super::busy::Worker;
+use super::gauge::Tally;
 use super::{Cancel, Gauge, PoolStats};
 
 /// Long enough that a producer's momentary lead does not add threads,
@@ -44,8 +49,9 @@ impl Pool {
     }
 
     /// A pool that starts `min` workers and grows to at most `max` while a
-    /// backlog persists (see [`Pool::grow_after`]), then shrinks back to
-    /// `min` as workers find nothing to do (see [`Pool::idle_timeout`]).
+    /// backlog persists with every worker busy (see [`Pool::grow_after`]),
+    /// then shrinks back to `min` as workers find nothing to do (see
+    /// [`Pool::idle_timeout`]).
     /// `min` is raised to 1 and `max` to `min` if smaller.
     ///
     /// ```
@@ -80,7 +86,8 @@ impl Pool {
         }
     }
 
-    /// How long the input queue must stay non-empty before one more worker
+    /// How long the input queue must stay non-empty, with every worker busy
+    /// (none idle, none [`waiting`](super::waiting)), before one more worker
     /// is added (default 20 ms). The queue is sampled every half of this, so
     /// growth is one worker per `grow_after` of backlog at most.
     pub fn grow_after(mut self, after: Duration) -> Self {
@@ -167,7 +174,7 @@ impl Pool {
             work,
             exits,
             ending: AtomicBool::new(false),
-            tally: Tally::new(self.gauge.clone()),
+            tally: Arc::new(Tally::new(self.gauge.clone())),
         };
         std::thread::scope(|scope| {
             shared.spawn(scope)?;
@@ -193,7 +200,8 @@ struct Shared<'a, T, R, I, W> {
     /// A worker ended other than by retiring (input done, output closed, a
     /// panic): more workers would only take items to no end.
     ending: AtomicBool,
-    tally: Tally,
+    /// Shared with the workers' thread-local state, for `waiting`.
+    tally: Arc<Tally>,
 }
 
 impl<T, R, S, I, W> Shared<'_, T, R, I, W>
@@ -221,6 +229,7 @@ where
             shared: self,
             retired: false,
         };
+        let worker = Worker::enter(&self.tally);
         let mut state = (self.init)();
         let fixed = self.pool.min == self.pool.max;
         loop {
@@ -243,18 +252,15 @@ where
             if self.cancel.is_cancelled() {
                 continue;
             }
-            let result = {
-                let _busy = Busy::start(&self.tally);
-                (self.work)(&mut state, item)
-            };
+            let result = worker.run(|| (self.work)(&mut state, item));
             if self.output.send(result).is_err() {
                 return;
             }
         }
     }
 
-    /// Adds workers while a backlog persists; returns once every worker has
-    /// exited.
+    /// Adds workers while a backlog persists with every worker busy; returns
+    /// once every worker has exited.
     fn supervise<'scope>(
         &'scope self,
         scope: &'scope Scope<'scope, '_>,
@@ -278,7 +284,7 @@ where
                 // Only this thread adds workers, so none left means done.
                 Ok(()) if self.tally.live() == 0 => return,
                 Ok(()) => {}
-                Err(RecvTimeoutError::Timeout) if self.input.is_empty() => backlog_since = None,
+                Err(RecvTimeoutError::Timeout) if !self.short_of_workers() => backlog_since = None,
                 Err(RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
                     let since = *backlog_since.get_or_insert(now);
@@ -291,6 +297,11 @@ where
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+
+    /// Items wait in the queue, and no worker is idle or waiting.
+    fn short_of_workers(&self) -> bool {
+        !self.input.is_empty() && self.tally.busy() >= self.tally.live()
     }
 }
 
@@ -405,6 +416,37 @@ mod tests {
             assert_eq!(stats.items, 300);
         });
         assert_eq!((gauge.live(), gauge.busy()), (0, 0));
+    }
+
+    /// A dynamic pool (1 to 4 workers) over a backlog of 100 jobs of 2 ms,
+    /// each spent `waiting` or not.
+    fn backlog_of_sleeps(waits: bool) -> PoolStats {
+        let pool = Pool::dynamic(1, 4).grow_after(Duration::from_millis(4));
+        let (in_tx, in_rx) = unbounded();
+        (0..100u32).for_each(|n| in_tx.send(n).unwrap());
+        drop(in_tx);
+        let (out_tx, out_rx) = unbounded();
+        let job = |_: &mut (), n: u32| {
+            match waits {
+                true => crate::pool::waiting(|| sleep_ms(2)),
+                false => sleep_ms(2),
+            }
+            n
+        };
+        let stats = pool.run(in_rx, out_tx, &Cancel::new(), || (), job).unwrap();
+        assert_eq!(out_rx.iter().sum::<u32>(), 4950);
+        assert_eq!(stats.items, 100);
+        stats
+    }
+
+    #[test]
+    fn a_backlog_of_waiting_jobs_does_not_grow_the_pool_but_one_of_work_does() {
+        let waiting = backlog_of_sleeps(true);
+        assert_eq!(waiting.peak_workers, 1, "{waiting:?}");
+        // Busy only between the waits: a small fraction of the run.
+        assert!(waiting.average_busy < 0.5, "{waiting:?}");
+        let working = backlog_of_sleeps(false);
+        assert!(working.peak_workers > 1, "{working:?}");
     }
 
     #[test]

@@ -53,7 +53,8 @@ impl Gauge {
         self.0.live.load(SeqCst)
     }
 
-    /// Workers running an item now.
+    /// Workers running an item now, less those that say they are
+    /// [`waiting`](super::waiting).
     pub fn busy(&self) -> usize {
         self.0.busy.load(SeqCst)
     }
@@ -62,10 +63,12 @@ impl Gauge {
 /// What a [`Pool::run`](super::Pool::run) did.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PoolStats {
-    /// Most workers running an item at the same moment.
+    /// Most workers running an item at the same moment, not counting those
+    /// [`waiting`](super::waiting).
     pub peak_busy: usize,
-    /// Total time all workers spent running items, divided by the wall time
-    /// of the run: 2.0 means two workers busy throughout.
+    /// Total time all workers spent running items, less the time spent
+    /// [`waiting`](super::waiting), divided by the wall time of the run:
+    /// 2.0 means two workers busy throughout.
     pub average_busy: f64,
     /// Most worker threads alive at the same moment.
     pub peak_workers: usize,
@@ -103,6 +106,10 @@ impl Tally {
         self.live.load(SeqCst)
     }
 
+    pub(super) fn busy(&self) -> usize {
+        self.busy.load(SeqCst)
+    }
+
     pub(super) fn enter(&self) {
         let live = self.live.fetch_add(1, SeqCst) + 1;
         self.gauge.0.live.fetch_add(1, SeqCst);
@@ -127,6 +134,25 @@ impl Tally {
         left
     }
 
+    /// Counts one more worker busy, from now.
+    pub(super) fn start_busy(&self) {
+        let busy = self.busy.fetch_add(1, SeqCst) + 1;
+        self.gauge.0.busy.fetch_add(1, SeqCst);
+        self.peak_busy.fetch_max(busy, SeqCst);
+    }
+
+    /// Counts a worker busy since `since` busy no more, and adds the time.
+    pub(super) fn stop_busy(&self, since: Instant) {
+        let nanos = since.elapsed().as_nanos() as u64;
+        self.busy_nanos.fetch_add(nanos, SeqCst);
+        self.busy.fetch_sub(1, SeqCst);
+        self.gauge.0.busy.fetch_sub(1, SeqCst);
+    }
+
+    pub(super) fn item_done(&self) {
+        self.items.fetch_add(1, SeqCst);
+    }
+
     pub(super) fn stats(&self, wall: Duration) -> PoolStats {
         let wall = wall.as_nanos() as f64;
         let busy = self.busy_nanos.load(SeqCst) as f64;
@@ -136,34 +162,5 @@ impl Tally {
             peak_workers: self.peak_live.load(SeqCst),
             items: self.items.load(SeqCst),
         }
-    }
-}
-
-/// Marks a worker busy for as long as it holds this, and accounts the time.
-pub(super) struct Busy<'a> {
-    tally: &'a Tally,
-    since: Instant,
-}
-
-impl<'a> Busy<'a> {
-    pub(super) fn start(tally: &'a Tally) -> Self {
-        let busy = tally.busy.fetch_add(1, SeqCst) + 1;
-        tally.gauge.0.busy.fetch_add(1, SeqCst);
-        tally.peak_busy.fetch_max(busy, SeqCst);
-        Busy {
-            tally,
-            since: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        let tally = self.tally;
-        let nanos = self.since.elapsed().as_nanos() as u64;
-        tally.busy_nanos.fetch_add(nanos, SeqCst);
-        tally.items.fetch_add(1, SeqCst);
-        tally.busy.fetch_sub(1, SeqCst);
-        tally.gauge.0.busy.fetch_sub(1, SeqCst);
     }
 }

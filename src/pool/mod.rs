@@ -4,7 +4,9 @@
 //! - [`Pool`]: the streaming pool the pipeline runs on. Workers take items
 //!   from a bounded channel and send results on in completion order; the
 //!   number of workers is fixed ([`Pool::new`]) or grows and shrinks with
-//!   the backlog ([`Pool::dynamic`]), and a [`Gauge`] shows it live.
+//!   the backlog ([`Pool::dynamic`]), and a [`Gauge`] shows it live. A job
+//!   says what part of it is [`waiting`] for a turn rather than work, so
+//!   that the pool does not grow for it.
 //! - [`try_map`] and [`pool()`]: errgroup-style bounded maps over an
 //!   iterator, results in input order, the first error cancelling the rest.
 //! - [`try_for_each_ordered`]: the same, streaming each result in input order
@@ -31,6 +33,7 @@
 //! });
 //! ```
 
+mod busy;
 mod dynamic;
 mod gauge;
 mod map;
@@ -39,6 +42,7 @@ mod stream;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+pub use busy::waiting;
 pub use dynamic::Pool;
 pub use gauge::{Gauge, PoolStats};
 pub use map::{pool, try_map};
