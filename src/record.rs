@@ -84,6 +84,24 @@ pub(crate) struct Record {
     pub(crate) values: Vec<Value>,
 }
 
+impl Value {
+    /// Bytes of data the value holds (8 for a number, a time or NULL).
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Value::Text(s) => s.len() as u64,
+            Value::Bytes(b) => b.len() as u64,
+            _ => 8,
+        }
+    }
+}
+
+impl Record {
+    /// Bytes of data the record holds, about.
+    pub(crate) fn size(&self) -> u64 {
+        self.values.iter().map(Value::size).sum()
+    }
+}
+
 /// The columns of a run's output, `error` last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Schema {

@@ -173,8 +173,8 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "NAME")]
     pub table: Option<String>,
 
-    /// Rows per sink transaction; a partial batch is also flushed after about a second
-    /// [default: 1000; 5000 for Postgres, where each transaction costs several round trips].
+    /// Rows per sink transaction; a batch also ends at 32 MiB of data, and a partial one is
+    /// flushed after about a second [default: 5000 for SQLite, 50000 for Postgres, 1000 for CSV].
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: Option<u32>,
 

@@ -53,12 +53,24 @@ struct Batch {
     held_rows: usize,
     /// Since when entries beyond the watermark have been held back.
     held_since: Option<Instant>,
+    /// Bytes of the records added since the last commit.
+    bytes: u64,
 }
+
+/// A batch is written once its new records hold this much data, whatever
+/// `--batch-size` says: three batches (gathering, queued, in the sink) are
+/// what a run holds of records, and rows can be large (64 KiB bodies).
+const BATCH_BYTES: u64 = 32 << 20;
 
 impl Batch {
     fn push(&mut self, entry: Entry) {
         self.rows += entry.record.is_some() as usize;
+        self.bytes += entry.record.as_ref().map_or(0, Record::size);
         self.entries.push(entry);
+    }
+
+    fn full(&self, rows: usize) -> bool {
+        self.rows - self.held_rows >= rows || self.bytes >= BATCH_BYTES
     }
 }
 
@@ -87,7 +99,7 @@ impl<S: Source> Batcher<'_, S> {
                     }
                     done += 1;
                     self.add(&mut batch, &mut summary, seq, outcome);
-                    if batch.rows - batch.held_rows >= self.batch_size {
+                    if batch.full(self.batch_size) {
                         self.flush(&mut batch, false);
                     }
                 }
@@ -242,6 +254,7 @@ impl<S: Source> Batcher<'_, S> {
         };
         batch.rows = held.iter().filter(|e| e.record.is_some()).count();
         batch.held_rows = batch.rows;
+        batch.bytes = 0;
         batch.entries = held;
         if entries.is_empty() && update.cleared.is_empty() {
             return Ok(());
@@ -274,5 +287,37 @@ impl<S: Source> Batcher<'_, S> {
             records,
             checkpoint: self.checkpoint.then_some(update),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(bytes: usize) -> Entry {
+        Entry {
+            record: Some(Record {
+                values: vec![Value::Text("x".repeat(bytes))],
+            }),
+            seq: None,
+            ok: true,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_rows_or_at_32_mib() {
+        let mut batch = Batch::default();
+        for _ in 0..3 {
+            batch.push(entry(10));
+        }
+        assert!(!batch.full(4) && batch.full(3));
+        let mut batch = Batch::default();
+        for _ in 0..31 {
+            batch.push(entry(1 << 20));
+        }
+        assert!(!batch.full(1_000_000));
+        batch.push(entry(1 << 20));
+        assert!(batch.full(1_000_000));
     }
 }

@@ -138,7 +138,7 @@ impl Work for RowWork {
                 }
             }
         }
-        let bytes = values.iter().map(value_len).sum();
+        let bytes = values.iter().map(Value::size).sum();
         values.append(&mut produced);
         if cancelled {
             return Outcome::Abandoned;
@@ -161,14 +161,6 @@ impl Work for RowWork {
                 }
             }
         }
-    }
-}
-
-fn value_len(v: &Value) -> u64 {
-    match v {
-        Value::Text(s) => s.len() as u64,
-        Value::Bytes(b) => b.len() as u64,
-        _ => 8,
     }
 }
 
