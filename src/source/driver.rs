@@ -37,6 +37,10 @@ pub(crate) const MAX_CHUNK: usize = 128;
 const GROUP: usize = 256;
 /// Groups the reader may be ahead of the dispatcher.
 const READ_AHEAD: usize = 4;
+/// A group, and a chunk, also end at this many bytes of item data (rows
+/// of a query can be large): what the read-ahead and the pool's queue hold
+/// is bounded in bytes too.
+const GROUP_BYTES: u64 = 1 << 20;
 /// About how long a chunk should keep a worker busy: long enough that
 /// waking a worker (a few µs) is noise, short enough that the last chunks
 /// of a run are shared out among the workers.
@@ -133,7 +137,7 @@ pub(crate) fn drive<S: Source>(
     let (groups_tx, groups) = bounded(READ_AHEAD);
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| read(source, ledger, groups_tx, cancel));
-        dispatch(groups, ledger, queue, pace, cancel);
+        dispatch::<S>(groups, ledger, queue, pace, cancel);
         reader.join().expect("the source reader panicked")
     })
 }
@@ -171,6 +175,7 @@ fn read<S: Source>(
     cancel: &Cancel,
 ) -> Result<()> {
     let mut group = Vec::with_capacity(GROUP);
+    let mut bytes = 0;
     for found in source.items(ledger.resumed_after())? {
         if cancel.is_cancelled() {
             return Ok(());
@@ -183,8 +188,12 @@ fn read<S: Source>(
                 return Err(e);
             }
         };
+        if let Found::Item(_, item) = &found {
+            bytes += S::item_size(item);
+        }
         group.push(found);
-        if group.len() == GROUP {
+        if group.len() == GROUP || bytes >= GROUP_BYTES {
+            bytes = 0;
             let full = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
             if groups.send(full).is_err() {
                 return Ok(());
@@ -198,21 +207,22 @@ fn read<S: Source>(
 }
 
 /// The dispatcher: numbers items through the ledger and queues them in chunks.
-fn dispatch<T>(
-    groups: Receiver<Vec<Found<T>>>,
+fn dispatch<S: Source>(
+    groups: Receiver<Vec<Found<S::Item>>>,
     ledger: &Ledger,
-    queue: Queue<T>,
+    queue: Queue<S::Item>,
     pace: &Pace,
     cancel: &Cancel,
 ) {
     let mut chunk = VecDeque::new();
+    let mut bytes = 0;
     loop {
         let group = match groups.try_recv() {
             Ok(group) => group,
             Err(TryRecvError::Empty) => {
                 // The reader has nothing ready: the workers need not wait
                 // for the rest of a chunk.
-                if !chunk.is_empty() && !queue.send(std::mem::take(&mut chunk)) {
+                if !chunk.is_empty() && !queue.send(take(&mut chunk, &mut bytes)) {
                     return;
                 }
                 match groups.recv() {
@@ -236,7 +246,7 @@ fn dispatch<T>(
                     Dispatch::Done => break None,
                     Dispatch::Full(back) => {
                         // The watermark may be waiting for what is held back.
-                        if !chunk.is_empty() && !queue.send(std::mem::take(&mut chunk)) {
+                        if !chunk.is_empty() && !queue.send(take(&mut chunk, &mut bytes)) {
                             return;
                         }
                         if !ledger.wait_for_room(cancel) {
@@ -247,10 +257,11 @@ fn dispatch<T>(
                 }
             };
             if let Some(seq) = seq {
+                bytes += S::item_size(&item);
                 chunk.push_back((seq, item));
             }
-            if chunk.len() >= pace.chunk_len() {
-                if !queue.send(std::mem::take(&mut chunk)) {
+            if chunk.len() >= pace.chunk_len() || bytes >= GROUP_BYTES {
+                if !queue.send(take(&mut chunk, &mut bytes)) {
                     return;
                 }
                 if cancel.is_cancelled() {
@@ -262,6 +273,12 @@ fn dispatch<T>(
     if !chunk.is_empty() {
         queue.send(chunk);
     }
+}
+
+/// The chunk gathered so far, to be sent; the count of its bytes restarts.
+fn take<T>(chunk: &mut VecDeque<(Seq, T)>, bytes: &mut u64) -> VecDeque<(Seq, T)> {
+    *bytes = 0;
+    std::mem::take(chunk)
 }
 
 #[cfg(test)]

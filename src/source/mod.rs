@@ -65,6 +65,13 @@ pub(crate) trait Source: Sync {
     /// except those `items(after)` will yield anyway.
     fn again(&self, keys: Vec<ItemKey>, after: Option<&ItemKey>) -> Result<Vec<Again<Self::Item>>>;
 
+    /// Bytes of data an item holds in memory (a row's values), so that the
+    /// driver's read-ahead and chunks are bounded in bytes as well as in
+    /// items; 0 for items that only name their data (a file).
+    fn item_size(_item: &Self::Item) -> u64 {
+        0
+    }
+
     /// An item as messages name it (`d/x.csv`, `id=42`).
     fn label(&self, key: &ItemKey) -> String;
 

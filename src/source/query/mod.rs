@@ -142,6 +142,10 @@ impl Source for QuerySource {
         }
     }
 
+    fn item_size(row: &RowItem) -> u64 {
+        row.iter().map(Value::size).sum()
+    }
+
     fn label(&self, key: &ItemKey) -> String {
         format!("{}={key}", self.key)
     }
