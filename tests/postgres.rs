@@ -581,3 +581,58 @@ fn a_refused_write_fails_the_run_and_a_resume_completes_it() {
     let expected: Vec<(i64, String)> = (1..=3000).map(|i| (i, format!("v{i}"))).collect();
     assert_eq!(rows, expected);
 }
+
+/// Batches go with COPY's binary format where the columns have the types
+/// batchproc creates, and as CSV where one has another binary form
+/// (`numeric`): either way every value arrives exactly, edge cases
+/// included (compared by Postgres itself, row for row).
+#[test]
+fn every_value_arrives_exactly_in_binary_and_in_csv() {
+    let Some(db) = fresh_db() else { return };
+    db.execute(
+        "CREATE TABLE src (id BIGINT PRIMARY KEY, f DOUBLE PRECISION, t TEXT, b BYTEA, \
+         at TIMESTAMPTZ, ok BOOLEAN); \
+         INSERT INTO src VALUES \
+         (1, 0.1, 'plain', '\\x00ff', '2026-12-03 07:00:00.123456+00', true), \
+         (2, 'NaN', 'quote \" comma , newline \n tab \t é 漢', '', '1901-01-01 00:00:00+00', false), \
+         (3, '-Infinity', '', '\\x5c', '2999-12-31 23:59:59.999999+00', NULL), \
+         (4, -0.0, NULL, NULL, NULL, NULL), \
+         (5, 1e-300, '\\N', '\\x0a0d', '1999-12-31 23:59:59.5+00', true), \
+         (-9223372036854775808, 1.7976931348623157e308, 'min', '\\x', 'epoch', false); \
+         CREATE TABLE dst (id BIGINT PRIMARY KEY, f DOUBLE PRECISION, t TEXT, b BYTEA, \
+         at TIMESTAMPTZ, ok BOOLEAN, error TEXT); \
+         CREATE TABLE dst_numeric (id NUMERIC PRIMARY KEY, f DOUBLE PRECISION, t VARCHAR, \
+         b BYTEA, at TIMESTAMPTZ, ok BOOLEAN, error TEXT); \
+         CREATE TABLE copies (tbl TEXT, query TEXT); \
+         CREATE FUNCTION log_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         INSERT INTO copies VALUES (TG_TABLE_NAME, current_query()); RETURN NULL; END $$; \
+         CREATE TRIGGER c BEFORE INSERT ON dst FOR EACH STATEMENT EXECUTE FUNCTION log_copy(); \
+         CREATE TRIGGER c BEFORE INSERT ON dst_numeric FOR EACH STATEMENT EXECUTE FUNCTION log_copy();",
+    );
+    for table in ["dst", "dst_numeric"] {
+        batchproc(&fixtures())
+            .args(["query", "--from", &db.url, "--sql", "SELECT * FROM src"])
+            .args(["--key", "id", "-q", "-t", table, "--sink", &db.url])
+            .assert()
+            .success();
+        let differ: i64 = db.query(&format!(
+            "SELECT count(*) FROM (\
+             (SELECT id::numeric, f, t::text, b, at, ok FROM src \
+              EXCEPT SELECT id::numeric, f, t::text, b, at, ok FROM {table}) UNION ALL \
+             (SELECT id::numeric, f, t::text, b, at, ok FROM {table} \
+              EXCEPT SELECT id::numeric, f, t::text, b, at, ok FROM src)) AS d"
+        ))[0]
+            .get(0);
+        assert_eq!(differ, 0, "{table}");
+        let n: i64 = db.query(&format!("SELECT count(*) FROM {table}"))[0].get(0);
+        assert_eq!(n, 6, "{table}");
+    }
+    let formats: Vec<(String, String)> = db
+        .query("SELECT tbl, query FROM copies ORDER BY tbl")
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(formats.len(), 2, "{formats:?}");
+    assert!(formats[0].1.ends_with("(FORMAT binary)"), "{formats:?}");
+    assert!(formats[1].1.ends_with("(FORMAT csv)"), "{formats:?}");
+}

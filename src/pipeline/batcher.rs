@@ -16,13 +16,14 @@ use crate::checkpoint::{Ledger, Seq};
 use crate::events::Shared;
 use crate::processor::Outcome;
 use crate::record::{Record, Value};
-use crate::sink::Checker;
+use crate::sink::{Checker, Encoder};
 use crate::source::Source;
 
 /// Groups outcomes into sink batches.
 pub(super) struct Batcher<'a, S> {
     pub(super) committer: Committer<'a>,
     pub(super) checker: Option<&'a Checker>,
+    pub(super) encoder: Option<&'a Encoder>,
     pub(super) source: &'a S,
     pub(super) failure: &'a FirstFailure<'a>,
     pub(super) ledger: &'a Ledger,
@@ -283,8 +284,13 @@ impl<S: Source> Batcher<'_, S> {
         // The ledger moves on as the batch is queued: if its write fails,
         // no later batch commits, and the run ends failed and resumable.
         self.ledger.apply(&seqs(&entries), &update);
+        let encoded = self
+            .encoder
+            .filter(|_| !records.is_empty())
+            .map(|encode| encode(&records));
         self.committer.send(Job {
             records,
+            encoded,
             checkpoint: self.checkpoint.then_some(update),
         })
     }

@@ -18,6 +18,8 @@ use crate::sink::{Sink, Stopped};
 /// One transaction's worth: records and the checkpoint that covers them.
 pub(super) struct Job {
     pub(super) records: Vec<Record>,
+    /// The sink's encoding of `records`, made on the batcher's thread.
+    pub(super) encoded: Option<Vec<u8>>,
     pub(super) checkpoint: Option<CheckpointUpdate>,
 }
 
@@ -40,7 +42,12 @@ impl<'a> Committer<'a> {
         let (jobs, rx) = bounded::<Job>(1);
         scope.spawn(move || {
             for job in rx {
-                if let Err(e) = sink.write(&job.records, job.checkpoint.as_ref()) {
+                let written = sink.write(
+                    &job.records,
+                    job.encoded.as_deref(),
+                    job.checkpoint.as_ref(),
+                );
+                if let Err(e) = written {
                     // Given up at Ctrl-C while the database kept it waiting:
                     // the run ends interrupted, not failed; a resume redoes
                     // what this batch held.

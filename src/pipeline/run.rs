@@ -59,6 +59,7 @@ where
         .map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
     let checker = sink.checker();
+    let encoder = sink.encoder();
     // Only now do the sink's files exist, to be left out of a walk.
     source.leave_out(&cfg.sink.own_files());
 
@@ -136,6 +137,7 @@ where
         let batcher = Batcher {
             committer,
             checker: checker.as_ref(),
+            encoder: encoder.as_ref(),
             source,
             failure,
             ledger,

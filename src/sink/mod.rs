@@ -28,6 +28,9 @@ use crate::record::{Quoted, Record, Schema};
 /// Why a record cannot be stored, or None when it can.
 pub(crate) type Checker = Box<dyn Fn(&Record) -> Option<Refusal> + Send + Sync>;
 
+/// A batch as the sink sends it (see [`Sink::encoder`]).
+pub(crate) type Encoder = Box<dyn Fn(&[Record]) -> Vec<u8> + Send + Sync>;
+
 /// What a sink cannot store of a record, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Refusal {
@@ -53,9 +56,21 @@ pub(crate) trait Sink: Send {
     fn checker(&self) -> Option<Checker> {
         None
     }
+    /// Encodes a batch into what `write` sends, on the batcher's thread, so
+    /// that encoding the next batch overlaps the database writing this one
+    /// (asked once after `prepare`, as `checker`). None: nothing to encode.
+    fn encoder(&self) -> Option<Encoder> {
+        None
+    }
     /// Writes one batch, all or nothing, upserting on the schema's key,
-    /// together with the checkpoint that covers it.
-    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()>;
+    /// together with the checkpoint that covers it; `encoded` is what the
+    /// sink's encoder made of `batch`, when it has one.
+    fn write(
+        &mut self,
+        batch: &[Record],
+        encoded: Option<&[u8]>,
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()>;
     /// Records how the run ended (after the last batch).
     fn end_run(&mut self, end: &RunEnd) -> Result<()>;
     /// Makes everything written durable and closes the sink.

@@ -159,7 +159,12 @@ impl Sink for CsvSink {
         Ok(Some(start))
     }
 
-    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+    fn write(
+        &mut self,
+        batch: &[Record],
+        _encoded: Option<&[u8]>,
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()> {
         if !self.started {
             self.start_fresh()?;
         }

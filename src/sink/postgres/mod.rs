@@ -16,7 +16,7 @@ use sqlx::Connection;
 use tokio::runtime::Runtime;
 
 use super::sql::{self, Postgres};
-use super::{Checker, Refusal, Sink};
+use super::{Checker, Encoder, Refusal, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::events::Shared;
@@ -45,11 +45,28 @@ struct Writer {
 
 #[derive(Default)]
 struct Statements {
-    /// COPY into the table itself, which is a plain insert.
+    /// COPY into the table itself, which is a plain insert; the statement's
+    /// start, to which the format is added.
     direct: String,
     /// COPY into the staging table, and the upsert from it.
     stage: String,
     upsert: String,
+    /// The columns' types, for the binary format; None when an existing
+    /// column's type has another binary form (`numeric`): CSV then.
+    binary: Option<Vec<ColumnType>>,
+}
+
+impl Statements {
+    /// The COPY statement for `data` (binary or CSV) into the table or
+    /// the staging table.
+    fn copy(&self, direct: bool, data: &[u8]) -> String {
+        let format = match copy::is_binary(data) {
+            true => "binary",
+            false => "csv",
+        };
+        let into = if direct { &self.direct } else { &self.stage };
+        format!("{into} FROM STDIN (FORMAT {format})")
+    }
 }
 
 impl PostgresSink {
@@ -75,12 +92,11 @@ impl Writer {
     /// Writes a batch, reconnecting and retrying it while the connection is lost.
     async fn write_batch(
         &mut self,
-        batch: &[Record],
+        csv: Option<&[u8]>,
         checkpoint: Option<&CheckpointUpdate>,
     ) -> Result<()> {
-        let csv = (!batch.is_empty()).then(|| copy::encode(batch));
         loop {
-            match self.try_write(csv.as_deref(), checkpoint).await {
+            match self.try_write(csv, checkpoint).await {
                 Ok(()) => return Ok(()),
                 Err(e) if connection_lost(&e) => {
                     self.events.warning(&format!(
@@ -109,7 +125,8 @@ impl Writer {
                     // writes. A key already there aborts the COPY with a
                     // unique violation: the transaction is rolled back (with
                     // nothing of it kept) and redone through staging.
-                    match copy::send(&mut tx, &self.statements.direct, csv).await {
+                    let sql = self.statements.copy(true, csv);
+                    match copy::send(&mut tx, &sql, csv).await {
                         Ok(()) => {}
                         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                             tx.rollback().await?;
@@ -119,7 +136,8 @@ impl Writer {
                         Err(e) => return Err(e),
                     }
                 } else {
-                    copy::send(&mut tx, &self.statements.stage, csv).await?;
+                    let sql = self.statements.copy(false, csv);
+                    copy::send(&mut tx, &sql, csv).await?;
                     sqlx::query(&self.statements.upsert)
                         .execute(&mut *tx)
                         .await?;
@@ -160,13 +178,15 @@ impl Sink for PostgresSink {
         w.direct = empty;
         w.session.stage = Some(schema.clone());
         let cols = sql::column_list(schema);
+        let (existing, exact) = (existing.names, existing.exact);
         w.statements = Statements {
-            direct: format!("COPY {quoted} ({cols}) FROM STDIN (FORMAT csv)"),
-            stage: format!("COPY {STAGE} ({cols}) FROM STDIN (FORMAT csv)"),
+            direct: format!("COPY {quoted} ({cols})"),
+            stage: format!("COPY {STAGE} ({cols})"),
             upsert: format!(
                 "INSERT INTO {quoted} ({cols}) SELECT {cols} FROM {STAGE}{}",
                 sql::on_conflict::<Postgres>(&table, schema, &existing)
             ),
+            binary: exact.then(|| schema.columns.iter().map(|c| c.ty).collect()),
         };
         Ok(())
     }
@@ -215,10 +235,30 @@ impl Sink for PostgresSink {
         }))
     }
 
-    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+    fn encoder(&self) -> Option<Encoder> {
+        Some(match self.writer.statements.binary.clone() {
+            Some(types) => Box::new(move |batch| copy::encode_binary(&types, batch)),
+            None => Box::new(copy::encode),
+        })
+    }
+
+    fn write(
+        &mut self,
+        batch: &[Record],
+        encoded: Option<&[u8]>,
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()> {
         let w = &mut self.writer;
+        let csv = match (encoded, batch.is_empty()) {
+            (_, true) => None,
+            (Some(csv), false) => Some(std::borrow::Cow::Borrowed(csv)),
+            (None, false) => Some(std::borrow::Cow::Owned(match &w.statements.binary {
+                Some(types) => copy::encode_binary(types, batch),
+                None => copy::encode(batch),
+            })),
+        };
         self.rt
-            .block_on(w.write_batch(batch, checkpoint))
+            .block_on(w.write_batch(csv.as_deref(), checkpoint))
             .with_context(|| format!("writing to table {}", w.table))
     }
 

@@ -5,19 +5,27 @@
 use anyhow::{bail, Result};
 use sqlx::{PgConnection, Row};
 
-use crate::record::Schema;
+use crate::record::{ColumnType, Schema};
 use crate::sink::sql::{self, Dialect, ExistingColumn, Postgres};
 
 /// The session-local table each batch is COPYed into before its upsert.
 pub(super) const STAGE: &str = "batchproc_stage";
 
-/// Creates the table, or checks and extends an existing one; returns the
-/// names of the columns it had before.
+/// The table's columns before the run, as `prepare` found them.
+pub(super) struct Found {
+    pub(super) names: Vec<String>,
+    /// Every column the run writes has exactly the type batchproc would
+    /// create (COPY's binary format needs it: `numeric` is accepted for an
+    /// integer, but its binary form is another).
+    pub(super) exact: bool,
+}
+
+/// Creates the table, or checks and extends an existing one.
 pub(super) async fn prepare(
     conn: &mut PgConnection,
     table: &str,
     schema: &Schema,
-) -> Result<Vec<String>> {
+) -> Result<Found> {
     let existing: Vec<ExistingColumn> = sqlx::query(
         "SELECT column_name::text AS name, data_type::text AS ty, is_nullable::text AS nullable, \
          column_default::text AS dflt, is_generated::text AS generated \
@@ -43,7 +51,17 @@ pub(super) async fn prepare(
     for statement in &plan.statements {
         sqlx::query(statement).execute(&mut *conn).await?;
     }
-    Ok(plan.existing)
+    let exact = existing.iter().all(|c| {
+        schema
+            .columns
+            .iter()
+            .filter(|s| s.name == c.name)
+            .all(|s| binary_as_created(&c.declared, s.ty))
+    });
+    Ok(Found {
+        names: plan.existing,
+        exact,
+    })
 }
 
 async fn has_unique_index_on(conn: &mut PgConnection, table: &str, key: &str) -> Result<bool> {
@@ -79,4 +97,18 @@ pub(super) async fn create_stage(conn: &mut PgConnection, schema: &Schema) -> Re
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Whether a column declared `declared` (`information_schema`'s data_type)
+/// takes the binary form of the type batchproc creates for `ty`.
+fn binary_as_created(declared: &str, ty: ColumnType) -> bool {
+    let same: &[&str] = match ty {
+        ColumnType::Int => &["bigint"],
+        ColumnType::Float => &["double precision"],
+        ColumnType::Text => &["text", "character varying"],
+        ColumnType::Bytes => &["bytea"],
+        ColumnType::Time => &["timestamp with time zone"],
+        ColumnType::Bool => &["boolean"],
+    };
+    same.contains(&declared)
 }

@@ -138,7 +138,12 @@ impl Sink for SqliteSink {
         Ok(Some(start))
     }
 
-    fn write(&mut self, batch: &[Record], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+    fn write(
+        &mut self,
+        batch: &[Record],
+        _encoded: Option<&[u8]>,
+        checkpoint: Option<&CheckpointUpdate>,
+    ) -> Result<()> {
         if batch.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
