@@ -1,7 +1,7 @@
 # batchproc: build, test, bench, lint, fmt.
 CARGO ?= cargo
 
-.PHONY: build test lint fmt bench clean
+.PHONY: build test test-crash lint fmt bench clean
 
 build:
 	$(CARGO) build --release --bins --examples
@@ -10,6 +10,15 @@ build:
 test: lint
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# The crash matrix at depth: tests/crash.rs (every source into every sink,
+# SIGKILLed at random points and resumed) with 50 kill points per cell, so
+# at least 50 per sink, on the release binary users run (`make test` runs
+# the same file with 6 per cell on the debug build). Replay a failure with
+# the BATCHPROC_CRASH_SEED its message prints. The Postgres cells use the
+# local server, as `make test`'s Postgres tests do.
+test-crash:
+	BATCHPROC_CRASH_KILLS=50 $(CARGO) test --release --test crash
 
 lint:
 	$(CARGO) fmt --check

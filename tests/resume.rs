@@ -42,11 +42,6 @@ fn spawn(root: &Path, sink: &str, resume: bool) -> Child {
         .unwrap()
 }
 
-fn integrity_ok(db: &Path) {
-    let integrity: String = query(db, "PRAGMA integrity_check")[0].get(0);
-    assert_eq!(integrity, "ok");
-}
-
 /// Kills the run at each delay (the first attempt fresh, the rest resuming),
 /// then resumes to the end. Returns how many kills landed mid-run.
 fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) -> usize {
@@ -55,7 +50,7 @@ fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) 
         delays_ms,
         || {
             if state_db.exists() {
-                integrity_ok(state_db);
+                integrity_ok(state_db, "after a kill");
             }
             last_run_succeeded(state_db)
         },
@@ -64,7 +59,7 @@ fn kill_and_resume(root: &Path, sink: &str, state_db: &Path, delays_ms: &[u64]) 
         let out = spawn(root, sink, true).wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     }
-    integrity_ok(state_db);
+    integrity_ok(state_db, "at the end");
     let runs = query(
         state_db,
         "SELECT status, ok, failed FROM batchproc_runs ORDER BY id",

@@ -203,6 +203,14 @@ pub fn sigkill_after(mut child: Child, delay: Duration) -> bool {
     child.wait().unwrap().signal() != Some(libc::SIGKILL)
 }
 
+/// `PRAGMA integrity_check` of the SQLite file `db` says ok (`ctx` tells
+/// where, when it does not).
+pub fn integrity_ok(db: &Path, ctx: &str) {
+    use sqlx::Row;
+    let integrity: String = query(db, "PRAGMA integrity_check")[0].get(0);
+    assert_eq!(integrity, "ok", "{ctx}: {}", db.display());
+}
+
 /// Whether the newest run recorded in the SQLite file `db` succeeded.
 pub fn last_run_succeeded(db: &Path) -> bool {
     use sqlx::Row;

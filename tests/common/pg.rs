@@ -113,6 +113,38 @@ impl PgDb {
         })
     }
 
+    /// Waits until no session is connected to this database: the session
+    /// of a client killed a moment ago lives on until the server notices,
+    /// and may yet commit what the client sent before it died.
+    pub fn wait_for_other_sessions_to_end(&self) {
+        use sqlx::Row;
+        let start = std::time::Instant::now();
+        block_on(async {
+            let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+            loop {
+                let left: i64 = sqlx::query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                )
+                .bind(&self.name)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get(0);
+                if left == 0 {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(30),
+                    "{left} sessions still on {} after 30 s",
+                    self.name
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            conn.close().await.unwrap();
+        })
+    }
+
     /// Ends every other session on this database, as a server restart would.
     pub fn terminate_sessions(&self) -> i64 {
         use sqlx::Row;
