@@ -273,18 +273,7 @@ fn a_huge_csv_record_costs_no_memory() {
         }
         f.write_all(b"\",2\n").unwrap();
     }
-    // Reaped by wait4 below, which also gives its peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = batchproc_std(tmp.path())
-        .args(["files", "d", "-p", "csv", "-q"])
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    let peak = usage.ru_maxrss as usize * 1024;
+    let peak = peak_rss(batchproc_std(tmp.path()).args(["files", "d", "-p", "csv", "-q"]));
     assert!(peak < BIG, "peak RSS {} MiB", peak >> 20);
     let rows = query(
         &tmp.path().join("batchproc.db"),

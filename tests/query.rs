@@ -625,34 +625,26 @@ fn big_rows_go_through_in_bounded_memory() {
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
          INSERT INTO t SELECT i, hex(zeroblob(524288)) FROM n;",
     );
-    // Reaped by wait4 below, which also gives its peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = batchproc_std(tmp.path())
-        .args([
-            "query",
-            "--from",
-            "sqlite:src.db",
-            "--sql",
-            "SELECT * FROM t",
-        ])
-        .args([
-            "--key",
-            "id",
-            "-q",
-            "--page-size",
-            "10",
-            "--batch-size",
-            "100000",
-        ])
-        .args(["-w", "1", "--queue", "1", "-o", "out.db"])
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    let peak = usage.ru_maxrss as usize * 1024;
+    let peak = peak_rss(
+        batchproc_std(tmp.path())
+            .args([
+                "query",
+                "--from",
+                "sqlite:src.db",
+                "--sql",
+                "SELECT * FROM t",
+            ])
+            .args([
+                "--key",
+                "id",
+                "-q",
+                "--page-size",
+                "10",
+                "--batch-size",
+                "100000",
+            ])
+            .args(["-w", "1", "--queue", "1", "-o", "out.db"]),
+    );
     assert!(peak < 350 << 20, "peak RSS {} MiB", peak >> 20);
     let rows = query(
         &tmp.path().join("out.db"),

@@ -75,6 +75,20 @@ pub fn release(mut holder: Child) {
     holder.wait().unwrap();
 }
 
+/// Runs `cmd` (batchproc, say) to its end and returns its peak resident
+/// memory in bytes, from wait4; it must exit 0.
+pub fn peak_rss(cmd: &mut StdCommand) -> usize {
+    // Reaped by wait4 below, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    usage.ru_maxrss as usize * 1024
+}
+
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));
