@@ -319,19 +319,26 @@ fn a_file_that_vanishes_before_its_turn_is_a_warning_not_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
     std::fs::create_dir(&d).unwrap();
-    // Hashing this sparse file keeps the only worker busy while b.txt is removed.
-    std::fs::File::create(d.join("a-big.bin"))
-        .unwrap()
-        .set_len(2 << 30)
-        .unwrap();
+    std::fs::write(d.join("a.txt"), "a\n").unwrap();
     std::fs::write(d.join("b.txt"), "b\n").unwrap();
+    // The only worker holds on in a.txt's command until b.txt is gone.
+    let hold = "exec:sh -c 'if [ {} = d/a.txt ]; then touch started; \
+                while [ ! -e release ]; do sleep 0.02; done; fi'";
     let child = batchproc_std(tmp.path())
-        .args(["files", "d", "-p", "sha256", "-w", "1"])
+        .args(["files", "d", "-p", "sha256", "-p", hold, "-w", "1"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    while !tmp.path().join("started").exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     std::fs::remove_file(d.join("b.txt")).unwrap();
+    std::fs::write(tmp.path().join("release"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
