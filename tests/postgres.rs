@@ -382,23 +382,8 @@ fn a_value_postgres_cannot_hold_gets_a_row_with_its_error() {
     );
     let run = |sink: &str, on_error: &str| {
         batchproc(tmp.path())
-            .args([
-                "query",
-                "--from",
-                "sqlite:src.db",
-                "--sql",
-                "SELECT * FROM t",
-            ])
-            .args([
-                "--key",
-                "id",
-                "-t",
-                "t",
-                "--on-error",
-                on_error,
-                "--sink",
-                sink,
-            ])
+            .args(QUERY_T)
+            .args(["-t", "t", "--on-error", on_error, "--sink", sink])
             .output()
             .unwrap()
     };
@@ -476,24 +461,8 @@ fn direct_copy_only_into_an_empty_table_and_a_met_key_switches_to_upsert() {
     let copies = || db.query("SELECT last_value, is_called FROM copies")[0].get::<i64, _>(0);
     let run = || {
         batchproc(tmp.path())
-            .args([
-                "query",
-                "--from",
-                "sqlite:src.db",
-                "--sql",
-                "SELECT * FROM t",
-            ])
-            .args([
-                "--key",
-                "id",
-                "-q",
-                "--batch-size",
-                "2",
-                "-t",
-                "t",
-                "--sink",
-                &db.url,
-            ])
+            .args(QUERY_T)
+            .args(["-q", "--batch-size", "2", "-t", "t", "--sink", &db.url])
             .assert()
             .success();
     };

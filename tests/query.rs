@@ -627,22 +627,8 @@ fn big_rows_go_through_in_bounded_memory() {
     );
     let peak = peak_rss(
         batchproc_std(tmp.path())
-            .args([
-                "query",
-                "--from",
-                "sqlite:src.db",
-                "--sql",
-                "SELECT * FROM t",
-            ])
-            .args([
-                "--key",
-                "id",
-                "-q",
-                "--page-size",
-                "10",
-                "--batch-size",
-                "100000",
-            ])
+            .args(QUERY_T)
+            .args(["-q", "--page-size", "10", "--batch-size", "100000"])
             .args(["-w", "1", "--queue", "1", "-o", "out.db"]),
     );
     assert!(peak < 350 << 20, "peak RSS {} MiB", peak >> 20);

@@ -89,6 +89,18 @@ pub fn peak_rss(cmd: &mut StdCommand) -> usize {
     usage.ru_maxrss as usize * 1024
 }
 
+/// `query` over the table `t` of `src.db` (in the run's directory), keyed
+/// by `id`: the start of many tests' command lines.
+pub const QUERY_T: [&str; 7] = [
+    "query",
+    "--from",
+    "sqlite:src.db",
+    "--sql",
+    "SELECT * FROM t",
+    "--key",
+    "id",
+];
+
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));
