@@ -122,7 +122,7 @@ fn watch_signals(cancel: &Cancel) -> std::io::Result<signal_hook::iterator::Hand
             if n > 0 {
                 std::process::exit(130);
             }
-            cancel.cancel(CancelReason::Interrupted);
+            cancel.cancel_with(CancelReason::Interrupted);
         }
     });
     Ok(handle)

@@ -402,7 +402,7 @@ mod tests {
         assert_eq!(ledger.dispatch(key("d/3")), Dispatch::Go(2));
         // Checkpointed items fill the window too: a cancel ends the wait.
         let cancel = Cancel::new();
-        cancel.cancel(crate::pool::CancelReason::Interrupted);
+        cancel.cancel_with(crate::pool::CancelReason::Interrupted);
         assert!(!ledger.wait_for_room(&cancel));
     }
 }

@@ -115,7 +115,7 @@ impl<'a> FirstFailure<'a> {
     }
 
     pub(super) fn set(&self, failure: Failure) {
-        self.cancel.cancel(CancelReason::Failed);
+        self.cancel.cancel_with(CancelReason::Failed);
         if let Err(later) = self.slot.set(failure) {
             // An item failing after the run stopped says nothing new.
             if !matches!(later, Failure::Item(_)) {

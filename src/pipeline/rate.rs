@@ -158,7 +158,7 @@ mod tests {
         let ready = std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(50));
-                cancel.cancel(CancelReason::Interrupted);
+                cancel.cancel_with(CancelReason::Interrupted);
             });
             limit.until_ready(&cancel)
         });

@@ -250,7 +250,7 @@ mod tests {
         let tried = std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(50));
-                cancel.cancel(CancelReason::Interrupted);
+                cancel.cancel_with(CancelReason::Interrupted);
             });
             retry_item((), &policy, &cancel, |()| {
                 calls.set(calls.get() + 1);

@@ -6,7 +6,7 @@
 //! and everything that finished is still committed.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
@@ -119,7 +119,9 @@ where
             cancel,
             outcomes: out_tx.clone(),
         };
-        let pool = Pool::dynamic(cfg.min_workers, cfg.max_workers);
+        // The batcher reads every result to the end, so nothing finished
+        // before a cancel need be dropped.
+        let pool = Pool::dynamic(cfg.min_workers, cfg.max_workers).grace(Duration::MAX);
         let spare = spare_cores(&pool);
         let workers = scope.spawn(move || {
             let buffer = || Buffer::new(Some(spare.clone()));
@@ -148,7 +150,7 @@ where
             abort,
         };
         let summary = batcher.drain(out_rx);
-        counting.cancel(crate::pool::CancelReason::Failed);
+        counting.cancel_with(crate::pool::CancelReason::Failed);
         (summary, workers.join().expect("the worker pool panicked"))
     });
 

@@ -213,7 +213,7 @@ fn a_token_cancelled_before_the_run_stops_it_before_it_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("out.db");
     let cancel = Cancel::new();
-    cancel.cancel(CancelReason::Failed);
+    cancel.cancel_with(CancelReason::Failed);
     let run = super::Pipeline::files(["fixtures/sample"])
         .sink(format!("sqlite:{}", db.display()))
         .cancel(cancel)

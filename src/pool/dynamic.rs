@@ -10,23 +10,33 @@
 //! too. Workers retire themselves after `idle_timeout` without an item while
 //! more than the minimum are alive. A fixed pool (`min == max`) has no
 //! timers at all, nor does a dynamic one at its maximum.
+//!
+//! Workers wait on the input and on the run's token at once, so a cancel
+//! ends every idle or blocked worker at the moment it happens, and the run
+//! returns (dropping the input) without waiting for the producer.
 
+use std::any::Any;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{Builder, Scope};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError, TrySendError};
 
 use super::busy::Worker;
 use super::gauge::Tally;
-use super::{Cancel, Gauge, PoolStats};
+use super::panics::Watch;
+use super::{Cancel, CancelReason, Gauge, PoolStats};
 
 /// Long enough that a producer's momentary lead does not add threads,
 /// short enough that a real backlog is met within a few items.
 const DEFAULT_GROW_AFTER: Duration = Duration::from_millis(20);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Short enough that a cancelled run ends well within 100 ms when nobody
+/// reads its output; long enough for a reader that is only a little behind.
+const DEFAULT_GRACE: Duration = Duration::from_millis(50);
 /// Timers shorter than this would make waiting threads spin.
 const MIN_TIMER: Duration = Duration::from_millis(1);
 
@@ -38,12 +48,21 @@ pub struct Pool {
     max: usize,
     grow_after: Duration,
     idle_timeout: Duration,
+    grace: Duration,
     gauge: Gauge,
 }
 
 impl Pool {
     /// A pool of exactly `workers` threads (at least one): the same as
     /// `Pool::dynamic(workers, workers)`.
+    ///
+    /// ```
+    /// use batchproc::pool::Pool;
+    ///
+    /// let pool = Pool::new(8);
+    /// assert_eq!((pool.min_workers(), pool.workers()), (8, 8));
+    /// assert_eq!(Pool::new(0).workers(), 1);
+    /// ```
     pub fn new(workers: usize) -> Self {
         Self::dynamic(workers, workers)
     }
@@ -82,6 +101,7 @@ impl Pool {
             max: max.max(min),
             grow_after: DEFAULT_GROW_AFTER,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            grace: DEFAULT_GRACE,
             gauge: Gauge::default(),
         }
     }
@@ -90,30 +110,84 @@ impl Pool {
     /// (none idle, none [`waiting`](super::waiting)), before one more worker
     /// is added (default 20 ms). The queue is sampled every half of this, so
     /// growth is one worker per `grow_after` of backlog at most.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use batchproc::pool::Pool;
+    ///
+    /// // Quick to add workers, slow to let them go.
+    /// let pool = Pool::dynamic(2, 16)
+    ///     .grow_after(Duration::from_millis(5))
+    ///     .idle_timeout(Duration::from_secs(30));
+    /// assert_eq!(pool.workers(), 16);
+    /// ```
     pub fn grow_after(mut self, after: Duration) -> Self {
         self.grow_after = after.max(MIN_TIMER);
         self
     }
 
     /// How long a worker waits for an item before retiring, when more than
-    /// `min` workers are alive (default 1 s).
+    /// `min` workers are alive (default 1 s). See [`Pool::grow_after`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use batchproc::pool::Pool;
+    ///
+    /// let pool = Pool::dynamic(1, 4).idle_timeout(Duration::from_millis(200));
+    /// assert_eq!(pool.min_workers(), 1);
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(MIN_TIMER);
         self
     }
 
+    /// After a cancel, how long a worker holding a finished result waits for
+    /// room in the output before it drops the result and ends (default
+    /// 50 ms). A consumer that reads to the end, as the command-line tool's
+    /// sink does, can make it `Duration::MAX` so that nothing finished is
+    /// lost; the default lets a run end at once when nobody reads.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use batchproc::pool::Pool;
+    ///
+    /// let pool = Pool::new(4).grace(Duration::MAX);
+    /// assert_eq!(pool.workers(), 4);
+    /// ```
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
     /// The maximum number of workers (the number, for [`Pool::new`]).
+    ///
+    /// ```
+    /// assert_eq!(batchproc::pool::Pool::dynamic(2, 6).workers(), 6);
+    /// ```
     pub fn workers(&self) -> usize {
         self.max
     }
 
     /// The number of workers a run starts with and never goes below.
+    ///
+    /// ```
+    /// assert_eq!(batchproc::pool::Pool::dynamic(2, 6).min_workers(), 2);
+    /// ```
     pub fn min_workers(&self) -> usize {
         self.min
     }
 
     /// A live view of this pool's workers (see [`Gauge`]). Runs of the same
     /// pool on several threads at once add up in it.
+    ///
+    /// ```
+    /// use batchproc::pool::Pool;
+    ///
+    /// let pool = Pool::new(3);
+    /// let gauge = pool.gauge();
+    /// // Read from another thread while `pool.run` works: see `Gauge`.
+    /// assert_eq!((gauge.live(), gauge.busy()), (0, 0));
+    /// ```
     pub fn gauge(&self) -> Gauge {
         self.gauge.clone()
     }
@@ -121,12 +195,25 @@ impl Pool {
     /// Runs `work` on every item of `input` and sends each result to
     /// `output`, in completion order. Each worker builds its own state with
     /// `init` (a read buffer, say). Returns when `input` is closed and
-    /// drained, or `output` is closed; `output` is dropped on return.
+    /// drained, or `output` is closed; `input` and `output` are dropped on
+    /// return. For results in input order, feed the items to
+    /// [`try_for_each_ordered`](super::try_for_each_ordered) instead (a
+    /// `Receiver` is an iterator: `input.into_iter()`), as the last example
+    /// shows.
     ///
-    /// After `cancel` fires, workers start no new item: what is still queued
-    /// is drained and dropped, so a producer blocked on the full queue wakes
-    /// up and sees the cancellation instead of deadlocking. A cancelled pool
-    /// stops growing.
+    /// Once `cancel` fires, no new item starts and the run returns as soon
+    /// as the items in flight finish, dropping `input`: a producer's next
+    /// send fails, and one blocked on a full queue wakes up, so an endless
+    /// producer ends too. A job that takes long can watch the same token
+    /// (capture it) to stop early. A result finished after the cancel waits
+    /// for room in `output` for at most [`Pool::grace`].
+    ///
+    /// A panic in `init` or `work` stops the run the same way: no new item
+    /// starts, and the panic is resumed on the calling thread with its own
+    /// payload once the other workers have ended.
+    ///
+    /// Inside a tokio runtime, the workers enter it, so jobs may use
+    /// `tokio::runtime::Handle::current()`.
     ///
     /// Fails only if not even the first worker thread can be spawned (then
     /// `input` is dropped unread); failing to spawn more just stops growth.
@@ -151,6 +238,45 @@ impl Pool {
     /// assert_eq!(stats.items, 1000);
     /// assert!(stats.peak_busy <= 4 && stats.peak_workers == 4);
     /// ```
+    ///
+    /// Cancelling stops an endless producer: its next send fails.
+    ///
+    /// ```
+    /// use batchproc::pool::{channel, Cancel, Pool};
+    ///
+    /// let (in_tx, in_rx) = channel::bounded(16);
+    /// let (out_tx, out_rx) = channel::bounded(16);
+    /// let cancel = Cancel::new();
+    /// std::thread::scope(|s| {
+    ///     let producer = s.spawn(move || (0u64..).take_while(|&n| in_tx.send(n).is_ok()).count());
+    ///     let c = cancel.clone();
+    ///     s.spawn(move || Pool::new(2).run(in_rx, out_tx, &c, || (), |_, n| n));
+    ///     let first: Vec<u64> = out_rx.iter().take(100).collect();
+    ///     assert_eq!(first.len(), 100);
+    ///     // Stop reading, cancel: the pool and the producer both end.
+    ///     cancel.cancel();
+    ///     assert!(producer.join().unwrap() >= 100);
+    /// });
+    /// ```
+    ///
+    /// The same work with results in input order:
+    ///
+    /// ```
+    /// use batchproc::pool::{channel, try_for_each_ordered};
+    /// use std::convert::Infallible;
+    ///
+    /// let (in_tx, in_rx) = channel::bounded(8);
+    /// let mut squares = Vec::new();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || (1..=5u64).for_each(|n| in_tx.send(n).unwrap()));
+    ///     try_for_each_ordered(3, 64, in_rx, |n| Ok::<_, Infallible>(n * n), |sq| {
+    ///         squares.push(sq);
+    ///         Ok(())
+    ///     })
+    /// })
+    /// .unwrap();
+    /// assert_eq!(squares, [1, 4, 9, 16, 25]);
+    /// ```
     pub fn run<T, R, S>(
         &self,
         input: Receiver<T>,
@@ -169,12 +295,14 @@ impl Pool {
             pool: self,
             input,
             output,
-            cancel,
+            run: cancel.child(),
             init,
             work,
             exits,
             ending: AtomicBool::new(false),
+            panicked: Mutex::new(None),
             tally: Arc::new(Tally::new(self.gauge.clone())),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         };
         std::thread::scope(|scope| {
             shared.spawn(scope)?;
@@ -182,6 +310,10 @@ impl Pool {
             shared.supervise(scope, &exited, all_started);
             Ok::<_, io::Error>(())
         })?;
+        let panicked = shared.panicked.into_inner();
+        if let Some(payload) = panicked.unwrap_or_else(PoisonError::into_inner) {
+            panic::resume_unwind(payload);
+        }
         Ok(shared.tally.stats(started.elapsed()))
     }
 }
@@ -191,7 +323,8 @@ struct Shared<'a, T, R, I, W> {
     pool: &'a Pool,
     input: Receiver<T>,
     output: Sender<R>,
-    cancel: &'a Cancel,
+    /// A child of the caller's token: cancelled with it, and by a panic.
+    run: Cancel,
     init: I,
     work: W,
     /// Every exiting worker sends one message, so the supervisor can sleep
@@ -200,8 +333,21 @@ struct Shared<'a, T, R, I, W> {
     /// A worker ended other than by retiring (input done, output closed, a
     /// panic): more workers would only take items to no end.
     ending: AtomicBool,
+    /// The first panic of a job, to resume on the caller.
+    panicked: Mutex<Option<Box<dyn Any + Send>>>,
     /// Shared with the workers' thread-local state, for `waiting`.
     tally: Arc<Tally>,
+    /// The caller's tokio runtime, if it has one, for the workers to enter.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// What a worker's wait for its next item ended with.
+enum Next<T> {
+    Item(T),
+    /// Nothing came within the idle timeout.
+    Idle,
+    /// The input is closed and drained, or the run was cancelled.
+    End,
 }
 
 impl<T, R, S, I, W> Shared<'_, T, R, I, W>
@@ -229,34 +375,86 @@ where
             shared: self,
             retired: false,
         };
+        let _entered = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let _watch = Watch::new(&self.run);
         let worker = Worker::enter(&self.tally);
-        let mut state = (self.init)();
-        let fixed = self.pool.min == self.pool.max;
-        loop {
-            let next = if fixed {
-                self.input
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                self.input.recv_timeout(self.pool.idle_timeout)
-            };
-            let item = match next {
-                Ok(item) => item,
-                Err(RecvTimeoutError::Timeout) if self.tally.retire(self.pool.min) => {
-                    exit.retired = true;
+        let jobs = panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut state = (self.init)();
+            loop {
+                let item = match self.next() {
+                    Next::Item(item) => item,
+                    Next::Idle if self.tally.retire(self.pool.min) => {
+                        exit.retired = true;
+                        return;
+                    }
+                    Next::Idle => continue,
+                    Next::End => return,
+                };
+                let result = worker.run(|| (self.work)(&mut state, item));
+                if !self.deliver(result) {
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            if self.cancel.is_cancelled() {
-                continue;
             }
-            let result = worker.run(|| (self.work)(&mut state, item));
-            if self.output.send(result).is_err() {
-                return;
-            }
+        }));
+        if let Err(payload) = jobs {
+            self.run.cancel_with(CancelReason::Failed);
+            let mut first = self.panicked.lock().unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert(payload);
         }
+    }
+
+    /// The next item to work on: whichever comes first of an item, the
+    /// cancel, the input's end and (unless the pool is fixed) the idle
+    /// timeout. An item that races a cancel is dropped.
+    fn next(&self) -> Next<T> {
+        // The common case, without the cost of a select.
+        match self.input.try_recv() {
+            _ if self.run.is_cancelled() => return Next::End,
+            Ok(item) => return Next::Item(item),
+            Err(TryRecvError::Disconnected) => return Next::End,
+            Err(TryRecvError::Empty) => {}
+        }
+        let mut select = Select::new();
+        let input = select.recv(&self.input);
+        select.recv(self.run.done());
+        let op = if self.pool.min == self.pool.max {
+            select.select()
+        } else {
+            match select.select_timeout(self.pool.idle_timeout) {
+                Ok(op) => op,
+                Err(_) => return Next::Idle,
+            }
+        };
+        if op.index() != input {
+            let _ = op.recv(self.run.done());
+            return Next::End;
+        }
+        match op.recv(&self.input) {
+            Ok(_) if self.run.is_cancelled() => Next::End,
+            Ok(item) => Next::Item(item),
+            Err(_) => Next::End,
+        }
+    }
+
+    /// Sends a finished result on; false once the output is closed, or
+    /// there was no room for it within the grace after a cancel.
+    fn deliver(&self, result: R) -> bool {
+        let result = match self.output.try_send(result) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(result)) => result,
+        };
+        if !self.run.is_cancelled() {
+            let mut select = Select::new();
+            let send = select.send(&self.output);
+            select.recv(self.run.done());
+            let op = select.select();
+            if op.index() == send {
+                return op.send(&self.output, result).is_ok();
+            }
+            let _ = op.recv(self.run.done());
+        }
+        self.output.send_timeout(result, self.pool.grace).is_ok()
     }
 
     /// Adds workers while a backlog persists with every worker busy; returns
@@ -273,7 +471,7 @@ where
             let growing = can_grow
                 && self.tally.live() < self.pool.max
                 && !self.ending.load(SeqCst)
-                && !self.cancel.is_cancelled();
+                && !self.run.is_cancelled();
             let woke = if growing {
                 exited.recv_timeout(tick)
             } else {

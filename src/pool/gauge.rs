@@ -49,18 +49,44 @@ struct Counts {
 
 impl Gauge {
     /// Worker threads alive now.
+    ///
+    /// ```
+    /// use batchproc::pool::Pool;
+    ///
+    /// let gauge = Pool::new(4).gauge();
+    /// assert_eq!(gauge.live(), 0, "threads exist only during a run");
+    /// ```
     pub fn live(&self) -> usize {
         self.0.live.load(SeqCst)
     }
 
     /// Workers running an item now, less those that say they are
-    /// [`waiting`](super::waiting).
+    /// [`waiting`](super::waiting). See the example of [`Gauge`].
+    ///
+    /// ```
+    /// use batchproc::pool::Pool;
+    ///
+    /// assert_eq!(Pool::new(2).gauge().busy(), 0);
+    /// ```
     pub fn busy(&self) -> usize {
         self.0.busy.load(SeqCst)
     }
 }
 
 /// What a [`Pool::run`](super::Pool::run) did.
+///
+/// ```
+/// use batchproc::pool::{channel, Cancel, Pool};
+///
+/// let (tx, rx) = channel::unbounded();
+/// (0..10u32).for_each(|n| tx.send(n).unwrap());
+/// drop(tx);
+/// let (out, _results) = channel::unbounded();
+/// let stats = Pool::new(2).run(rx, out, &Cancel::new(), || (), |_, n| n).unwrap();
+/// assert_eq!(stats.items, 10);
+/// assert!(stats.peak_workers <= 2 && stats.peak_busy <= 2);
+/// assert!(stats.average_busy <= 2.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PoolStats {
     /// Most workers running an item at the same moment, not counting those
@@ -72,7 +98,7 @@ pub struct PoolStats {
     pub average_busy: f64,
     /// Most worker threads alive at the same moment.
     pub peak_workers: usize,
-    /// Items run (items drained unprocessed after a cancellation are not
+    /// Items run (items dropped unstarted after a cancellation are not
     /// counted).
     pub items: u64,
 }

@@ -1,21 +1,56 @@
-//! Errgroup-style bounded maps: run a fallible function over an iterator
-//! with a fixed number of threads, collect the results in input order, and
-//! stop at the first error.
+//! Errgroup-style bounded maps: run a function over an iterator with a
+//! fixed number of threads, collect the results in input order, and stop at
+//! the first error. Built on [`super::stream`]'s chunked engine.
 
-use super::try_for_each_ordered;
+use std::convert::Infallible;
+
+use super::stream::{ordered, Stop};
+use super::{Cancel, Cancelled};
+
+/// Runs `f` on every item of `input` on `workers` threads and returns the
+/// results in input order: `results[i]` is `f(input[i])`. A panic in `f`
+/// stops the run and is resumed on the calling thread.
+///
+/// Items are handed out in chunks sized by their measured cost, so a
+/// million tiny items cost little more than a loop, and items of a
+/// millisecond or more go one at a time. For a fallible `f`, see
+/// [`try_map`].
+///
+/// ```
+/// use batchproc::pool::map;
+///
+/// let lengths = map(4, ["a", "bb", "ccc"], str::len);
+/// assert_eq!(lengths, [1, 2, 3]);
+///
+/// let squares = map(2, 0..1_000_000u64, |n| n * n);
+/// assert_eq!(squares[999_999], 999_998_000_001);
+/// ```
+pub fn map<T, R, F>(workers: usize, input: impl IntoIterator<Item = T>, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> R + Sync,
+{
+    match try_map(workers, input, |t| Ok::<_, Infallible>(f(t))) {
+        Ok(results) => results,
+        Err(never) => match never {},
+    }
+}
 
 /// Runs `f` on every item of `input` with at most `workers` calls at once
 /// and returns the results in input order: `results[i]` is `f(input[i])`.
 ///
-/// `input` is pulled lazily, one item per free worker, so it may be long or
-/// endless. The first error in time cancels the run: items not yet started
-/// are never started, and the error is returned once the calls in flight
-/// have finished. A panic in `f` also stops the run, and is resumed on the
-/// calling thread.
+/// `input` is pulled lazily, a chunk at a time, so it may be long or
+/// endless. The first error in time cancels the run: each other worker
+/// starts at most one more item, and the error is returned once the calls
+/// in flight have finished. A panic in `f` also stops the run, and is
+/// resumed on the calling thread with its own payload. Any error type
+/// will do.
 ///
 /// `f` runs on scoped threads, so it may borrow from the caller; it must be
-/// `Sync`, there is no async variant. Results wait in memory until the run
-/// ends; to handle them as they come, see [`super::try_for_each_ordered`].
+/// `Sync`. Results wait in memory until the run ends; to handle them as
+/// they come, see [`super::try_for_each_ordered`]; for `f` to see the run's
+/// cancellation, see [`pool()`].
 ///
 /// ```
 /// use batchproc::pool::try_map;
@@ -24,9 +59,11 @@ use super::try_for_each_ordered;
 /// let lengths = try_map(2, words, |w| w.parse::<u8>());
 /// assert_eq!(lengths, Ok(vec![3, 1, 4, 1, 5]));
 ///
-/// // An endless input ends at the first error.
-/// let first_bad = try_map(4, 1u64.., |n| if n % 100 == 0 { Err(n) } else { Ok(n) });
-/// assert_eq!(first_bad, Err(100));
+/// // An endless input ends at the first error; a String error is fine.
+/// let first_bad = try_map(4, 1u64.., |n| {
+///     if n == 1000 { Err(format!("{n} is too many")) } else { Ok(n) }
+/// });
+/// assert_eq!(first_bad, Err("1000 is too many".to_string()));
 /// ```
 pub fn try_map<T, R, E, F>(
     workers: usize,
@@ -39,149 +76,85 @@ where
     E: Send,
     F: Fn(T) -> Result<R, E> + Sync,
 {
-    let mut results = Vec::new();
-    // All results are kept anyway, so the reorder window need not bound them.
-    try_for_each_ordered(workers, usize::MAX, input, f, |r| {
-        results.push(r);
+    collect(None, workers, input, |_, t| f(t)).map_err(|stop| match stop {
+        Stop::Failed(e) => e,
+        Stop::Cancelled => unreachable!("a run without a caller's token is never cancelled"),
+    })
+}
+
+/// The generic pool: `f(ctx, item)` on every item with at most `workers`
+/// calls at once, results in input order, the first error cancelling the
+/// rest: Go's errgroup with a limit and a context, as one call.
+///
+/// `f` gets the run's token, a child of `ctx`: it is cancelled when `ctx`
+/// is, and at the first error or panic, so a long job (a request, a
+/// subprocess, a sleep) can stop early with [`Cancel::check`],
+/// [`Cancel::wait_timeout`] or [`Cancel::done`]. Once `ctx` is cancelled no
+/// new item starts and, unless a job failed, the result is
+/// `Err(Cancelled.into())`; that is why `E` must take a [`Cancelled`]
+/// (`std::io::Error`, `String`, `anyhow::Error` and `Box<dyn Error>` do).
+///
+/// ```
+/// use std::time::Duration;
+/// use batchproc::pool::{pool, Cancel};
+///
+/// let ctx = Cancel::new();
+/// let started = std::time::Instant::now();
+/// let fetched = pool(&ctx, 4, 0..100u32, |cx, n| {
+///     if n == 3 {
+///         return Err(format!("item {n}: connection refused"));
+///     }
+///     // A slow request that gives up as soon as another item fails.
+///     if cx.wait_timeout(Duration::from_secs(60)) {
+///         return Err("cancelled".to_string());
+///     }
+///     Ok(n)
+/// });
+/// assert_eq!(fetched, Err("item 3: connection refused".to_string()));
+/// assert!(started.elapsed() < Duration::from_secs(60));
+/// assert!(!ctx.is_cancelled(), "the caller's token is left alone");
+/// ```
+pub fn pool<T, R, E, F>(
+    ctx: &Cancel,
+    workers: usize,
+    input: impl IntoIterator<Item = T>,
+    f: F,
+) -> Result<Vec<R>, E>
+where
+    T: Send,
+    R: Send,
+    E: Send + From<Cancelled>,
+    F: Fn(&Cancel, T) -> Result<R, E> + Sync,
+{
+    collect(Some(ctx), workers, input, f).map_err(Stop::into_error)
+}
+
+fn collect<T, R, E, F>(
+    ctx: Option<&Cancel>,
+    workers: usize,
+    input: impl IntoIterator<Item = T>,
+    f: F,
+) -> Result<Vec<R>, Stop<E>>
+where
+    T: Send,
+    R: Send,
+    E: Send,
+    F: Fn(&Cancel, T) -> Result<R, E> + Sync,
+{
+    let input = input.into_iter();
+    // Only an exact size: an endless iterator's lower bound is usize::MAX.
+    let exact = match input.size_hint() {
+        (lower, Some(upper)) if lower == upper => lower,
+        _ => 0,
+    };
+    let mut results = Vec::with_capacity(exact);
+    // All results are kept anyway, so the window need not bound them.
+    ordered(ctx, workers, usize::MAX, input, f, |mut chunk| {
+        results.append(&mut chunk);
         Ok(())
     })?;
     Ok(results)
 }
 
-/// [`try_map`] for any error type that converts into [`anyhow::Error`]
-/// (`std::io::Error`, `anyhow::Error` itself, …): the one-call pool.
-///
-/// `f` must be `Sync`: it runs on plain threads, not on an async runtime.
-///
-/// ```
-/// use batchproc::pool::pool;
-///
-/// let sizes = pool(4, ["Cargo.toml", "src/lib.rs"], |path| {
-///     std::fs::metadata(path).map(|m| m.len())
-/// })
-/// .unwrap();
-/// assert!(sizes.iter().all(|&len| len > 0));
-///
-/// let err = pool(2, ["1", "two"], |s| s.parse::<u32>()).unwrap_err();
-/// assert_eq!(err.to_string(), "invalid digit found in string");
-/// ```
-pub fn pool<T, R, E, F>(
-    workers: usize,
-    input: impl IntoIterator<Item = T>,
-    f: F,
-) -> anyhow::Result<Vec<R>>
-where
-    T: Send,
-    R: Send,
-    E: Into<anyhow::Error> + Send,
-    F: Fn(T) -> Result<R, E> + Sync,
-{
-    try_map(workers, input, f).map_err(Into::into)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pool::testing::jitter;
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-    use std::time::Duration;
-
-    #[test]
-    fn results_keep_input_order_under_random_delays() {
-        let got = try_map(8, 0..300u64, |i| {
-            std::thread::sleep(jitter(i, 5));
-            Ok::<_, ()>(i * 2)
-        });
-        assert_eq!(got, Ok((0..300).map(|i| i * 2).collect()));
-    }
-
-    #[test]
-    fn at_most_workers_calls_run_at_once() {
-        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        try_map(3, 0..100u64, |i| {
-            most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
-            std::thread::sleep(jitter(i, 2));
-            running.fetch_sub(1, SeqCst);
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-        assert!((1..=3).contains(&most.load(SeqCst)));
-    }
-
-    #[test]
-    fn items_after_an_error_are_never_started() {
-        let workers = 2;
-        let started = AtomicUsize::new(0);
-        let got = try_map(workers, 0..1000usize, |i| {
-            started.fetch_add(1, SeqCst);
-            // Item 5 fails quickly, so that the other worker cannot get
-            // through two more items first unless the machine stalls ~10 ms.
-            if i == 5 {
-                std::thread::sleep(Duration::from_millis(1));
-                return Err(i);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-            Ok(i)
-        });
-        assert_eq!(got, Err(5));
-        // Items 0..=5, and whatever the other worker had already started.
-        let started = started.load(SeqCst);
-        assert!(started <= 5 + workers, "{started} started");
-    }
-
-    #[test]
-    fn the_first_error_in_time_is_returned() {
-        // Item 1 fails late, item 6 fails at once (long before item 1 does).
-        let got = try_map(4, 0..10u64, |i| match i {
-            1 => {
-                std::thread::sleep(Duration::from_millis(500));
-                Err(i)
-            }
-            6 => Err(i),
-            _ => Ok(i),
-        });
-        assert_eq!(got, Err(6));
-    }
-
-    #[test]
-    fn an_endless_input_ends_at_the_first_error() {
-        let got = try_map(4, 0u64.., |i| if i == 1000 { Err("boom") } else { Ok(i) });
-        assert_eq!(got, Err("boom"));
-    }
-
-    #[test]
-    fn empty_input_and_zero_workers() {
-        assert_eq!(try_map(0, Vec::<u8>::new(), Ok::<u8, ()>), Ok(vec![]));
-        assert_eq!(try_map(0, [1, 2], Ok::<u8, ()>), Ok(vec![1, 2]));
-    }
-
-    #[test]
-    fn pool_converts_errors_into_anyhow() {
-        let io = pool(2, [1, 2, 3], |i| {
-            if i == 2 {
-                Err(std::io::Error::other("disk on fire"))
-            } else {
-                Ok(i)
-            }
-        });
-        assert_eq!(io.unwrap_err().to_string(), "disk on fire");
-        let ok = pool(2, ["a", "bb"], |s| Ok::<_, anyhow::Error>(s.len()));
-        assert_eq!(ok.unwrap(), [1, 2]);
-    }
-
-    #[test]
-    fn a_panic_in_f_ends_an_endless_run_and_is_resumed() {
-        let run = std::panic::catch_unwind(|| {
-            try_map(2, 0u32.., |i| {
-                std::thread::sleep(Duration::from_millis(1));
-                assert_ne!(i, 3, "item three");
-                Ok::<_, ()>(i)
-            })
-        });
-        // The run stops only once the panic hook has run (printing a
-        // backtrace can take a while), so no bound on what else started.
-        let payload = run.unwrap_err();
-        let message = payload.downcast_ref::<String>().unwrap();
-        assert!(message.contains("item three"), "{message}");
-    }
-}
+mod tests;

@@ -1,135 +1,156 @@
-//! Worker pools on plain OS threads, and the cancellation token every stage
-//! of a run honours.
+//! Worker pools: bounded, fail-fast, cancellable maps and streams over
+//! plain OS threads (and one over futures), and the cancellation token
+//! every stage of a batchproc run honours.
 //!
-//! - [`Pool`]: the streaming pool the pipeline runs on. Workers take items
-//!   from a bounded channel and send results on in completion order; the
-//!   number of workers is fixed ([`Pool::new`]) or grows and shrinks with
-//!   the backlog ([`Pool::dynamic`]), and a [`Gauge`] shows it live. A job
-//!   says what part of it is [`waiting`] for a turn rather than work, so
-//!   that the pool does not grow for it.
-//! - [`try_map`] and [`pool()`]: errgroup-style bounded maps over an
-//!   iterator, results in input order, the first error cancelling the rest.
-//! - [`try_for_each_ordered`]: the same, streaming each result in input order
-//!   to a callback through a bounded reorder window.
+//! # Which one to use
 //!
-//! Everything here uses scoped threads, so work closures may borrow from the
-//! caller; they must be `Sync` (shared by all workers). There is no async
-//! variant: the pool exists so that file I/O and hashing never run on an
-//! async runtime's threads.
+//! | You have | Use | You get |
+//! |---|---|---|
+//! | an iterator, a function that cannot fail | [`map`] | `Vec` of results, input order |
+//! | an iterator, a fallible function | [`try_map`] | results in input order, or the first error |
+//! | the same, jobs that should stop early when one fails or you cancel | [`pool()`] | as `try_map`; each job gets a [`Cancel`] |
+//! | results to handle as they come, in order, in bounded memory | [`try_for_each_ordered`] (and [`try_for_each_ordered_ctx`]) | a callback per result, input order |
+//! | a producer and a consumer on other threads, a long-running service | [`Pool::run`] over [`channel`]s | results in completion order |
+//! | a backlog that comes and goes | [`Pool::dynamic`] | workers between `min` and `max` |
+//! | futures (I/O in a tokio program) | [`try_map_async`] / [`map_async`] | as `try_map`, in the calling task |
+//!
+//! Every one of them keeps the same promises: at most the given number of
+//! jobs at once; bounded memory ([`map`]-style calls keep their results,
+//! the others hold a bounded window); the first error (or panic) in time
+//! stops the rest — after it each other worker starts at most one more job
+//! — and a panic is resumed on the caller with its own payload, as with
+//! `std::thread::scope`. Work closures may borrow from the caller (the
+//! threads are scoped) and must be `Sync`.
+//!
+//! # When to use something else
+//!
+//! - **rayon**, for data parallelism over in-memory data: recursive
+//!   splitting, `par_sort`, `join`, and the lowest cost per item (this
+//!   crate's maps come within a few times of it on items of a few
+//!   nanoseconds, and match it from microseconds up). Reach for this module
+//!   when you need what rayon does not promise: a hard limit on jobs in
+//!   flight, stopping at the first error or panic, cancellation from
+//!   outside, a lazy or endless input, or blocking jobs (I/O, subprocesses)
+//!   that must not tie up rayon's global pool.
+//! - **tokio** (`JoinSet`, `Semaphore`, `futures::stream::buffer_unordered`),
+//!   when the jobs are futures and you want them spread across a
+//!   multi-threaded runtime; [`try_map_async`] runs its futures within one
+//!   task and is the errgroup-shaped, ordered counterpart.
+//! - **a plain loop**, for a few items: a pool pays for its threads.
+//!
+//! # The four patterns
+//!
+//! **The classic worker pool**: N workers share one bounded queue; a full
+//! queue blocks the producer, so memory stays flat whatever the input.
 //!
 //! ```
-//! use batchproc::pool::{Cancel, Pool};
+//! use batchproc::pool::{channel, Cancel, Pool};
 //!
-//! let (in_tx, in_rx) = crossbeam_channel::bounded(4);
-//! let (out_tx, out_rx) = crossbeam_channel::bounded(4);
-//! let cancel = Cancel::new();
+//! let (jobs, queue) = channel::bounded(4);
+//! let (results, done) = channel::bounded(4);
 //! std::thread::scope(|s| {
-//!     s.spawn(move || (1..=10u64).for_each(|n| in_tx.send(n).unwrap()));
-//!     let c = cancel.clone();
-//!     s.spawn(move || Pool::new(3).run(in_rx, out_tx, &c, || (), |_, n| n * n).unwrap());
-//!     let mut squares: Vec<u64> = out_rx.iter().collect();
+//!     s.spawn(move || (1..=10u64).for_each(|n| jobs.send(n).unwrap()));
+//!     s.spawn(move || Pool::new(3).run(queue, results, &Cancel::new(), || (), |_, n| n * n));
+//!     let mut squares: Vec<u64> = done.iter().collect();
 //!     squares.sort();
 //!     assert_eq!(squares, [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
 //! });
 //! ```
+//!
+//! **errgroup with a limit**: at most N at once, the first error wins and
+//! nothing new starts after it.
+//!
+//! ```
+//! use batchproc::pool::try_map;
+//!
+//! let sizes = try_map(4, ["Cargo.toml", "src/lib.rs", "no/such/file"], std::fs::metadata);
+//! assert_eq!(sizes.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+//! ```
+//!
+//! **The generic pool, `Pool(ctx, workers, input, fn(ctx, T) (R, error))`**:
+//! each job gets the run's token, cancelled with the caller's and at the
+//! first failure, so long jobs stop early.
+//!
+//! ```
+//! use std::time::Duration;
+//! use batchproc::pool::{pool, Cancel};
+//!
+//! let ctx = Cancel::new();
+//! let lengths = pool(&ctx, 4, ["a", "bb", "ccc"], |cx, word| {
+//!     cx.check()?; // Err(Cancelled) once the run is cancelled
+//!     Ok::<_, std::io::Error>(word.len())
+//! });
+//! assert_eq!(lengths.unwrap(), [1, 2, 3]);
+//!
+//! // A job that fails ends the others' hour-long waits at once.
+//! let slow = pool(&ctx, 2, [1, 2], |cx, n| {
+//!     if n == 2 {
+//!         return Err(format!("job {n} failed"));
+//!     }
+//!     cx.wait_timeout(Duration::from_secs(3600));
+//!     Ok(n)
+//! });
+//! assert_eq!(slow, Err("job 2 failed".to_string()));
+//! ```
+//!
+//! **The dynamic pool**: starts `min` workers, adds one while a backlog
+//! persists with every worker busy, retires idle ones down to `min`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use batchproc::pool::{channel, Cancel, Pool};
+//!
+//! let pool = Pool::dynamic(1, 4).grow_after(Duration::from_millis(5));
+//! let (jobs, queue) = channel::unbounded();
+//! let (results, done) = channel::unbounded();
+//! (0..100u64).for_each(|n| jobs.send(n).unwrap());
+//! drop(jobs);
+//! let stats = pool
+//!     .run(queue, results, &Cancel::new(), || (), |_, n| {
+//!         std::thread::sleep(Duration::from_millis(5));
+//!         n
+//!     })
+//!     .unwrap();
+//! assert_eq!(done.iter().sum::<u64>(), 4950);
+//! assert!(stats.peak_workers > 1);
+//! ```
+//!
+//! # Cancellation
+//!
+//! A [`Cancel`] is shared by everything that should stop together: poll it
+//! ([`Cancel::is_cancelled`], [`Cancel::check`]), sleep on it
+//! ([`Cancel::wait_timeout`]), select on it beside your own channels
+//! ([`Cancel::done`]) or await it ([`Cancel::cancelled`]). A pool run stops
+//! taking input the moment its token fires, ends its idle and blocked
+//! workers at once and drops its input, so a producer's next send fails.
+//!
+//! # Inside a tokio runtime
+//!
+//! The threaded calls block the calling thread: call them from
+//! `tokio::task::spawn_blocking`, not from async code (on a current-thread
+//! runtime that would stall every task). Their workers enter the caller's
+//! runtime, so jobs may use `tokio::runtime::Handle::current()` to run a
+//! future to completion.
 
 mod busy;
+mod cancel;
 mod dynamic;
 mod gauge;
 mod map;
+mod panics;
 mod stream;
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+/// The channels [`Pool::run`] takes and [`Cancel::done`] gives: the
+/// `crossbeam-channel` crate, re-exported so that no other dependency is
+/// needed to use them.
+pub use crossbeam_channel as channel;
 
 pub use busy::waiting;
+pub use cancel::{Cancel, CancelReason, Cancelled};
 pub use dynamic::Pool;
 pub use gauge::{Gauge, PoolStats};
-pub use map::{pool, try_map};
-pub use stream::try_for_each_ordered;
-
-/// Why a run was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelReason {
-    /// An item failed under fail-fast, or the sink failed.
-    Failed,
-    /// SIGINT or SIGTERM.
-    Interrupted,
-}
-
-/// A cancellation token shared by every stage: once cancelled, no stage
-/// starts new work. The first reason given wins.
-///
-/// A [`child`](Cancel::child) token is cancelled when its parent is, but
-/// cancelling the child leaves the parent alone: a run takes a child of the
-/// caller's token, so its own failures stop only itself.
-///
-/// ```
-/// use batchproc::pool::{Cancel, CancelReason};
-///
-/// let signals = Cancel::new();
-/// let run = signals.child();
-/// run.cancel(CancelReason::Failed);
-/// assert!(run.is_cancelled() && !signals.is_cancelled());
-///
-/// let next = signals.child();
-/// signals.cancel(CancelReason::Interrupted);
-/// assert_eq!(next.reason(), Some(CancelReason::Interrupted));
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<Token>);
-
-#[derive(Debug, Default)]
-struct Token {
-    reason: AtomicU8,
-    parent: Option<Cancel>,
-}
-
-impl Cancel {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A token cancelled with this one, whose own cancellation does not
-    /// reach this one. Its own reason, if it has one, is its reason.
-    pub fn child(&self) -> Cancel {
-        Cancel(Arc::new(Token {
-            reason: AtomicU8::new(0),
-            parent: Some(self.clone()),
-        }))
-    }
-
-    pub fn cancel(&self, reason: CancelReason) {
-        let code = match reason {
-            CancelReason::Failed => 1,
-            CancelReason::Interrupted => 2,
-        };
-        let _ = self
-            .0
-            .reason
-            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.reason().is_some()
-    }
-
-    /// Whether this token or one it descends from was cancelled with
-    /// [`CancelReason::Interrupted`], even after an earlier failure: the
-    /// person asked for the run to end, so nothing should wait any longer.
-    pub fn is_interrupted(&self) -> bool {
-        self.0.reason.load(Ordering::SeqCst) == 2
-            || self.0.parent.as_ref().is_some_and(Cancel::is_interrupted)
-    }
-
-    pub fn reason(&self) -> Option<CancelReason> {
-        match self.0.reason.load(Ordering::SeqCst) {
-            1 => Some(CancelReason::Failed),
-            2 => Some(CancelReason::Interrupted),
-            _ => self.0.parent.as_ref().and_then(Cancel::reason),
-        }
-    }
-}
+pub use map::{map, pool, try_map};
+pub use stream::{try_for_each_ordered, try_for_each_ordered_ctx};
 
 #[cfg(test)]
 mod testing {

@@ -1,28 +1,50 @@
-//! Fail-fast ordered map over an iterator, streaming each result in input
-//! order to a callback; [`super::try_map`] is built on it.
+//! Fail-fast ordered maps over an iterator, the engine of [`super::map`],
+//! [`super::try_map`], [`super::pool()`] and [`try_for_each_ordered`].
 //!
-//! The calling thread coordinates: it pulls items one at a time and hands
-//! each to an idle worker through a rendezvous channel, so nothing is taken
-//! from the iterator before a worker (and window space) is ready for it, and
-//! the iterator itself never crosses threads. Results come back tagged with
-//! their index and wait in a reorder buffer until their turn.
+//! The calling thread coordinates: it takes items from the iterator (which
+//! never crosses threads, so it need not be `Send`) in chunks, queues them
+//! for the workers, and hands results on in input order from a reorder
+//! buffer. Chunks are what make tiny items cheap: a hand-off per item costs
+//! a thread wake-up, far more than the item. A chunk's length follows the
+//! items' measured cost, aiming at [`CHUNK_TIME`] of work, so items of a
+//! millisecond or more go one at a time, as a pool without chunks would
+//! hand them out; and a worker whose chunk runs past [`CHUNK_LIMIT`] (the
+//! items grew slow) gives the rest back to be shared out again, so that one
+//! worker never sits on a long queue of slow items while the others idle.
+//!
+//! Every promise holds per item, not per chunk: a worker runs one item at a
+//! time; it checks the run's token before each item, so after the first
+//! error or panic each other worker starts at most one more item; and
+//! results reach the caller in input order.
 
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread::Builder;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 
-/// What became of one item handed to a worker.
-enum Done<R, E> {
-    Ok(R),
-    /// The first failure of the run.
-    Err(E),
-    /// Not run (the run had already failed), or failed after another did.
-    Dropped,
-    Panicked(Box<dyn Any + Send>),
+use super::panics::Watch;
+use super::{Cancel, CancelReason};
+
+/// The work a chunk should hold, by the items' measured cost: long enough
+/// that a hand-off (a few microseconds, more on a loaded machine) is a few
+/// percent of it, short enough that the run's tail is not one worker's.
+const CHUNK_TIME: Duration = Duration::from_micros(200);
+/// A worker past this on one chunk gives the rest back.
+const CHUNK_LIMIT: Duration = Duration::from_millis(2);
+/// Items between two looks at the clock within a chunk.
+const CLOCK_EVERY: usize = 64;
+/// Most items in a chunk: beyond this, hand-offs cost nothing measurable.
+const MAX_CHUNK: usize = 8192;
+
+/// Why a run ended early.
+pub(super) enum Stop<E> {
+    /// The first error, from a job or from the consumer.
+    Failed(E),
+    /// The caller's token was cancelled and no job failed.
+    Cancelled,
 }
 
 /// Runs `f` on every item of `input` with at most `workers` calls at once,
@@ -30,17 +52,22 @@ enum Done<R, E> {
 ///
 /// At most `window` items are taken from `input` ahead of the oldest result
 /// not yet passed on, which bounds the reorder buffer; a window smaller than
-/// `workers` leaves workers idle, and one slow item stalls the rest once the
-/// window fills behind it.
+/// `workers` leaves workers idle, one slow item stalls the rest once the
+/// window fills behind it, and a small window (under a few hundred items
+/// per worker) keeps chunks short, so tiny items cost more each.
 ///
-/// The first error, from `f` or `each`, in time, cancels the run: items not
-/// yet started are never started, `each` is not called again, and the error
-/// is returned once the calls in flight have finished. A panic in `f` stops
-/// the run too (only once the panic hook has run, so a few more items may
-/// start) and is then resumed on the calling thread.
+/// The first error, from `f` or `each`, in time, cancels the run: `each`
+/// is not called again, each other worker starts at most one more item,
+/// and the error is returned once the calls in flight have finished. A
+/// panic in `f` stops the run the same way and is then resumed on the
+/// calling thread with its own payload.
 ///
-/// `f` runs on scoped threads, so it may borrow; it must be `Sync`. If no
-/// thread can be spawned at all, everything runs on the calling thread.
+/// `f` runs on scoped threads, so it may borrow; it must be `Sync`. Inside
+/// a tokio runtime, the workers enter it, so `f` may use
+/// `tokio::runtime::Handle::current()`; the calling thread blocks, so call
+/// this from `spawn_blocking`, or see [`try_map_async`](super::try_map_async).
+/// If no thread can be spawned at all, everything runs on the calling
+/// thread. [`try_for_each_ordered_ctx`] gives `f` the run's token.
 ///
 /// ```
 /// use batchproc::pool::try_for_each_ordered;
@@ -69,7 +96,7 @@ pub fn try_for_each_ordered<T, R, E, F, C>(
     window: usize,
     input: impl IntoIterator<Item = T>,
     f: F,
-    mut each: C,
+    each: C,
 ) -> Result<(), E>
 where
     T: Send,
@@ -78,159 +105,376 @@ where
     F: Fn(T) -> Result<R, E> + Sync,
     C: FnMut(R) -> Result<(), E>,
 {
-    let stop = AtomicBool::new(false);
+    let stopped = ordered(None, workers, window, input, |_, t| f(t), by_item(each));
+    stopped.map_err(|stop| match stop {
+        Stop::Failed(e) => e,
+        Stop::Cancelled => unreachable!("a run without a caller's token is never cancelled"),
+    })
+}
+
+/// [`try_for_each_ordered`] whose `f` also gets the run's token: a child of
+/// `ctx`, cancelled with it, at the first error or panic, and when `each`
+/// fails, so that a long job can stop early (see [`Cancel`]).
+///
+/// When `ctx` is cancelled, no new item starts and, if no job failed, the
+/// result is `Err(Cancelled.into())`.
+///
+/// ```
+/// use std::time::Duration;
+/// use batchproc::pool::{try_for_each_ordered_ctx, Cancel, Cancelled};
+///
+/// let ctx = Cancel::new();
+/// let mut seen = Vec::new();
+/// let ran = try_for_each_ordered_ctx(&ctx, 2, 8, 0u32.., |cx, n| {
+///     // A long job that sleeps on the token instead of a plain sleep.
+///     if cx.wait_timeout(Duration::from_millis(1)) {
+///         return Err(Cancelled);
+///     }
+///     Ok(n)
+/// }, |n| {
+///     seen.push(n);
+///     if n == 20 {
+///         ctx.cancel();
+///     }
+///     Ok(())
+/// });
+/// assert_eq!(ran, Err(Cancelled));
+/// assert_eq!(seen, (0..=20).collect::<Vec<_>>());
+/// ```
+pub fn try_for_each_ordered_ctx<T, R, E, F, C>(
+    ctx: &Cancel,
+    workers: usize,
+    window: usize,
+    input: impl IntoIterator<Item = T>,
+    f: F,
+    each: C,
+) -> Result<(), E>
+where
+    T: Send,
+    R: Send,
+    E: Send + From<super::Cancelled>,
+    F: Fn(&Cancel, T) -> Result<R, E> + Sync,
+    C: FnMut(R) -> Result<(), E>,
+{
+    ordered(Some(ctx), workers, window, input, f, by_item(each)).map_err(Stop::into_error)
+}
+
+impl<E: From<super::Cancelled>> Stop<E> {
+    pub(super) fn into_error(self) -> E {
+        match self {
+            Stop::Failed(e) => e,
+            Stop::Cancelled => super::Cancelled.into(),
+        }
+    }
+}
+
+/// Adapts a per-result callback to the per-chunk one `ordered` calls.
+fn by_item<R, E>(mut each: impl FnMut(R) -> Result<(), E>) -> impl FnMut(Vec<R>) -> Result<(), E> {
+    move |chunk| chunk.into_iter().try_for_each(&mut each)
+}
+
+/// What became of one chunk handed to a worker.
+struct Done<T, R, E> {
+    base: usize,
+    /// Results of the chunk's first items, in order.
+    results: Vec<R>,
+    /// Items not started because the chunk ran past `CHUNK_LIMIT`.
+    rest: Vec<T>,
+    end: End<E>,
+    /// Time spent on the items in `results`.
+    took: Duration,
+}
+
+enum End<E> {
+    /// Every item ran, or the rest was given back.
+    Ran,
+    /// The first failure of the run.
+    Failed(E),
+    /// Stopped: the run was cancelled, or failed after another failure.
+    Dropped,
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// The engine: `each` gets the results chunk by chunk, in input order.
+pub(super) fn ordered<T, R, E, F, C>(
+    ctx: Option<&Cancel>,
+    workers: usize,
+    window: usize,
+    input: impl IntoIterator<Item = T>,
+    f: F,
+    each: C,
+) -> Result<(), Stop<E>>
+where
+    T: Send,
+    R: Send,
+    E: Send,
+    F: Fn(&Cancel, T) -> Result<R, E> + Sync,
+    C: FnMut(Vec<R>) -> Result<(), E>,
+{
+    let run = ctx.map_or_else(Cancel::new, Cancel::child);
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let workers = workers.max(1);
     let (error, panicked) = std::thread::scope(|scope| {
         // Created in the scope so that they are dropped before it joins:
-        // closing `item_tx` is what tells idle workers to exit.
-        let (item_tx, item_rx) = crossbeam_channel::bounded::<(usize, T)>(0);
+        // closing `chunk_tx` is what tells idle workers to exit.
+        let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<(usize, Vec<T>)>(workers);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let mut spawned = 0;
-        for _ in 0..workers.max(1) {
-            let (item_rx, done_tx, f, stop) = (item_rx.clone(), done_tx.clone(), &f, &stop);
-            let worker = move || work(&item_rx, &done_tx, f, stop);
+        for _ in 0..workers {
+            let (chunk_rx, done_tx, f, run) = (chunk_rx.clone(), done_tx.clone(), &f, &run);
+            let runtime = runtime.clone();
+            let worker = move || {
+                let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                let _watch = Watch::new(run);
+                work(&chunk_rx, &done_tx, f, run)
+            };
             if Builder::new().spawn_scoped(scope, worker).is_err() {
                 break;
             }
             spawned += 1;
         }
         if spawned == 0 {
-            let error = input.into_iter().try_for_each(|t| f(t).and_then(&mut each));
-            return (error.err(), None);
+            return (inline(&run, input, &f, each), None);
         }
         // Workers alone hold these now: if they all die, the channels say so.
-        drop((item_rx, done_tx));
+        drop((chunk_rx, done_tx));
         let mut order = Coordinator {
-            stop: &stop,
+            run: &run,
             window: window.max(1),
-            each: &mut each,
+            most: (window / (2 * workers)).clamp(1, MAX_CHUNK),
+            len: 1,
+            each,
             next: 0,
             delivered: 0,
-            reorder: VecDeque::new(),
+            finished: BTreeMap::new(),
+            given_back: VecDeque::new(),
             error: None,
             panicked: None,
         };
-        order.run(input.into_iter(), &item_tx, &done_rx);
+        order.run(input.into_iter(), &chunk_tx, &done_rx);
         (order.error, order.panicked)
     });
     if let Some(payload) = panicked {
         panic::resume_unwind(payload);
     }
-    error.map_or(Ok(()), Err)
+    match error {
+        Some(e) => Err(Stop::Failed(e)),
+        None if ctx.is_some_and(Cancel::is_cancelled) => Err(Stop::Cancelled),
+        None => Ok(()),
+    }
+}
+
+/// Everything on the calling thread, when no worker could be started.
+fn inline<T, R, E>(
+    run: &Cancel,
+    input: impl IntoIterator<Item = T>,
+    f: impl Fn(&Cancel, T) -> Result<R, E>,
+    mut each: impl FnMut(Vec<R>) -> Result<(), E>,
+) -> Option<E> {
+    for item in input {
+        if run.is_cancelled() {
+            return None;
+        }
+        if let Err(e) = f(run, item).and_then(|r| each(vec![r])) {
+            return Some(e);
+        }
+    }
+    None
 }
 
 fn work<T, R, E>(
-    items: &Receiver<(usize, T)>,
-    done: &Sender<(usize, Done<R, E>)>,
-    f: impl Fn(T) -> Result<R, E>,
-    stop: &AtomicBool,
+    chunks: &Receiver<(usize, Vec<T>)>,
+    done: &Sender<Done<T, R, E>>,
+    f: impl Fn(&Cancel, T) -> Result<R, E>,
+    run: &Cancel,
 ) {
-    for (index, item) in items {
-        // Checked after receiving: the coordinator may hand out an item just
-        // as another worker fails.
-        let outcome = if stop.load(SeqCst) {
-            Done::Dropped
-        } else {
-            match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
-                Ok(Ok(r)) => Done::Ok(r),
-                // Whoever raises the flag first owns the error.
-                Ok(Err(e)) if !stop.swap(true, SeqCst) => Done::Err(e),
-                Ok(Err(_)) => Done::Dropped,
-                Err(payload) => {
-                    stop.store(true, SeqCst);
-                    Done::Panicked(payload)
+    for (base, chunk) in chunks {
+        let started = Instant::now();
+        let mut results = Vec::with_capacity(chunk.len());
+        let mut items = chunk.into_iter();
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            for (i, item) in items.by_ref().enumerate() {
+                // Checked before each item: another worker may have failed.
+                if run.is_cancelled() {
+                    return End::Dropped;
+                }
+                match f(run, item) {
+                    Ok(r) => results.push(r),
+                    // Whoever cancels the run first owns the error.
+                    Err(e) if run.cancel_with(CancelReason::Failed) => return End::Failed(e),
+                    Err(_) => return End::Dropped,
+                }
+                if (i + 1) % CLOCK_EVERY == 0 && started.elapsed() > CHUNK_LIMIT {
+                    break;
                 }
             }
+            End::Ran
+        }));
+        let end = ran.unwrap_or_else(|payload| {
+            run.cancel_with(CancelReason::Failed);
+            End::Panicked(payload)
+        });
+        let rest = match end {
+            End::Ran => items.collect(),
+            _ => Vec::new(),
         };
-        if done.send((index, outcome)).is_err() {
+        let took = started.elapsed();
+        let done_chunk = Done {
+            base,
+            results,
+            rest,
+            end,
+            took,
+        };
+        if done.send(done_chunk).is_err() {
             return;
         }
     }
 }
 
 /// The calling thread's side of a run.
-struct Coordinator<'a, R, E, C> {
-    stop: &'a AtomicBool,
+struct Coordinator<'a, T, R, E, C> {
+    run: &'a Cancel,
     window: usize,
-    each: &'a mut C,
+    /// The longest chunk the window allows: half a window's share per worker.
+    most: usize,
+    /// The length of the next chunk, from the last chunk's cost per item.
+    len: usize,
+    each: C,
     /// Index of the next item to take from the input.
     next: usize,
-    /// Results passed to `each`; also the index of `reorder[0]`.
+    /// Results passed to `each`: also the index the next to pass on has.
     delivered: usize,
-    reorder: VecDeque<Option<R>>,
+    /// Finished chunks waiting for their turn, by their first item's index.
+    finished: BTreeMap<usize, Vec<R>>,
+    /// Items a worker gave back, by index: handed out before new ones.
+    given_back: VecDeque<(usize, Vec<T>)>,
     error: Option<E>,
     panicked: Option<Box<dyn Any + Send>>,
 }
 
-impl<R, E, C: FnMut(R) -> Result<(), E>> Coordinator<'_, R, E, C> {
-    fn run<T>(
+impl<T, R, E, C: FnMut(Vec<R>) -> Result<(), E>> Coordinator<'_, T, R, E, C> {
+    fn run(
         &mut self,
         mut input: impl Iterator<Item = T>,
-        items: &Sender<(usize, T)>,
-        done: &Receiver<(usize, Done<R, E>)>,
+        chunks: &Sender<(usize, Vec<T>)>,
+        done: &Receiver<Done<T, R, E>>,
     ) {
         let (mut pending, mut exhausted, mut in_flight) = (None, false, 0usize);
         loop {
-            let stopped = self.stop.load(SeqCst);
-            if stopped {
+            if self.run.is_cancelled() {
                 pending = None;
-            } else if pending.is_none() && !exhausted && self.next - self.delivered < self.window {
-                pending = input.next().map(|t| (self.next, t));
-                self.next += usize::from(pending.is_some());
-                exhausted = pending.is_none();
+                self.given_back.clear();
+            } else if pending.is_none() {
+                pending = self.given_back.pop_front();
+                if pending.is_none() && !exhausted {
+                    pending = self.take(&mut input);
+                    exhausted = pending.is_none() && self.next - self.delivered < self.window;
+                }
             }
-            // Without a pending item the window is not full of finished
-            // results (those would have been delivered), so in_flight > 0
+            // Without a pending chunk the window is not full of finished
+            // results (those would have been passed on), so in_flight > 0
             // unless the run is over.
             if pending.is_none() && in_flight == 0 {
                 return;
             }
+            if let Some(chunk) = pending.take() {
+                match chunks.try_send(chunk) {
+                    Ok(()) => {
+                        in_flight += 1;
+                        continue;
+                    }
+                    Err(TrySendError::Full(chunk)) => pending = Some(chunk),
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
             let mut select = Select::new();
             let recv = select.recv(done);
             if pending.is_some() {
-                select.send(items);
+                select.send(chunks);
             }
             let op = select.select();
             if op.index() != recv {
-                let item = pending.take().expect("send is offered only when pending");
-                if op.send(items, item).is_err() {
+                let chunk = pending.take().expect("send is offered only when pending");
+                if op.send(chunks, chunk).is_err() {
                     return;
                 }
                 in_flight += 1;
                 continue;
             }
-            let Ok((index, outcome)) = op.recv(done) else {
+            let Ok(finished) = op.recv(done) else {
                 return;
             };
             in_flight -= 1;
-            match outcome {
-                Done::Ok(r) => self.store(index, r),
-                Done::Err(e) => self.error = Some(e),
-                Done::Dropped => {}
-                Done::Panicked(payload) => {
-                    self.panicked.get_or_insert(payload);
-                }
-            }
+            self.finish(finished);
             self.deliver();
         }
     }
 
-    fn store(&mut self, index: usize, result: R) {
-        let slot = index - self.delivered;
-        if self.reorder.len() <= slot {
-            self.reorder.resize_with(slot + 1, || None);
+    /// The next chunk from the input, within the window.
+    fn take(&mut self, input: &mut impl Iterator<Item = T>) -> Option<(usize, Vec<T>)> {
+        let room = self.window - (self.next - self.delivered);
+        let chunk: Vec<T> = input.by_ref().take(self.len.min(room)).collect();
+        if chunk.is_empty() {
+            return None;
         }
-        self.reorder[slot] = Some(result);
+        let base = self.next;
+        self.next += chunk.len();
+        Some((base, chunk))
+    }
+
+    fn finish(&mut self, done: Done<T, R, E>) {
+        let ran = done.results.len();
+        if ran > 0 {
+            let each = done.took.as_nanos() / ran as u128;
+            let len = CHUNK_TIME.as_nanos() / each.max(1);
+            self.len = usize::try_from(len).map_or(self.most, |len| len.clamp(1, self.most));
+        }
+        match done.end {
+            End::Ran => {
+                if !done.rest.is_empty() {
+                    self.give_back(done.base + ran, done.rest);
+                }
+                if ran > 0 {
+                    self.finished.insert(done.base, done.results);
+                }
+            }
+            End::Failed(e) => self.error = Some(e),
+            End::Dropped => {}
+            End::Panicked(payload) => {
+                self.panicked.get_or_insert(payload);
+            }
+        }
+    }
+
+    /// Splits what a worker gave back into chunks of the current length,
+    /// to go out again ahead of anything given back later or not yet taken.
+    fn give_back(&mut self, base: usize, rest: Vec<T>) {
+        let mut parts = Vec::new();
+        let mut rest = rest.into_iter();
+        let mut at = base;
+        loop {
+            let part: Vec<T> = rest.by_ref().take(self.len).collect();
+            if part.is_empty() {
+                break;
+            }
+            let len = part.len();
+            parts.push((at, part));
+            at += len;
+        }
+        for part in parts.into_iter().rev() {
+            self.given_back.push_front(part);
+        }
     }
 
     fn deliver(&mut self) {
-        while !self.stop.load(SeqCst) {
-            let Some(result) = self.reorder.front_mut().and_then(Option::take) else {
+        while !self.run.is_cancelled() {
+            let Some(results) = self.finished.remove(&self.delivered) else {
                 return;
             };
-            self.reorder.pop_front();
-            self.delivered += 1;
-            if let Err(e) = (self.each)(result) {
-                if !self.stop.swap(true, SeqCst) {
+            self.delivered += results.len();
+            if let Err(e) = (self.each)(results) {
+                if self.run.cancel_with(CancelReason::Failed) {
                     self.error = Some(e);
                 }
             }
@@ -239,66 +483,4 @@ impl<R, E, C: FnMut(R) -> Result<(), E>> Coordinator<'_, R, E, C> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pool::testing::jitter;
-    use std::cell::Cell;
-
-    #[test]
-    fn delivers_in_input_order_within_the_window() {
-        let window = 6;
-        let pulled = Cell::new(0usize);
-        let mut delivered = Vec::new();
-        let input = (0..400u64).inspect(|_| pulled.set(pulled.get() + 1));
-        let ran = try_for_each_ordered(
-            4,
-            window,
-            input,
-            |i| {
-                std::thread::sleep(jitter(i, 3));
-                Ok::<_, ()>(i)
-            },
-            |i| {
-                // The one being delivered is still counted as pulled.
-                assert!(pulled.get() - delivered.len() <= window);
-                delivered.push(i);
-                Ok(())
-            },
-        );
-        assert_eq!(ran, Ok(()));
-        assert_eq!(delivered, (0..400).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn an_error_from_each_stops_the_run() {
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let mut seen = Vec::new();
-        let ran = try_for_each_ordered(
-            2,
-            4,
-            0u32..,
-            |i| {
-                calls.fetch_add(1, SeqCst);
-                Ok(i)
-            },
-            |i| {
-                seen.push(i);
-                if i == 10 {
-                    Err("full")
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        assert_eq!(ran, Err("full"));
-        assert_eq!(seen, (0..=10).collect::<Vec<_>>());
-        // Nothing is pulled beyond the window.
-        assert!(calls.load(SeqCst) <= 11 + 4);
-    }
-
-    #[test]
-    fn a_window_of_one_runs_one_at_a_time() {
-        let ran = try_for_each_ordered(8, 1, 0..50u64, Ok::<_, ()>, |_| Ok(()));
-        assert_eq!(ran, Ok(()));
-    }
-}
+mod tests;

@@ -29,19 +29,13 @@ impl Cx<'_> {
             .spawn(move || {
                 let _ = tx.send(work());
             })?;
-        loop {
-            match rx.recv_timeout(CANCEL_POLL) {
-                Ok(done) => return Ok(Some(done)),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout)
-                    if !self.cancel.is_cancelled() => {}
-                Err(_) => return Ok(None),
-            }
+        // The token's channel closes at the cancel, so this wakes at once.
+        crossbeam_channel::select! {
+            recv(rx) -> done => Ok(done.ok()),
+            recv(self.cancel.done()) -> _ => Ok(None),
         }
     }
 }
-
-/// How often a worker waiting on a call looks at the cancel token.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// A failure worth retrying (`--retries`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

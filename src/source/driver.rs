@@ -414,7 +414,7 @@ mod tests {
             });
             let finished = done.recv_timeout(Duration::from_secs(20));
             // Stop a stalled driver, so the failure is reported, not a hang.
-            cancel.cancel(crate::pool::CancelReason::Interrupted);
+            cancel.cancel_with(crate::pool::CancelReason::Interrupted);
             assert!(finished.is_ok(), "the driver stalled");
         });
     }

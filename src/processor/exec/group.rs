@@ -114,7 +114,8 @@ impl Group {
         let mut pause = Duration::from_micros(20);
         while !self.exited() {
             self.check(cx)?;
-            std::thread::sleep(pause);
+            // A sleep that the run's cancel cuts short.
+            cx.cancel.wait_timeout(pause);
             pause = (pause * 2).min(TICK);
         }
         let status = self

@@ -1,0 +1,199 @@
+use super::*;
+use crate::pool::testing::jitter;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+#[test]
+fn delivers_in_input_order_within_the_window() {
+    let window = 6;
+    let pulled = Cell::new(0usize);
+    let mut delivered = Vec::new();
+    let input = (0..400u64).inspect(|_| pulled.set(pulled.get() + 1));
+    let ran = try_for_each_ordered(
+        4,
+        window,
+        input,
+        |i| {
+            std::thread::sleep(jitter(i, 3));
+            Ok::<_, ()>(i)
+        },
+        |i| {
+            // The one being delivered is still counted as pulled.
+            assert!(pulled.get() - delivered.len() <= window);
+            delivered.push(i);
+            Ok(())
+        },
+    );
+    assert_eq!(ran, Ok(()));
+    assert_eq!(delivered, (0..400).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_error_from_each_stops_the_run() {
+    let calls = AtomicUsize::new(0);
+    let mut seen = Vec::new();
+    let ran = try_for_each_ordered(
+        2,
+        4,
+        0u32..,
+        |i| {
+            calls.fetch_add(1, SeqCst);
+            Ok(i)
+        },
+        |i| {
+            seen.push(i);
+            if i == 10 {
+                Err("full")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert_eq!(ran, Err("full"));
+    assert_eq!(seen, (0..=10).collect::<Vec<_>>());
+    // Nothing is pulled beyond the window.
+    assert!(calls.load(SeqCst) <= 11 + 4);
+}
+
+#[test]
+fn a_window_of_one_runs_one_at_a_time() {
+    let ran = try_for_each_ordered(8, 1, 0..50u64, Ok::<_, ()>, |_| Ok(()));
+    assert_eq!(ran, Ok(()));
+}
+
+#[test]
+fn a_million_tiny_items_arrive_complete_and_in_order() {
+    let mut next = 0u64;
+    let ran = try_for_each_ordered(
+        3,
+        usize::MAX,
+        0..1_000_000u64,
+        |i| Ok::<_, ()>(i.wrapping_mul(3)),
+        |r| {
+            assert_eq!(r, next.wrapping_mul(3));
+            next += 1;
+            Ok(())
+        },
+    );
+    assert_eq!((ran, next), (Ok(()), 1_000_000));
+}
+
+/// Items that turn slow after a long run of quick ones: the long chunks the
+/// quick ones earned are given back and shared, so every worker gets slow
+/// items, instead of one worker holding thousands of them.
+#[test]
+fn items_that_turn_slow_are_shared_out_again() {
+    let workers = 4;
+    let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let ran = try_for_each_ordered(
+        workers,
+        usize::MAX,
+        0..200_000u64,
+        |i| {
+            if (100_000..100_400).contains(&i) {
+                most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                std::thread::sleep(Duration::from_micros(500));
+                running.fetch_sub(1, SeqCst);
+            }
+            Ok::<_, ()>(i)
+        },
+        |_| Ok(()),
+    );
+    assert_eq!(ran, Ok(()));
+    assert!(most.load(SeqCst) >= 2, "the slow items ran one at a time");
+}
+
+#[test]
+fn after_an_error_each_other_worker_starts_at_most_one_item() {
+    let workers = 4;
+    let failed = AtomicBool::new(false);
+    let late = AtomicUsize::new(0);
+    let ran = try_for_each_ordered(
+        workers,
+        usize::MAX,
+        0..2_000_000u64,
+        |i| {
+            if failed.load(SeqCst) {
+                late.fetch_add(1, SeqCst);
+            }
+            if i == 700_000 {
+                failed.store(true, SeqCst);
+                return Err(i);
+            }
+            Ok(i)
+        },
+        |_| Ok(()),
+    );
+    assert_eq!(ran, Err(700_000));
+    let late = late.load(SeqCst);
+    assert!(late < workers, "{late} items started after the error");
+}
+
+#[test]
+fn a_cancelled_ctx_stops_the_run_and_its_jobs_see_it() {
+    let ctx = Cancel::new();
+    let saw_cancel = AtomicUsize::new(0);
+    let ran = try_for_each_ordered_ctx(
+        &ctx,
+        3,
+        64,
+        0u64..,
+        |cx, i| {
+            if i == 50 {
+                ctx.cancel();
+            }
+            // A job that would take an hour, but for the cancel.
+            if i >= 50 && cx.wait_timeout(Duration::from_secs(3600)) {
+                saw_cancel.fetch_add(1, SeqCst);
+                return Err(crate::pool::Cancelled);
+            }
+            Ok(i)
+        },
+        |_| Ok(()),
+    );
+    assert_eq!(ran, Err(crate::pool::Cancelled));
+    assert!((1..=3).contains(&saw_cancel.load(SeqCst)));
+}
+
+#[test]
+fn a_failure_cancels_the_token_long_jobs_wait_on() {
+    let started = std::time::Instant::now();
+    let ran = try_for_each_ordered_ctx(
+        &Cancel::new(),
+        2,
+        8,
+        0..2u32,
+        |cx, i| {
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(10));
+                return Err(std::io::Error::other("item one"));
+            }
+            cx.wait_timeout(Duration::from_secs(3600));
+            Ok(i)
+        },
+        |_| Ok(()),
+    );
+    assert_eq!(ran.unwrap_err().to_string(), "item one");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn workers_inside_a_tokio_runtime_can_use_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ran = rt.block_on(async {
+        try_for_each_ordered(
+            2,
+            4,
+            0..4u32,
+            |i| {
+                tokio::runtime::Handle::try_current()
+                    .map(|_| i)
+                    .map_err(|e| e.to_string())
+            },
+            |_| Ok(()),
+        )
+    });
+    assert_eq!(ran, Ok(()));
+}
