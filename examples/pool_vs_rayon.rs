@@ -43,6 +43,20 @@ fn main() {
         &mut theirs,
         None,
     );
+    // For scale: the same on one thread, with no pool at all.
+    let mut plain: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let got: Vec<u64> = items.iter().map(tiny).collect();
+            let took = started.elapsed();
+            check(&got, &expected);
+            took
+        })
+        .collect();
+    println!(
+        "{{\"row\": \"1,000,000 tiny items, a plain loop on one thread\", \"ms\": {:.3}}}",
+        median(&mut plain)
+    );
 
     let slow_items = 100 * threads as u64;
     let slow = |x: &u64| {

@@ -36,7 +36,7 @@ const DEFAULT_GROW_AFTER: Duration = Duration::from_millis(20);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Short enough that a cancelled run ends well within 100 ms when nobody
 /// reads its output; long enough for a reader that is only a little behind.
-const DEFAULT_GRACE: Duration = Duration::from_millis(50);
+const DEFAULT_GRACE: Duration = Duration::from_millis(20);
 /// Timers shorter than this would make waiting threads spin.
 const MIN_TIMER: Duration = Duration::from_millis(1);
 
@@ -143,7 +143,7 @@ impl Pool {
 
     /// After a cancel, how long a worker holding a finished result waits for
     /// room in the output before it drops the result and ends (default
-    /// 50 ms). A consumer that reads to the end, as the command-line tool's
+    /// 20 ms). A consumer that reads to the end, as the command-line tool's
     /// sink does, can make it `Duration::MAX` so that nothing finished is
     /// lost; the default lets a run end at once when nobody reads.
     ///

@@ -37,7 +37,7 @@ const CHUNK_LIMIT: Duration = Duration::from_millis(2);
 /// Items between two looks at the clock within a chunk.
 const CLOCK_EVERY: usize = 64;
 /// Most items in a chunk: beyond this, hand-offs cost nothing measurable.
-const MAX_CHUNK: usize = 8192;
+const MAX_CHUNK: usize = 65536;
 
 /// Why a run ended early.
 pub(super) enum Stop<E> {
