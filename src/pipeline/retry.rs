@@ -8,16 +8,12 @@
 //! in the checkpoint ledger simple (it is in flight until reported) and the
 //! memory bound unchanged; the cost is a worker held during the backoff.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::pool::Cancel;
 use crate::processor::Outcome;
-
-/// How often a pause looks at the cancellation token: a Ctrl-C or a
-/// fail-fast abort must not wait out a long backoff.
-const CANCEL_CHECK: Duration = Duration::from_millis(10);
 
 /// How many times to re-run a retryable failure, and how long to wait.
 #[derive(Debug, Clone)]
@@ -107,20 +103,11 @@ pub(super) fn retry_item<T: Clone>(
     }
 }
 
-/// Sleeps for `duration` unless the run is cancelled first; true when the
-/// whole duration passed.
+/// Sleeps for `duration` unless the run is cancelled first (a Ctrl-C or a
+/// fail-fast abort must not wait out a long backoff); true when the whole
+/// duration passed.
 pub(super) fn pause(duration: Duration, cancel: &Cancel) -> bool {
-    let deadline = Instant::now() + duration;
-    loop {
-        if cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(CANCEL_CHECK));
-    }
+    !cancel.wait_timeout(duration)
 }
 
 #[cfg(test)]
@@ -130,6 +117,7 @@ mod tests {
     use crate::processor::Retry;
     use crate::record::Record;
     use std::cell::Cell;
+    use std::time::Instant;
 
     fn outcome(error: Option<&str>, retry: Option<Retry>) -> Outcome {
         let record = Record { values: Vec::new() };

@@ -2,8 +2,9 @@
 //! honours: a flag to poll, a channel to select on, a blocking wait and an
 //! async one, so that whatever a job is doing it can stop at once.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -132,6 +133,11 @@ struct Token {
     done: Receiver<()>,
     /// Wakes async waiters.
     notify: tokio::sync::Notify,
+    /// For `poll(2)` beside other descriptors: a pipe made on first use,
+    /// whose write end is closed at the cancel (the read end then polls
+    /// readable, at end of file).
+    pipe: OnceLock<OwnedFd>,
+    pipe_writer: Mutex<Option<OwnedFd>>,
 }
 
 impl Default for Cancel {
@@ -155,6 +161,8 @@ impl Cancel {
             alarm: Mutex::new(Some(alarm)),
             done,
             notify: tokio::sync::Notify::new(),
+            pipe: OnceLock::new(),
+            pipe_writer: Mutex::new(None),
         }))
     }
 
@@ -216,6 +224,7 @@ impl Cancel {
     /// Wakes everything waiting on this token and its descendants.
     fn fire(&self) {
         drop(lock(&self.0.alarm).take());
+        drop(lock(&self.0.pipe_writer).take());
         self.0.notify.notify_waiters();
         let children = std::mem::take(&mut *lock(&self.0.children));
         for child in children.iter().filter_map(Weak::upgrade) {
@@ -360,6 +369,30 @@ impl Cancel {
         &self.0.done
     }
 
+    /// A descriptor that polls readable once the token is cancelled, for a
+    /// `poll(2)` loop over other descriptors (a subprocess's pipes). Made
+    /// on first use, close-on-exec.
+    pub(crate) fn fd(&self) -> std::io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.0.pipe.get() {
+            return Ok(fd.as_fd());
+        }
+        let mut writer = lock(&self.0.pipe_writer);
+        if self.0.pipe.get().is_none() {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            // Cancelled already: `fire` has been, so the write end goes now.
+            if !self.is_cancelled() {
+                *writer = Some(write);
+            }
+            let _ = self.0.pipe.set(read);
+        }
+        drop(writer);
+        // A cancel between the check and the store found no writer to drop.
+        if self.is_cancelled() {
+            drop(lock(&self.0.pipe_writer).take());
+        }
+        Ok(self.0.pipe.get().expect("set above").as_fd())
+    }
+
     /// Completes once the token is cancelled: for `tokio::select!` in async
     /// code. The future holds no lock and may be dropped at any time.
     ///
@@ -441,6 +474,25 @@ mod tests {
         root.cancel();
         assert_eq!(a.reason(), Some(CancelReason::Failed));
         assert_eq!(b.reason(), Some(CancelReason::Cancelled));
+    }
+
+    #[test]
+    fn the_fd_polls_readable_once_cancelled_and_not_before() {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let ready = |cx: &Cancel| {
+            let fd = cx.fd().unwrap();
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            let now = Timespec::try_from(Duration::ZERO).unwrap();
+            poll(&mut fds, Some(&now)).unwrap() > 0
+        };
+        let parent = Cancel::new();
+        let child = parent.child();
+        assert!(!ready(&child));
+        parent.cancel();
+        assert!(ready(&child));
+        let late = Cancel::new();
+        late.cancel();
+        assert!(ready(&late), "made after the cancel");
     }
 
     #[test]

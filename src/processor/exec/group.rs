@@ -64,6 +64,11 @@ impl Group {
         let mut out_pipe = self.child.stdout.take();
         let mut err_pipe = self.child.stderr.take();
         let mut buf = [0u8; 16 * 1024];
+        // Polled beside the pipes, so a cancel ends the wait at once.
+        let cancelled = cx
+            .cancel
+            .fd()
+            .map_err(|e| ItemFailure::new(format!("pipe: {}", io_message(&e))))?;
         while out_pipe.is_some() || err_pipe.is_some() {
             let wait = cx.deadline.map_or(TICK, |d| d.remaining().min(TICK));
             // Rounded up to a millisecond: a zero timeout would spin until
@@ -71,7 +76,8 @@ impl Group {
             let wait = Timespec::try_from(wait.max(Duration::from_millis(1)))
                 .expect("a tick fits a timespec");
             let (out_ready, err_ready) = {
-                let mut fds = Vec::with_capacity(2);
+                let mut fds = Vec::with_capacity(3);
+                fds.push(PollFd::new(&cancelled, PollFlags::IN));
                 let (mut out_at, mut err_at) = (None, None);
                 if let Some(p) = &out_pipe {
                     out_at = Some(fds.len());

@@ -130,15 +130,14 @@ impl Source for QuerySource {
             });
             let _ = tx.send(counted);
         });
-        loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(counted) => {
+        crossbeam_channel::select! {
+            recv(rx) -> counted => {
+                if let Ok(counted) = counted {
                     report(counted?);
-                    return Ok(());
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) if !stop.is_cancelled() => {}
-                Err(_) => return Ok(()),
+                Ok(())
             }
+            recv(stop.done()) -> _ => Ok(()),
         }
     }
 
