@@ -1,7 +1,7 @@
 use super::*;
 use crate::pool::testing::jitter;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 #[test]
 fn delivers_in_input_order_within_the_window() {
@@ -103,28 +103,30 @@ fn items_that_turn_slow_are_shared_out_again() {
     assert!(most.load(SeqCst) >= 2, "the slow items ran one at a time");
 }
 
+/// "After the error" is from the moment the run's token is cancelled (the
+/// failing job has returned): a job that finds the token cancelled as it
+/// starts began after that, and each worker can start at most one such.
 #[test]
 fn after_an_error_each_other_worker_starts_at_most_one_item() {
     let workers = 4;
-    let failed = AtomicBool::new(false);
     let late = AtomicUsize::new(0);
-    let ran = try_for_each_ordered(
+    let ran = try_for_each_ordered_ctx(
+        &Cancel::new(),
         workers,
         usize::MAX,
         0..2_000_000u64,
-        |i| {
-            if failed.load(SeqCst) {
+        |cx, i| {
+            if cx.is_cancelled() {
                 late.fetch_add(1, SeqCst);
             }
             if i == 700_000 {
-                failed.store(true, SeqCst);
-                return Err(i);
+                return Err(crate::pool::Cancelled);
             }
             Ok(i)
         },
         |_| Ok(()),
     );
-    assert_eq!(ran, Err(700_000));
+    assert_eq!(ran, Err(crate::pool::Cancelled));
     let late = late.load(SeqCst);
     assert!(late < workers, "{late} items started after the error");
 }
