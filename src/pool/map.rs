@@ -76,10 +76,7 @@ where
     E: Send,
     F: Fn(T) -> Result<R, E> + Sync,
 {
-    collect(None, workers, input, |_, t| f(t)).map_err(|stop| match stop {
-        Stop::Failed(e) => e,
-        Stop::Cancelled => unreachable!("a run without a caller's token is never cancelled"),
-    })
+    collect(None, workers, input, |_, t| f(t)).map_err(Stop::failure)
 }
 
 /// The generic pool: `f(ctx, item)` on every item with at most `workers`

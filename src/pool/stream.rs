@@ -105,11 +105,7 @@ where
     F: Fn(T) -> Result<R, E> + Sync,
     C: FnMut(R) -> Result<(), E>,
 {
-    let stopped = ordered(None, workers, window, input, |_, t| f(t), by_item(each));
-    stopped.map_err(|stop| match stop {
-        Stop::Failed(e) => e,
-        Stop::Cancelled => unreachable!("a run without a caller's token is never cancelled"),
-    })
+    ordered(None, workers, window, input, |_, t| f(t), by_item(each)).map_err(Stop::failure)
 }
 
 /// [`try_for_each_ordered`] whose `f` also gets the run's token: a child of
@@ -157,6 +153,17 @@ where
     C: FnMut(R) -> Result<(), E>,
 {
     ordered(Some(ctx), workers, window, input, f, by_item(each)).map_err(Stop::into_error)
+}
+
+impl<E> Stop<E> {
+    /// The error of a run without a caller's token, which nothing else can
+    /// cancel.
+    pub(super) fn failure(self) -> E {
+        match self {
+            Stop::Failed(e) => e,
+            Stop::Cancelled => unreachable!("a run without a caller's token is never cancelled"),
+        }
+    }
 }
 
 impl<E: From<super::Cancelled>> Stop<E> {
