@@ -35,6 +35,7 @@
 
 mod busy;
 mod dynamic;
+mod future;
 mod gauge;
 mod map;
 mod stream;
@@ -44,6 +45,7 @@ use std::sync::Arc;
 
 pub use busy::waiting;
 pub use dynamic::Pool;
+pub use future::{map_async, try_map_async};
 pub use gauge::{Gauge, PoolStats};
 pub use map::{pool, try_map};
 pub use stream::try_for_each_ordered;
