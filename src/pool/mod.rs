@@ -135,6 +135,7 @@
 mod busy;
 mod cancel;
 mod dynamic;
+mod future;
 mod gauge;
 mod map;
 mod panics;
@@ -148,6 +149,7 @@ pub use crossbeam_channel as channel;
 pub use busy::waiting;
 pub use cancel::{Cancel, CancelReason, Cancelled};
 pub use dynamic::Pool;
+pub use future::{map_async, try_map_async};
 pub use gauge::{Gauge, PoolStats};
 pub use map::{map, pool, try_map};
 pub use stream::{try_for_each_ordered, try_for_each_ordered_ctx};
