@@ -5,11 +5,16 @@ Reads OUT/hf-{sha256,blake3,huge,stat,exec}.json, OUT/noop-*.txt (examples/pool_
 output) and OUT/hf-ckpt-{small100k,big}.round*.json
 (hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
 run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
-time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); with --db
-also OUT/hf-db-{pg,sqlite}.json, OUT/db-verify-*.json (benches/db_verify.py),
-OUT/db-commands.txt, OUT/rows.txt (gen_rows.py's output) and OUT/cpu-db-start.txt; prints a
-plain table to stdout and writes the same table, with a description of the machine,
-to OUT/results.md for pasting into BENCHMARKS.md.
+time of the machine and of run.sh) and OUT/trees.txt (gen_data.py's output); the pool
+library's rows from OUT/pool-rayon.jsonl, OUT/pool-cancel.jsonl and, if it exists,
+OUT/pool-async.jsonl (the JSON lines of examples/pool_vs_rayon, pool_cancel and
+pool_async), OUT/mem-noop-*.txt and OUT/pool-commands.txt (the commands run.sh ran for
+them); with --db also OUT/hf-db-{pg,sqlite}.json, OUT/db-verify-*.json
+(benches/db_verify.py), OUT/db-commands.txt, OUT/rows.txt (gen_rows.py's output) and
+OUT/cpu-db-start.txt; prints a plain table to stdout and writes the same table, with a
+description of the machine, to OUT/results.md for pasting into BENCHMARKS.md. With
+--only pool (BENCH_ONLY=pool), only the pool library's files are read and only its rows
+reported.
 
 Time ratios against the peers are speedups: peer time / batchproc time (> 1 means
 batchproc is faster), from hyperfine's mean times. The memory ratio is peak RSS at 100k
@@ -17,6 +22,9 @@ files / at 10k files. The checkpoint rows give the overhead of the bookkeeping,
 time with / time without - 1, as a percentage; the resume row gives the time of the
 resume after the kill as a percentage of a full run's time. In the database rows the
 time ratio is also the ratio of rows per second (both sides copy the same rows).
+The pool rows take the medians the examples measured in-process; their ratios are
+peer (rayon, buffer_unordered, buffered) time / pool time too, and for the items of 1 ms
+the ideal time / pool time.
 """
 
 import argparse
@@ -125,6 +133,25 @@ def fmt_rate(r, nrows):
     return f"{fmt_time(r)} ({rate} rows/s)"
 
 
+def fmt_ms(ms):
+    """A median in milliseconds, as the pool examples print them."""
+    if ms >= 1000:
+        return f"{ms / 1e3:.3f} s"
+    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def load_jsonl(out, name, required=True):
+    """The JSON objects of OUT/NAME, one a line; None if it is missing and not required."""
+    path = os.path.join(out, name)
+    if not required and not os.path.exists(path):
+        return None
+    with open(path) as f:
+        res = [json.loads(line) for line in f if line.strip()]
+    if not res:
+        raise ValueError(f"{path}: no rows")
+    return res
+
+
 def fmt_kib(kib):
     return f"{kib / 1024:.1f} MiB"
 
@@ -191,20 +218,28 @@ def machine(args):
     if dirty:
         commit += " (with uncommitted changes in src/ or Cargo.*)"
     simd = ", ".join(f for f in ("sha_ni", "avx2", "avx512f") if f in flags) or "none of sha_ni/avx2/avx512f"
+    full = args.only != "pool"
+    # the examples' binaries, by the commands that ran them (a comment line has none)
+    examples = list(dict.fromkeys(c.split()[0] for c in pool_commands(args.out)
+                                  if c.strip() and not c.startswith("#")))
     return [
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("batchproc commit", commit),
-        ("batchproc binary", binary(args.bin)),
+    ] + ([("batchproc binary", binary(args.bin))] if full else []) + [
+        ("pool examples", "; ".join(binary(e) for e in examples)),
+        ("rustc", sh(["rustc", "--version"])),
         ("CPU", f"{cpu} ({simd})"),
         ("nproc", str(args.nproc)),
         ("memory", mem),
         ("kernel", f"{platform.system()} {platform.release()}"),
+    ] + ([
         ("filesystem of bench-data", fstype(args.data)),
         ("hyperfine", sh(["hyperfine", "--version"])),
         ("sha256sum", sh(["sha256sum", "--version"])),
         ("b3sum", sh(["b3sum", "--version"])),
         ("GNU parallel", sh(["parallel", "--will-cite", "--version"])),
         ("find", sh(["find", "--version"])),
+    ] if full else []) + [
         ("load average (1, 5, 15 min)", f"{args.cpu[2]} at the start, {args.cpu[3]} at the end "
                                          "of the timings"),
         ("CPU used by other processes", f"{args.cpu[1]:.0f} CPU-seconds over the {args.cpu[0]:.0f} s "
@@ -236,6 +271,8 @@ def pg_server(args):
 
 def rows(args):
     """Each row: (benchmark, batchproc, peer, ratio, target, result)."""
+    if args.only == "pool":
+        return pool_rows(args), {}, {}, None
     out = []
     n = args.nproc
 
@@ -342,6 +379,29 @@ def rows(args):
                     fmt_time(ex[0]), fmt_time(r), f"{ratio:.2f}×", shown,
                     "PASS" if ratio >= target else "FAIL"))
 
+    out += pool_rows(args)
+
+    if args.db:
+        nrows = db_rows(args.out)[2]
+        pg = load_hf(args.out, "db-pg")
+        sq = load_hf(args.out, "db-sqlite")
+        hf["db-pg"], hf["db-sqlite"] = pg, sq
+        for label, bp, peer, target in (
+            (f"SQLite→Postgres, {nrows:,} rows, vs pgloader", pg[0], pg[1], 2.0),
+            (f"Postgres sink vs psql \\copy (CSV), {nrows:,} rows", pg[0], pg[2], 1.0),
+            (f"SQLite sink vs sqlite3 .import (CSV), {nrows:,} rows", sq[0], sq[1], 1.0),
+        ):
+            ratio = peer["mean"] / bp["mean"]
+            out.append((label, fmt_rate(bp, nrows), fmt_rate(peer, nrows), f"{ratio:.2f}×",
+                        f"≥ {target:.2f}×", "PASS" if ratio >= target else "FAIL"))
+    return out, hf, mem, resume
+
+
+def pool_rows(args):
+    """The pool library's rows: examples/pool_noop, pool_vs_rayon, pool_cancel and, if its
+    output exists, pool_async."""
+    out = []
+    n = args.nproc
     # The pool's own overhead: items/s of a no-op run, and memory flat in N.
     noop = {}
     for k in (100000, 1000000):
@@ -358,20 +418,62 @@ def rows(args):
                 fmt_kib(noop[1000000][1]), fmt_kib(noop[100000][1]), f"{ratio:.2f}",
                 "≤ 1.20", "PASS" if ratio <= 1.2 else "FAIL"))
 
-    if args.db:
-        nrows = db_rows(args.out)[2]
-        pg = load_hf(args.out, "db-pg")
-        sq = load_hf(args.out, "db-sqlite")
-        hf["db-pg"], hf["db-sqlite"] = pg, sq
-        for label, bp, peer, target in (
-            (f"SQLite→Postgres, {nrows:,} rows, vs pgloader", pg[0], pg[1], 2.0),
-            (f"Postgres sink vs psql \\copy (CSV), {nrows:,} rows", pg[0], pg[2], 1.0),
-            (f"SQLite sink vs sqlite3 .import (CSV), {nrows:,} rows", sq[0], sq[1], 1.0),
-        ):
-            ratio = peer["mean"] / bp["mean"]
-            out.append((label, fmt_rate(bp, nrows), fmt_rate(peer, nrows), f"{ratio:.2f}×",
-                        f"≥ {target:.2f}×", "PASS" if ratio >= target else "FAIL"))
-    return out, hf, mem, resume
+    # pool::map against rayon's par_iter on a pool of as many threads (examples/
+    # pool_vs_rayon.rs). A row with an ideal_ms is the slow items: its target is the ideal
+    # (N-way concurrency), rayon is for information. A row without a peer is the plain
+    # loop, for scale against the pool row whose label starts its own.
+    rayon = load_jsonl(args.out, "pool-rayon.jsonl")
+    ours = {r["row"]: r["ours_ms"] for r in rayon if "peer" in r}
+    for r in rayon:
+        if "peer" not in r:
+            base = [ms for label, ms in ours.items() if r["row"].startswith(label)]
+            bp = base[0] if base else None
+            out.append((f"{r['row']} (no pool; for scale)", "-" if bp is None else fmt_ms(bp),
+                        fmt_ms(r["ms"]), "-" if bp is None else f"{r['ms'] / bp:.2f}×",
+                        "-", "info"))
+            continue
+        label = f"pool::map, {r['row']}, {r['threads']} threads"
+        ratio = r["peer_ms"] / r["ours_ms"]
+        if "ideal_ms" not in r:
+            # the issue's own terms too: near the target, 0.20× could hide 5.04× or 4.97×
+            out.append((f"{label}, vs {r['peer']}", fmt_ms(r["ours_ms"]), fmt_ms(r["peer_ms"]),
+                        f"{ratio:.2f}× (pool = {r['ours_ms'] / r['peer_ms']:.2f}× {r['peer']})",
+                        f"≥ 0.20× (≤ 5× {r['peer']}'s time)",
+                        "PASS" if r["ours_ms"] <= 5 * r["peer_ms"] else "FAIL"))
+            continue
+        out.append((f"{label}, vs {r['peer']}", fmt_ms(r["ours_ms"]), fmt_ms(r["peer_ms"]),
+                    f"{ratio:.2f}×", "-", "info"))
+        ideal = r["ideal_ms"]
+        out.append((f"{label}, vs the ideal ({r['threads']}-way concurrency)",
+                    fmt_ms(r["ours_ms"]), f"{fmt_ms(ideal)} (ideal)",
+                    f"{ideal / r['ours_ms']:.2f}× (pool = {r['ours_ms'] / ideal:.2f}× ideal)",
+                    "≥ 0.87× (≤ 1.15× the ideal)",
+                    "PASS" if r["ours_ms"] <= 1.15 * ideal else "FAIL"))
+
+    # Time from cancel() until the pool returns (examples/pool_cancel.rs): the worst of
+    # the tries against the target.
+    for r in load_jsonl(args.out, "pool-cancel.jsonl"):
+        out.append((f"{r['row']}, {r['tries']} tries",
+                    f"{fmt_ms(r['median_ms'])} median, {fmt_ms(r['max_ms'])} max", "-", "-",
+                    f"max ≤ {r['target_ms']:g} ms",
+                    "PASS" if r["max_ms"] <= r["target_ms"] else "FAIL"))
+
+    # The async map against futures' buffer_unordered and buffered (examples/
+    # pool_async.rs), if it ran: peer time / ours, at least 0.9 (ours at most ~10% slower).
+    for r in load_jsonl(args.out, "pool-async.jsonl", required=False) or []:
+        ratio = r["peer_ms"] / r["ours_ms"]
+        out.append((f"{r['row']}: the pool's async map vs {r['peer']}", fmt_ms(r["ours_ms"]),
+                    fmt_ms(r["peer_ms"]),
+                    f"{ratio:.2f}× (pool = {r['ours_ms'] / r['peer_ms']:.2f}× {r['peer']})",
+                    "≥ 0.90×",
+                    "PASS" if ratio >= 0.9 else "FAIL"))
+    return out
+
+
+def pool_commands(out):
+    """The pool rows' commands, as run.sh ran them."""
+    with open(os.path.join(out, "pool-commands.txt")) as f:
+        return f.read().splitlines()
 
 
 def db_rows(out):
@@ -418,44 +520,12 @@ def md_table(table):
     return "\n".join(lines)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--scale", type=int, required=True)
-    ap.add_argument("--nproc", type=int, required=True)
-    ap.add_argument("--warmup", type=int, required=True)
-    ap.add_argument("--min-runs", type=int, required=True)
-    ap.add_argument("--mem-runs", type=int, required=True)
-    ap.add_argument("--huge-warmup", type=int, default=1)
-    ap.add_argument("--huge-min-runs", type=int, default=5)
-    ap.add_argument("--ckpt-runs", type=int, required=True)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--ckpt-rounds", type=int, required=True)
-    ap.add_argument("--note", action="append", default=[])
-    ap.add_argument("--strict", action="store_true")
-    ap.add_argument("--db", action="store_true", help="the database rows ran")
-    ap.add_argument("--db-warmup", type=int, default=1)
-    ap.add_argument("--db-min-runs", type=int, default=3)
-    ap.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
-    ap.add_argument("--pg-port", default=os.environ.get("BENCH_PG_PORT", "5432"))
-    ap.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))
-    args = ap.parse_args()
-
-    args.cpu = cpu_use(args.out, args.db)
-    table, hf, mem, resume = rows(args)
-    files = trees(args.out)
-    legend = ("ratio: time rows against a peer = peer time / batchproc time (mean of "
-              "hyperfine runs; >1 = batchproc faster); memory row = median peak RSS at 100k / "
-              "at 10k files; checkpoint rows = time with checkpoints / time with "
-              "--no-checkpoint - 1 (± one standard error of that ratio); resume row = mean "
-              "time of the resume / mean time of a full run (the peer column)" +
-              ("; database rows = peer time / batchproc time, which is also batchproc's rows/s "
-               "/ the peer's rows/s." if args.db else "."))
+def resume_text(resume):
+    """The resume row's note, from resume_bench.py's results."""
     fracs = [it["killed_fraction"] for it in resume["iterations"]]
     times = resume["resume"]["times"]
     per_iter = [it["resume_s"] / it["full_s"] for it in resume["iterations"]]
-    resume_note = (
+    return (
         f"resume row: {len(times)} iterations of a full run then a run killed with SIGKILL "
         f"once ≥{resume['kill_at']:.0%} of {resume['files']:,} files were committed (batch "
         f"size {resume['batch_size'] or 'default'}; polled every {resume['poll_s'] * 1000:g} "
@@ -467,6 +537,77 @@ def main():
         f"exit 0, one run row (for a resume, the same run continued), status 'succeeded', "
         f"ok = {resume['files']:,}, one row per file with the tree's paths, no committed "
         f"row rewritten.")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--only", choices=("all", "pool"), default="all",
+                    help="pool: only the pool library's rows ran (BENCH_ONLY=pool)")
+    ap.add_argument("--data")
+    ap.add_argument("--scale", type=int)
+    ap.add_argument("--nproc", type=int, required=True)
+    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--min-runs", type=int)
+    ap.add_argument("--mem-runs", type=int, required=True)
+    ap.add_argument("--huge-warmup", type=int, default=1)
+    ap.add_argument("--huge-min-runs", type=int, default=5)
+    ap.add_argument("--ckpt-runs", type=int)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--ckpt-rounds", type=int)
+    ap.add_argument("--pool-runs", type=int, default=31,
+                    help="the RUNS argument run.sh gave examples/pool_vs_rayon")
+    ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--db", action="store_true", help="the database rows ran")
+    ap.add_argument("--db-warmup", type=int, default=1)
+    ap.add_argument("--db-min-runs", type=int, default=3)
+    ap.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
+    ap.add_argument("--pg-port", default=os.environ.get("BENCH_PG_PORT", "5432"))
+    ap.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))
+    args = ap.parse_args()
+    full = args.only != "pool"
+    if full:
+        missing = [o for o in ("data", "scale", "warmup", "min_runs", "ckpt_runs", "ckpt_rounds")
+                   if getattr(args, o) is None]
+        if missing:
+            ap.error("without --only pool, these are required: "
+                     + ", ".join("--" + o.replace("_", "-") for o in missing))
+    elif args.db:
+        ap.error("--only pool has no database rows: drop --db")
+
+    args.cpu = cpu_use(args.out, args.db)
+    table, hf, mem, resume = rows(args)
+    files = trees(args.out) if full else {}
+    pool_legend = ("pool rows = the peer's time / the pool's (medians measured inside the "
+                   "examples; >1 = the pool faster), for the items of 1 ms also the ideal time "
+                   "/ the pool's; a plain loop's time / the pool's for scale; cancel rows = "
+                   "median and worst time from cancel() until the call returned; pool no-op "
+                   "memory row = median peak RSS at 1,000,000 / at 100,000 items")
+    if full:
+        legend = ("ratio: time rows against a peer = peer time / batchproc time (mean of "
+                  "hyperfine runs; >1 = batchproc faster); memory row = median peak RSS at "
+                  "100k / at 10k files; checkpoint rows = time with checkpoints / time with "
+                  "--no-checkpoint - 1 (± one standard error of that ratio); resume row = mean "
+                  "time of the resume / mean time of a full run (the peer column); "
+                  + pool_legend +
+                  ("; database rows = peer time / batchproc time, which is also batchproc's "
+                   "rows/s / the peer's rows/s." if args.db else "."))
+    else:
+        legend = "ratio: " + pool_legend + "."
+    asyncs = load_jsonl(args.out, "pool-async.jsonl", required=False)
+    pool_method = (
+        f"pool rows: `pool_vs_rayon` times each of its rows {args.pool_runs} times "
+        f"({min(args.pool_runs, 5)} for the items of 1 ms), the pool and rayon in turn, and "
+        f"the plain loop {args.pool_runs} times, and prints the medians; `pool_cancel` "
+        f"prints the median and the worst of its tries; `pool_noop`: median of "
+        f"{args.mem_runs} runs (`/usr/bin/time -f %M`); " +
+        ("`pool_async` prints the medians of its own runs"
+         + "".join(f" ({r['row']}: ideal {fmt_ms(r['ideal_ms'])})"
+                   for r in asyncs[:1] if "ideal_ms" in r)
+         if asyncs else "`pool_async` did not run (not in this tree), so its rows are absent")
+        + ".")
+    resume_note = resume_text(resume) if full else None
     db_note = None
     if args.db:
         v = db_verified(args.out)
@@ -497,55 +638,70 @@ def main():
                      "and may be slower than on an idle machine.")
 
     print()
-    print(f"batchproc benchmarks (BENCH_SCALE={args.scale}, nproc={args.nproc})")
+    if full:
+        print(f"batchproc benchmarks (BENCH_SCALE={args.scale}, nproc={args.nproc})")
+    else:
+        print(f"batchproc benchmarks: the pool library's rows only (BENCH_ONLY=pool, "
+              f"nproc={args.nproc})")
     print(plain_table(table))
     print(legend)
-    print(resume_note)
+    print(pool_method.replace("`", ""))
+    if resume_note:
+        print(resume_note)
     if db_note:
         print(db_note)
     if busy_note:
         print("WARNING: " + busy_note)
     for note in args.note:
         print("note: " + note.replace("`", ""))
-    if args.scale != 1:
+    if full and args.scale != 1:
         print(f"note: BENCH_SCALE={args.scale} is a quick check; compare with the targets "
               "only at BENCH_SCALE=1.")
 
     md = []
-    md.append(f"### Results ({'full run' if args.scale == 1 else f'quick check, BENCH_SCALE={args.scale}'})")
+    if not full:
+        md.append("### Results (the pool library's rows only, BENCH_ONLY=pool)")
+    elif args.scale == 1:
+        md.append("### Results (full run)")
+    else:
+        md.append(f"### Results (quick check, BENCH_SCALE={args.scale})")
     md.append("")
     md.append("| machine | |")
     md.append("|---|---|")
     for k, v in machine(args):
         md.append(f"| {k} | {v} |")
     md.append("")
-    md.append("Data (generated by `benches/gen_data.py`, page cache warm):")
-    md.append("")
-    for name, (nfiles, nbytes, path) in files.items():
-        md.append(f"- `{path}`: {nfiles:,} files, {nbytes / 1048576:.1f} MiB")
-    if args.db:
-        db, csv_path, nrows, db_bytes, csv_bytes = db_rows(args.out)
-        md.append(f"- `{db}`: table `files`, {nrows:,} rows, {db_bytes / 1048576:.1f} MiB "
-                  f"(generated by `benches/gen_rows.py`); `{csv_path}`: the same rows as CSV, "
-                  f"{csv_bytes / 1048576:.1f} MiB")
-    md.append("")
-    md.append(f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
-              f"command; multi-GiB blake3 rows: {args.huge_warmup} warmup + at least "
-              f"{args.huge_min_runs} timed runs per command; checkpoint-cost rows: "
-              f"{args.ckpt_runs} timed runs per command, in {args.ckpt_rounds} hyperfine "
-              f"rounds of alternating order, pooled; peak memory: "
-              f"median of {args.mem_runs} runs of `/usr/bin/time -v`; resume row: "
-              f"{len(resume['resume']['times'])} iterations of `benches/resume_bench.py` "
-              f"after {resume['warmup']} warmup run" +
-              (f"; database rows: {args.db_warmup} warmup + at least {args.db_min_runs} timed "
-               "runs per command." if args.db else "."))
+    if full:
+        md.append("Data (generated by `benches/gen_data.py`, page cache warm):")
+        md.append("")
+        for name, (nfiles, nbytes, path) in files.items():
+            md.append(f"- `{path}`: {nfiles:,} files, {nbytes / 1048576:.1f} MiB")
+        if args.db:
+            db, csv_path, nrows, db_bytes, csv_bytes = db_rows(args.out)
+            md.append(f"- `{db}`: table `files`, {nrows:,} rows, {db_bytes / 1048576:.1f} MiB "
+                      f"(generated by `benches/gen_rows.py`); `{csv_path}`: the same rows as "
+                      f"CSV, {csv_bytes / 1048576:.1f} MiB")
+        md.append("")
+        md.append(f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
+                  f"command; multi-GiB blake3 rows: {args.huge_warmup} warmup + at least "
+                  f"{args.huge_min_runs} timed runs per command; checkpoint-cost rows: "
+                  f"{args.ckpt_runs} timed runs per command, in {args.ckpt_rounds} hyperfine "
+                  f"rounds of alternating order, pooled; peak memory: "
+                  f"median of {args.mem_runs} runs of `/usr/bin/time -v`; resume row: "
+                  f"{len(resume['resume']['times'])} iterations of `benches/resume_bench.py` "
+                  f"after {resume['warmup']} warmup run" +
+                  (f"; database rows: {args.db_warmup} warmup + at least {args.db_min_runs} "
+                   "timed runs per command." if args.db else "."))
+        md.append("")
+    md.append(pool_method[0].upper() + pool_method[1:])
     md.append("")
     md.append(md_table(table))
     md.append("")
     md.append(legend)
     md.append("")
-    md.append(resume_note[0].upper() + resume_note[1:])
-    md.append("")
+    if resume_note:
+        md.append(resume_note[0].upper() + resume_note[1:])
+        md.append("")
     if db_note:
         md.append(db_note[0].upper() + db_note[1:])
         md.append("")
@@ -555,36 +711,37 @@ def main():
     for note in args.note:
         md.append(f"Note: {note}")
         md.append("")
-    if args.scale != 1:
+    if full and args.scale != 1:
         md.append(f"Note: BENCH_SCALE={args.scale} is a quick check on reduced data; its "
                   "numbers are not comparable with the targets.")
         md.append("")
     md.append("Commands timed:")
     md.append("")
     md.append("```")
-    for name in ("sha256", "blake3", "huge", "stat"):
-        if name == "stat":
-            md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
-        for r in hf[name]:
+    if not full:
+        md.extend(pool_commands(args.out))
+    else:
+        for name in ("sha256", "blake3", "huge", "stat"):
+            if name == "stat":
+                md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
+            for r in hf[name]:
+                md.append(r["command"])
+        for name in ("small10k", "small100k"):
+            md.append("/usr/bin/time -v " + mem[name][2])
+        md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
+        for name in ("ckpt-small100k", "ckpt-big"):
+            for r in hf[name]:
+                md.append(r["command"])
+        md.append(f"# benches/resume_bench.py, {len(resume['resume']['times'])} times: delete "
+                  "the database, time a full run of the first command; delete the database, "
+                  "run the first command again,")
+        md.append(f"# SIGKILL it once the run row's ok reaches {resume['kill_at']:.0%} of the "
+                  "files, then time the second command")
+        md.append(resume["command"])
+        md.append(resume["resume_command"])
+        for r in hf["exec"]:
             md.append(r["command"])
-    for name in ("small10k", "small100k"):
-        md.append("/usr/bin/time -v " + mem[name][2])
-    md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
-    for name in ("ckpt-small100k", "ckpt-big"):
-        for r in hf[name]:
-            md.append(r["command"])
-    md.append(f"# benches/resume_bench.py, {len(resume['resume']['times'])} times: delete the "
-              "database, time a full run of the first command; delete the database, run the "
-              "first command again,")
-    md.append(f"# SIGKILL it once the run row's ok reaches {resume['kill_at']:.0%} of the "
-              "files, then time the second command")
-    md.append(resume["command"])
-    md.append(resume["resume_command"])
-    for r in hf["exec"]:
-        md.append(r["command"])
-    md.append(f"# {args.mem_runs} runs each, items/s and peak RSS (/usr/bin/time -f %M)")
-    for k in (100000, 1000000):
-        md.append(f"{os.path.join(os.path.dirname(args.bin), 'examples', 'pool_noop')} {k} {args.nproc}")
+        md.extend(pool_commands(args.out))
     if args.db:
         with open(os.path.join(args.out, "db-commands.txt")) as f:
             md.extend(f.read().splitlines())

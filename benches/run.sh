@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of batchproc against the tools people would otherwise use
 # (sha256sum/b3sum through find|xargs, find -printf; pgloader, psql \copy and sqlite3
-# .import for the database rows), run by `make bench`.
+# .import for the database rows), and of its pool library against rayon and futures'
+# buffer_unordered (the examples/pool_* programs), run by `make bench`.
 # See BENCHMARKS.md. Installs its peers with apt if missing, generates its data under
 # bench-data/ (reused when unchanged), times with hyperfine and /usr/bin/time, prints a
 # table and writes it as Markdown to bench-data/results.md.
@@ -26,6 +27,14 @@
 #                       postgres; no password: trust auth, or a ~/.pgpass). The rows
 #                       drop and create the databases bench_db_bp, bench_db_pgloader and
 #                       bench_db_copy on it, and drop them at the end.
+#   BENCH_POOL_RUNS=N   runs per row of examples/pool_vs_rayon (median taken; default 31;
+#                       the slow-items rows take min(N, 5))
+#   BENCH_POOL_CANCEL_TRIES=N  cancels per row of examples/pool_cancel (default 50)
+#   BENCH_ONLY=pool     run only the pool library's rows (examples/pool_noop, pool_vs_rayon,
+#                       pool_cancel, and pool_async if it is built or its source is in the
+#                       tree; well under a minute) and the report: no data, nothing installed
+#                       but /usr/bin/time and python3, no batchproc binary needed
+#                       (default: all, every row)
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
 #   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
 #                       e.g. a copy, so a rebuild during the run cannot change it
@@ -45,9 +54,16 @@ STRICT=${BENCH_STRICT:-0}
 DB=${BENCH_DB:-1}
 DB_WARMUP=${BENCH_DB_WARMUP:-1}
 DB_MIN_RUNS=${BENCH_DB_MIN_RUNS:-3}
+POOL_RUNS=${BENCH_POOL_RUNS:-31}
+POOL_CANCEL_TRIES=${BENCH_POOL_CANCEL_TRIES:-50}
+ONLY=${BENCH_ONLY:-all}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_PORT=${BENCH_PG_PORT:-5432}
 PG_USER=${BENCH_PG_USER:-postgres}
+if [[ $ONLY != all && $ONLY != pool ]]; then
+    echo "bench: BENCH_ONLY must be all or pool, got '$ONLY'" >&2
+    exit 2
+fi
 if [[ $DB != 0 && $DB != 1 ]]; then
     echo "bench: BENCH_DB must be 0 or 1, got '$DB'" >&2
     exit 2
@@ -56,7 +72,8 @@ if ! [[ $DB_WARMUP =~ ^[0-9]+$ ]]; then
     echo "bench: BENCH_DB_WARMUP must be a non-negative integer, got '$DB_WARMUP'" >&2
     exit 2
 fi
-for v in SCALE WARMUP MIN_RUNS HUGE_WARMUP HUGE_MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS; do
+for v in SCALE WARMUP MIN_RUNS HUGE_WARMUP HUGE_MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS \
+    POOL_RUNS POOL_CANCEL_TRIES; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
         echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
         exit 2
@@ -74,15 +91,17 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 # --- 1. peers -----------------------------------------------------------------------
 install_peers() {
     local need=()
-    command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
-    command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
-    # moreutils also ships a `parallel`; we want GNU parallel.
-    parallel --version 2>/dev/null | grep -q 'GNU parallel' || need+=(parallel)
     [[ -x /usr/bin/time ]] || need+=(time)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
-    command -v find >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1 || need+=(findutils)
-    if [[ $DB == 1 ]]; then
+    if [[ $ONLY != pool ]]; then # the pool rows need only the two above
+        command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+        command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
+        # moreutils also ships a `parallel`; we want GNU parallel.
+        parallel --version 2>/dev/null | grep -q 'GNU parallel' || need+=(parallel)
+        command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
+        command -v find >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1 || need+=(findutils)
+    fi
+    if [[ $ONLY != pool && $DB == 1 ]]; then
         command -v pgloader >/dev/null 2>&1 || need+=(pgloader)
         command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
         command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
@@ -98,7 +117,8 @@ install_peers() {
 }
 install_peers
 
-if [[ ! -x $BIN ]]; then
+# The pool rows time the examples/ programs next to BIN (built below if missing), not BIN.
+if [[ $ONLY != pool && ! -x $BIN ]]; then
     [[ $BIN == target/release/batchproc ]] || die "BIN=$BIN is not an executable"
     say "$BIN missing: building it (make bench does this for you)"
     cargo build --release
@@ -120,9 +140,14 @@ cpu_mark() { # file
 
 # --- 2. data ------------------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT"/results.md \
-    "$OUT"/resume.json "$OUT"/cpu-*.txt "$OUT"/rows.txt "$OUT"/db-verify-*.json \
-    "$OUT"/db-commands.txt "$OUT"/db-*.log "$OUT"/commit.txt "$OUT"/noop-*.txt
+rm -f "$OUT"/results.md "$OUT"/cpu-*.txt "$OUT"/commit.txt "$OUT"/noop-*.txt "$OUT"/mem-noop-*.txt \
+    "$OUT"/time-noop-*.log "$OUT"/pool-*.jsonl "$OUT"/pool-commands.txt
+# (BENCH_ONLY=pool leaves the other rows' files of an earlier run alone)
+if [[ $ONLY == all ]]; then
+    rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log \
+        "$OUT"/resume.json "$OUT"/rows.txt "$OUT"/db-verify-*.json \
+        "$OUT"/db-commands.txt "$OUT"/db-*.log
+fi
 # The commit, and whether src/ or Cargo.* differed from it, when the run starts (report.py
 # would otherwise read HEAD at the end, after any commit made meanwhile). This names the
 # tree, not the binary: BIN may have been built from another one.
@@ -130,6 +155,100 @@ rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log "$OUT
     git rev-parse --short=12 HEAD 2>/dev/null || echo '?'
     git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -1
 } >"$OUT/commit.txt"
+
+# --- the pool library's rows (3f3 below; BENCH_ONLY=pool runs only these) --------------------
+# The examples/pool_* programs time batchproc::pool in-process. Each runs from the examples
+# directory next to BIN, or is built with cargo if it is missing there. Each prints one JSON
+# object per row and exits non-zero if its results were wrong. Every command is recorded in
+# pool-commands.txt for the report.
+example() { # name: print the path of the example's binary, building it if missing
+    local path
+    path=$(dirname "$BIN")/examples/$1
+    if [[ ! -x $path ]]; then
+        cargo build --release --example "$1" >&2 || return
+        path=target/release/examples/$1
+    fi
+    echo "$path"
+}
+pool_rows() {
+    local noop rayon cancel async n i
+    # examples/pool_noop.rs runs N synthetic items through batchproc::pool::Pool with a
+    # no-op worker (bounded channels both sides); it checks every item came back once.
+    noop=$(example pool_noop)
+    say "pool no-op: 1,000,000 and 100,000 items ($noop)"
+    echo "# $MEM_RUNS runs each, items/s and peak RSS (/usr/bin/time -f %M)" >>"$OUT/pool-commands.txt"
+    for n in 100000 1000000; do
+        echo "$noop $n $NPROC" >>"$OUT/pool-commands.txt"
+        for ((i = 1; i <= MEM_RUNS; i++)); do
+            /usr/bin/time -f '%M' -o "$OUT/time-noop-$n.log" "$noop" "$n" "$NPROC" >>"$OUT/noop-$n.txt"
+            cat "$OUT/time-noop-$n.log" >>"$OUT/mem-noop-$n.txt"
+        done
+    done
+
+    # examples/pool_vs_rayon.rs: pool::map against rayon's par_iter on a pool of the same
+    # size, 1,000,000 tiny items (target: within 5x of rayon) and 100 items of 1 ms per
+    # thread (target: within 1.15x of the ideal, 100 ms); medians of POOL_RUNS runs.
+    rayon=$(example pool_vs_rayon)
+    say "pool vs rayon: tiny items and items of 1 ms, $NPROC threads, $POOL_RUNS runs ($rayon)"
+    "$rayon" "$NPROC" "$POOL_RUNS" | tee "$OUT/pool-rayon.jsonl" ||
+        die "$rayon failed (wrong results?), see above"
+    printf '# one JSON object a row, saved as %s\n%s\n' "$OUT/pool-rayon.jsonl" \
+        "$rayon $NPROC $POOL_RUNS" >>"$OUT/pool-commands.txt"
+
+    # examples/pool_cancel.rs: time from cancel() until the pool returns, median and worst
+    # of POOL_CANCEL_TRIES tries (target: at most 100 ms).
+    cancel=$(example pool_cancel)
+    say "pool cancel latency: $POOL_CANCEL_TRIES tries per row ($cancel)"
+    "$cancel" "$POOL_CANCEL_TRIES" | tee "$OUT/pool-cancel.jsonl" ||
+        die "$cancel failed, see above"
+    printf '# one JSON object a row, saved as %s\n%s\n' "$OUT/pool-cancel.jsonl" \
+        "$cancel $POOL_CANCEL_TRIES" >>"$OUT/pool-commands.txt"
+
+    # examples/pool_async.rs: the pool's async map against futures' buffer_unordered and
+    # buffered (target: at most ~10% slower). Run only if it exists: a tree without its
+    # source skips the rows, and report.py leaves them out.
+    async=$(dirname "$BIN")/examples/pool_async
+    if [[ ! -x $async && -f examples/pool_async.rs ]]; then
+        async=$(example pool_async)
+    fi
+    if [[ -x $async ]]; then
+        say "pool async map vs buffer_unordered and buffered ($async)"
+        "$async" | tee "$OUT/pool-async.jsonl" || die "$async failed, see above"
+        printf '# one JSON object a row, saved as %s\n%s\n' "$OUT/pool-async.jsonl" \
+            "$async" >>"$OUT/pool-commands.txt"
+    else
+        say "pool async: skipped, no $async (examples/pool_async.rs is not in this tree)"
+    fi
+}
+
+# --- 4. table + bench-data/results.md: called last -------------------------------------------
+report() {
+    local report=(python3 benches/report.py --out "$OUT" --nproc "$NPROC" --mem-runs "$MEM_RUNS"
+        --bin "$BIN" --pool-runs "$POOL_RUNS")
+    if [[ $ONLY == pool ]]; then
+        report+=(--only pool)
+    else
+        report+=(--scale "$SCALE" --warmup "$WARMUP" --min-runs "$MIN_RUNS" --data "$DATA"
+            --huge-warmup "$HUGE_WARMUP" --huge-min-runs "$HUGE_MIN_RUNS"
+            --ckpt-runs "$((CKPT_ROUNDS * CKPT_PER_ROUND))" --ckpt-rounds "$CKPT_ROUNDS")
+        if [[ $DB == 1 ]]; then
+            report+=(--db --db-warmup "$DB_WARMUP" --db-min-runs "$DB_MIN_RUNS")
+        fi
+        local n
+        for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
+    fi
+    if [[ $STRICT == 1 ]]; then report+=(--strict); fi
+    "${report[@]}"
+}
+
+if [[ $ONLY == pool ]]; then
+    cpu_mark "$OUT/cpu-start.txt"
+    pool_rows
+    cpu_mark "$OUT/cpu-end.txt"
+    report
+    exit
+fi
+
 say "data under $DATA (BENCH_SCALE=$SCALE)"
 python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
 BIG=$DATA/big
@@ -292,21 +411,9 @@ say "per-item overhead: exec:true vs xargs -n1 -P$NPROC true vs parallel -j$NPRO
     "find $BIG -type f -print0 | xargs -0 -n1 -P$NPROC true" \
     "find $BIG -type f -print0 | parallel -0 -j$NPROC true"
 
-# --- 3f3. the pool's own overhead: 1,000,000 no-op items, and memory flat vs 100,000 --------
-# examples/pool_noop.rs runs N synthetic items through batchproc::pool::Pool with a no-op
-# worker (bounded channels both sides); it checks every item came back once.
-NOOP=$(dirname "$BIN")/examples/pool_noop
-if [[ ! -x $NOOP ]]; then
-    cargo build --release --example pool_noop
-    NOOP=target/release/examples/pool_noop
-fi
-say "pool no-op: 1,000,000 and 100,000 items ($NOOP)"
-for n in 100000 1000000; do
-    for ((i = 1; i <= MEM_RUNS; i++)); do
-        /usr/bin/time -f '%M' -o "$OUT/time-noop-$n.log" "$NOOP" "$n" "$NPROC" >>"$OUT/noop-$n.txt"
-        cat "$OUT/time-noop-$n.log" >>"$OUT/mem-noop-$n.txt"
-    done
-done
+# --- 3f3. the pool library: its own overhead (1,000,000 no-op items, memory flat vs 100,000),
+# against rayon, its cancel latency, its async map against buffer_unordered (pool_rows above)
+pool_rows
 
 # --- 3g. database rows: 1,000,000/SCALE rows from SQLite into Postgres and SQLite -----------
 # The same batchproc command (default batch size) against pgloader (SQLite -> Postgres),
@@ -390,14 +497,5 @@ if [[ $DB == 1 ]]; then
     rm -f "$OUT"/db-out.db* "$OUT"/db-import.db*
 fi
 
-# --- 4. table + bench-data/results.md -------------------------------------------------------
-report=(python3 benches/report.py --out "$OUT" --scale "$SCALE" --nproc "$NPROC"
-    --warmup "$WARMUP" --min-runs "$MIN_RUNS" --mem-runs "$MEM_RUNS" --data "$DATA"
-    --huge-warmup "$HUGE_WARMUP" --huge-min-runs "$HUGE_MIN_RUNS"
-    --ckpt-runs "$((CKPT_ROUNDS * CKPT_PER_ROUND))" --ckpt-rounds "$CKPT_ROUNDS" --bin "$BIN")
-if [[ $DB == 1 ]]; then
-    report+=(--db --db-warmup "$DB_WARMUP" --db-min-runs "$DB_MIN_RUNS")
-fi
-for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
-if [[ $STRICT == 1 ]]; then report+=(--strict); fi
-"${report[@]}"
+# --- 4. table + bench-data/results.md (report, above) -----------------------------------------
+report
