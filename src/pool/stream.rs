@@ -35,7 +35,7 @@ const CHUNK_TIME: Duration = Duration::from_micros(200);
 /// A worker past this on one chunk gives the rest back.
 const CHUNK_LIMIT: Duration = Duration::from_millis(2);
 /// Items between two looks at the clock within a chunk.
-const CLOCK_EVERY: usize = 64;
+const CLOCK_EVERY: usize = 256;
 /// Most items in a chunk: beyond this, hand-offs cost nothing measurable.
 const MAX_CHUNK: usize = 65536;
 
