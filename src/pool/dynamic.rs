@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{Builder, Scope};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender};
 
 use super::busy::Worker;
 use super::gauge::Tally;
@@ -37,6 +37,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Short enough that a cancelled run ends well within 100 ms when nobody
 /// reads its output; long enough for a reader that is only a little behind.
 const DEFAULT_GRACE: Duration = Duration::from_millis(20);
+/// How long a worker waits on its input or output alone before it waits on
+/// the run's token as well; also the longest a cancel can go unnoticed by
+/// a waiting worker.
+const QUICK_WAIT: Duration = Duration::from_millis(1);
 /// Timers shorter than this would make waiting threads spin.
 const MIN_TIMER: Duration = Duration::from_millis(1);
 
@@ -407,12 +411,15 @@ where
     /// cancel, the input's end and (unless the pool is fixed) the idle
     /// timeout. An item that races a cancel is dropped.
     fn next(&self) -> Next<T> {
-        // The common case, without the cost of a select.
-        match self.input.try_recv() {
+        // First a short wait on the input alone: a worker slightly ahead of
+        // its producer waits like this for every item, and a select (which
+        // registers with the token's channel too, shared by every worker)
+        // made that several times slower. The token is looked at after it.
+        match self.input.recv_timeout(QUICK_WAIT) {
             _ if self.run.is_cancelled() => return Next::End,
             Ok(item) => return Next::Item(item),
-            Err(TryRecvError::Disconnected) => return Next::End,
-            Err(TryRecvError::Empty) => {}
+            Err(RecvTimeoutError::Disconnected) => return Next::End,
+            Err(RecvTimeoutError::Timeout) => {}
         }
         let mut select = Select::new();
         let input = select.recv(&self.input);
@@ -439,10 +446,11 @@ where
     /// Sends a finished result on; false once the output is closed, or
     /// there was no room for it within the grace after a cancel.
     fn deliver(&self, result: R) -> bool {
-        let result = match self.output.try_send(result) {
+        // As in `next`: a short wait on the output alone first.
+        let result = match self.output.send_timeout(result, QUICK_WAIT) {
             Ok(()) => return true,
-            Err(TrySendError::Disconnected(_)) => return false,
-            Err(TrySendError::Full(result)) => result,
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+            Err(SendTimeoutError::Timeout(result)) => result,
         };
         if !self.run.is_cancelled() {
             let mut select = Select::new();
