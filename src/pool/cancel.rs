@@ -243,6 +243,7 @@ impl Cancel {
     /// parent.cancel();
     /// assert!(child.is_cancelled());
     /// ```
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.0.reason.load(SeqCst) != 0 || self.0.parent.as_ref().is_some_and(Cancel::is_cancelled)
     }

@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select, SendTimeoutError, Se
 
 use super::busy::Worker;
 use super::gauge::Tally;
-use super::panics::Watch;
+use super::panics::{Brake, Watch};
 use super::{Cancel, CancelReason, Gauge, PoolStats};
 
 /// Long enough that a producer's momentary lead does not add threads,
@@ -295,11 +295,13 @@ impl Pool {
     {
         let started = Instant::now();
         let (exits, exited) = crossbeam_channel::unbounded();
+        let run = cancel.child();
         let shared = Shared {
             pool: self,
             input,
             output,
-            run: cancel.child(),
+            brake: Brake::new(&run),
+            run,
             init,
             work,
             exits,
@@ -329,6 +331,8 @@ struct Shared<'a, T, R, I, W> {
     output: Sender<R>,
     /// A child of the caller's token: cancelled with it, and by a panic.
     run: Cancel,
+    /// Holds new jobs back while one panics (see `panics`).
+    brake: Arc<Brake>,
     init: I,
     work: W,
     /// Every exiting worker sends one message, so the supervisor can sleep
@@ -380,7 +384,7 @@ where
             retired: false,
         };
         let _entered = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
-        let _watch = Watch::new(&self.run);
+        let watch = Watch::new(&self.brake);
         let worker = Worker::enter(&self.tally);
         let jobs = panic::catch_unwind(AssertUnwindSafe(|| {
             let mut state = (self.init)();
@@ -394,8 +398,14 @@ where
                     Next::Idle => continue,
                     Next::End => return,
                 };
+                if !watch.may_start() {
+                    return;
+                }
                 let result = worker.run(|| (self.work)(&mut state, item));
+                watch.returned();
                 if !self.deliver(result) {
+                    // Nobody reads: the other workers, idle or not, stop too.
+                    self.run.cancel_with(CancelReason::Failed);
                     return;
                 }
             }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 
-use super::panics::Watch;
+use super::panics::{Brake, CancelOnUnwind, Watch};
 use super::{Cancel, CancelReason};
 
 /// The work a chunk should hold, by the items' measured cost: long enough
@@ -38,6 +38,8 @@ const CHUNK_LIMIT: Duration = Duration::from_millis(2);
 const CLOCK_EVERY: usize = 256;
 /// Most items in a chunk: beyond this, hand-offs cost nothing measurable.
 const MAX_CHUNK: usize = 65536;
+/// Most worker threads a run starts, whatever it is asked for.
+pub(super) const MAX_WORKERS: usize = 4096;
 
 /// Why a run ended early.
 pub(super) enum Stop<E> {
@@ -61,6 +63,12 @@ pub(super) enum Stop<E> {
 /// and the error is returned once the calls in flight have finished. A
 /// panic in `f` stops the run the same way and is then resumed on the
 /// calling thread with its own payload.
+///
+/// The input is read on the calling thread, which also calls `each`, and a
+/// result goes on once the next read returns: an input that waits for a
+/// result before it yields the next item (a feedback loop) would wait
+/// forever; run such a loop through [`Pool::run`](super::Pool::run) and
+/// channels. A cancel cannot cut a read short either.
 ///
 /// `f` runs on scoped threads, so it may borrow; it must be `Sync`. Inside
 /// a tokio runtime, the workers enter it, so `f` may use
@@ -219,9 +227,10 @@ where
     C: FnMut(Vec<R>) -> Result<(), E>,
 {
     let run = ctx.map_or_else(Cancel::new, Cancel::child);
+    let brake = Brake::new(&run);
     let runtime = tokio::runtime::Handle::try_current().ok();
-    let workers = workers.max(1);
-    let (error, panicked) = std::thread::scope(|scope| {
+    let workers = workers.clamp(1, MAX_WORKERS);
+    let (error, panicked, complete) = std::thread::scope(|scope| {
         // Created in the scope so that they are dropped before it joins:
         // closing `chunk_tx` is what tells idle workers to exit.
         let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<(usize, Vec<T>)>(workers);
@@ -229,11 +238,11 @@ where
         let mut spawned = 0;
         for _ in 0..workers {
             let (chunk_rx, done_tx, f, run) = (chunk_rx.clone(), done_tx.clone(), &f, &run);
-            let runtime = runtime.clone();
+            let (runtime, brake) = (runtime.clone(), &brake);
             let worker = move || {
                 let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                let _watch = Watch::new(run);
-                work(&chunk_rx, &done_tx, f, run)
+                let watch = Watch::new(brake);
+                work(&chunk_rx, &done_tx, f, run, &watch)
             };
             if Builder::new().spawn_scoped(scope, worker).is_err() {
                 break;
@@ -241,14 +250,19 @@ where
             spawned += 1;
         }
         if spawned == 0 {
-            return (inline(&run, input, &f, each), None);
+            let error = inline(&run, input, &f, each);
+            return (error, None, !run.is_cancelled());
         }
         // Workers alone hold these now: if they all die, the channels say so.
         drop((chunk_rx, done_tx));
+        // A panic in the input or in `each` unwinds this thread: the workers
+        // must stop before the scope waits for them.
+        let _unwinding = CancelOnUnwind(&run);
         let mut order = Coordinator {
             run: &run,
             window: window.max(1),
             most: (window / (2 * workers)).clamp(1, MAX_CHUNK),
+            complete: false,
             len: 1,
             each,
             next: 0,
@@ -259,15 +273,16 @@ where
             panicked: None,
         };
         order.run(input.into_iter(), &chunk_tx, &done_rx);
-        (order.error, order.panicked)
+        (order.error, order.panicked, order.complete)
     });
     if let Some(payload) = panicked {
         panic::resume_unwind(payload);
     }
     match error {
         Some(e) => Err(Stop::Failed(e)),
-        None if ctx.is_some_and(Cancel::is_cancelled) => Err(Stop::Cancelled),
-        None => Ok(()),
+        // A cancel that came after the last result takes nothing away.
+        None if complete => Ok(()),
+        None => Err(Stop::Cancelled),
     }
 }
 
@@ -294,6 +309,7 @@ fn work<T, R, E>(
     done: &Sender<Done<T, R, E>>,
     f: impl Fn(&Cancel, T) -> Result<R, E>,
     run: &Cancel,
+    watch: &Watch,
 ) {
     for (base, chunk) in chunks {
         let started = Instant::now();
@@ -302,10 +318,12 @@ fn work<T, R, E>(
         let ran = panic::catch_unwind(AssertUnwindSafe(|| {
             for (i, item) in items.by_ref().enumerate() {
                 // Checked before each item: another worker may have failed.
-                if run.is_cancelled() {
+                if !watch.may_start() {
                     return End::Dropped;
                 }
-                match f(run, item) {
+                let result = f(run, item);
+                watch.returned();
+                match result {
                     Ok(r) => results.push(r),
                     // Whoever cancels the run first owns the error.
                     Err(e) if run.cancel_with(CancelReason::Failed) => return End::Failed(e),
@@ -347,6 +365,8 @@ struct Coordinator<'a, T, R, E, C> {
     most: usize,
     /// The length of the next chunk, from the last chunk's cost per item.
     len: usize,
+    /// Every item was taken and its result passed on.
+    complete: bool,
     each: C,
     /// Index of the next item to take from the input.
     next: usize,
@@ -369,6 +389,16 @@ impl<T, R, E, C: FnMut(Vec<R>) -> Result<(), E>> Coordinator<'_, T, R, E, C> {
     ) {
         let (mut pending, mut exhausted, mut in_flight) = (None, false, 0usize);
         loop {
+            // Results already back go on before the input is read again: a
+            // slow input must not hold back the results of what came before.
+            while in_flight > 0 {
+                let Ok(finished) = done.try_recv() else {
+                    break;
+                };
+                in_flight -= 1;
+                self.finish(finished);
+            }
+            self.deliver();
             if self.run.is_cancelled() {
                 pending = None;
                 self.given_back.clear();
@@ -383,6 +413,9 @@ impl<T, R, E, C: FnMut(Vec<R>) -> Result<(), E>> Coordinator<'_, T, R, E, C> {
             // results (those would have been passed on), so in_flight > 0
             // unless the run is over.
             if pending.is_none() && in_flight == 0 {
+                // An input that says it is empty need not be read to its end.
+                let ended = exhausted || input.size_hint().1 == Some(0);
+                self.complete = ended && self.delivered == self.next && self.error.is_none();
                 return;
             }
             if let Some(chunk) = pending.take() {
@@ -419,9 +452,28 @@ impl<T, R, E, C: FnMut(Vec<R>) -> Result<(), E>> Coordinator<'_, T, R, E, C> {
     }
 
     /// The next chunk from the input, within the window.
+    ///
+    /// An input that says it holds the whole chunk, or knows its exact
+    /// length (a slice, a range), is taken in one go. Any other may be slow (a channel, a file): a chunk
+    /// of it ends once filling it has taken longer than its work would, so
+    /// that items already here do not wait for later ones, and at a cancel.
     fn take(&mut self, input: &mut impl Iterator<Item = T>) -> Option<(usize, Vec<T>)> {
         let room = self.window - (self.next - self.delivered);
-        let chunk: Vec<T> = input.by_ref().take(self.len.min(room)).collect();
+        let want = self.len.min(room);
+        let (lower, upper) = input.size_hint();
+        let chunk: Vec<T> = if lower >= want || upper == Some(lower) {
+            input.by_ref().take(want).collect()
+        } else {
+            let started = Instant::now();
+            let mut chunk = Vec::new();
+            for item in input.by_ref().take(want) {
+                chunk.push(item);
+                if started.elapsed() > CHUNK_TIME || self.run.is_cancelled() {
+                    break;
+                }
+            }
+            chunk
+        };
         if chunk.is_empty() {
             return None;
         }

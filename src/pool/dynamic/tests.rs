@@ -255,3 +255,47 @@ fn a_panic_in_init_is_resumed_too() {
     });
     assert_eq!(run.unwrap_err().downcast_ref::<&str>(), Some(&"no buffer"));
 }
+
+#[test]
+fn a_panic_caught_inside_work_does_not_end_the_run() {
+    let (in_tx, in_rx) = unbounded();
+    (0..1000u32).for_each(|n| in_tx.send(n).unwrap());
+    drop(in_tx);
+    let (out_tx, out_rx) = unbounded();
+    let stats = Pool::new(2)
+        .run(
+            in_rx,
+            out_tx,
+            &Cancel::new(),
+            || (),
+            |_, n| {
+                if n % 100 == 10 {
+                    let caught = std::panic::catch_unwind(|| panic!("handled inside work"));
+                    assert!(caught.is_err());
+                }
+                n
+            },
+        )
+        .unwrap();
+    assert_eq!((out_rx.iter().count(), stats.items), (1000, 1000));
+}
+
+/// Closing the output ends the run even while the input is quiet: every
+/// idle worker learns of it, not only the one whose send failed.
+#[test]
+fn a_closed_output_ends_the_run_while_the_input_is_quiet() {
+    let (in_tx, in_rx) = unbounded::<u32>();
+    let (out_tx, out_rx) = unbounded::<u32>();
+    drop(out_rx);
+    let (ended_tx, ended_rx) = bounded(1);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = Pool::new(3).run(in_rx, out_tx, &Cancel::new(), || (), |_, n| n);
+            ended_tx.send(()).unwrap();
+        });
+        in_tx.send(1).unwrap();
+        let ended = ended_rx.recv_timeout(Duration::from_secs(30));
+        drop(in_tx);
+        assert!(ended.is_ok(), "still running with its output closed");
+    });
+}

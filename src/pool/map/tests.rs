@@ -195,3 +195,25 @@ fn extra_starts_after_a_panic_are_bounded_with_backtraces() {
     // The backtrace was printed: the child really had the slow hook.
     assert!(stderr.contains("stack backtrace"), "{stderr}");
 }
+
+/// A job may catch a panic of its own (a library that turns panics into
+/// errors): the run goes on, and every result is there.
+#[test]
+fn a_panic_caught_inside_f_does_not_stop_the_run() {
+    let out = map(2, 0..100_000u64, |i| {
+        if i % 10_000 == 1000 {
+            let caught = std::panic::catch_unwind(|| panic!("handled inside f"));
+            assert!(caught.is_err());
+        }
+        i
+    });
+    assert_eq!(out, (0..100_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_huge_worker_count_is_capped_not_fatal() {
+    assert_eq!(
+        try_map(usize::MAX, 0..10u32, Ok::<_, ()>),
+        Ok((0..10).collect())
+    );
+}

@@ -199,3 +199,83 @@ fn workers_inside_a_tokio_runtime_can_use_it() {
     });
     assert_eq!(ran, Ok(()));
 }
+
+/// A panic on the calling thread (in `each`, or in the input) cancels the
+/// run, so jobs waiting on its token end at once and the panic surfaces.
+#[test]
+fn a_panic_in_each_or_in_the_input_wakes_jobs_waiting_on_the_token() {
+    for panic_in_input in [false, true] {
+        let started = std::time::Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let input = (0..10u32).inspect(|&i| assert!(!(panic_in_input && i == 3), "input"));
+            try_for_each_ordered_ctx(
+                &Cancel::new(),
+                2,
+                8,
+                input,
+                |cx, i| {
+                    if i > 0 {
+                        cx.wait_timeout(Duration::from_secs(120));
+                    }
+                    Ok::<_, crate::pool::Cancelled>(i)
+                },
+                |_| {
+                    assert!(panic_in_input, "each");
+                    Ok(())
+                },
+            )
+        }));
+        let payload = run.unwrap_err();
+        let expected = if panic_in_input { "input" } else { "each" };
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&expected));
+        // Not woken, the jobs would wait out their two minutes.
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+}
+
+/// Items from a slow channel: each result goes on about when the next item
+/// comes in, not once a whole chunk (or the window) has filled.
+#[test]
+fn results_of_a_slow_input_are_not_held_back() {
+    let (tx, rx) = crossbeam_channel::bounded::<std::time::Instant>(1);
+    let mut worst = Duration::ZERO;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for _ in 0..200 {
+                tx.send(std::time::Instant::now()).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let ran = try_for_each_ordered(2, 1000, rx, Ok::<_, ()>, |sent| {
+            worst = worst.max(sent.elapsed());
+            Ok(())
+        });
+        assert_eq!(ran, Ok(()));
+    });
+    // Held back, the first results would wait the whole second of the run.
+    assert!(
+        worst < Duration::from_millis(500),
+        "a result waited {worst:?}"
+    );
+}
+
+#[test]
+fn a_cancel_after_the_last_result_takes_nothing_away() {
+    let ctx = Cancel::new();
+    let mut seen = 0;
+    let ran = try_for_each_ordered_ctx(
+        &ctx,
+        2,
+        8,
+        0..10u32,
+        |_, i| Ok::<_, crate::pool::Cancelled>(i),
+        |i| {
+            seen += 1;
+            if i == 9 {
+                ctx.cancel();
+            }
+            Ok(())
+        },
+    );
+    assert_eq!((ran, seen), (Ok(()), 10));
+}
