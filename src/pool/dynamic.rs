@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select, SendTimeoutError, Se
 use super::busy::Worker;
 use super::gauge::Tally;
 use super::panics::{Brake, Watch};
+use super::stream::MAX_WORKERS;
 use super::{Cancel, CancelReason, Gauge, PoolStats};
 
 /// Long enough that a producer's momentary lead does not add threads,
@@ -75,7 +76,8 @@ impl Pool {
     /// backlog persists with every worker busy (see [`Pool::grow_after`]),
     /// then shrinks back to `min` as workers find nothing to do (see
     /// [`Pool::idle_timeout`]).
-    /// `min` is raised to 1 and `max` to `min` if smaller.
+    /// `min` is raised to 1 and `max` to `min` if smaller; neither goes
+    /// above 4096.
     ///
     /// ```
     /// use std::time::Duration;
@@ -99,10 +101,10 @@ impl Pool {
     /// assert!(stats.peak_workers > 1 && stats.peak_workers <= 4);
     /// ```
     pub fn dynamic(min: usize, max: usize) -> Self {
-        let min = min.max(1);
+        let min = min.clamp(1, MAX_WORKERS);
         Pool {
             min,
-            max: max.max(min),
+            max: max.clamp(min, MAX_WORKERS),
             grow_after: DEFAULT_GROW_AFTER,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             grace: DEFAULT_GRACE,

@@ -7,7 +7,8 @@ use std::convert::Infallible;
 use super::stream::{ordered, Stop};
 use super::{Cancel, Cancelled};
 
-/// Runs `f` on every item of `input` on `workers` threads and returns the
+/// Runs `f` on every item of `input` on `workers` threads (at most 4096)
+/// and returns the
 /// results in input order: `results[i]` is `f(input[i])`. A panic in `f`
 /// stops the run and is resumed on the calling thread.
 ///

@@ -181,6 +181,7 @@ fn builder_clamps_sizes() {
     let pool = Pool::dynamic(3, 2);
     assert_eq!((pool.min_workers(), pool.workers()), (3, 3));
     assert_eq!(Pool::new(5).min_workers(), 5);
+    assert_eq!(Pool::new(usize::MAX).workers(), 4096);
 }
 
 /// After a cancel, `run` returns promptly even though the producer never
