@@ -4,7 +4,7 @@ use super::*;
 use crate::pool::testing::eventually;
 use crate::pool::CancelReason;
 use crossbeam_channel::{bounded, unbounded};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
