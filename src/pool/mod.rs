@@ -144,6 +144,14 @@ mod stream;
 /// The channels [`Pool::run`] takes and [`Cancel::done`] gives: the
 /// `crossbeam-channel` crate, re-exported so that no other dependency is
 /// needed to use them.
+///
+/// ```
+/// use batchproc::pool::channel;
+///
+/// let (tx, rx) = channel::bounded(1);
+/// tx.send("item").unwrap();
+/// assert_eq!(rx.recv(), Ok("item"));
+/// ```
 pub use crossbeam_channel as channel;
 
 pub use busy::waiting;
