@@ -44,6 +44,21 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(&e.to_string(), USAGE),
         },
+        Command::Completions { shell } => written(cli::completions(shell, &mut std::io::stdout())),
+        Command::Man { dir: None } => written(cli::man(&mut std::io::stdout())),
+        Command::Man { dir: Some(dir) } => match cli::man_pages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{}: {e}", dir.display()), 1),
+        },
+    }
+}
+
+/// The exit code of a command that only writes to stdout.
+fn written(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+        Err(e) => fail(&e.to_string(), 1),
     }
 }
 

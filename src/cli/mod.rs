@@ -1,6 +1,7 @@
 //! The command line: clap's flags, and each command turned into a
 //! [`Pipeline`] (which checks everything; a bad value is exit 2 from there).
 
+mod generate;
 mod runs;
 mod terminal;
 
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use batchproc::{Pipeline, Rate};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use generate::{completions, man, man_pages};
 pub use runs::print_runs;
 pub use terminal::{say, Terminal};
 
@@ -19,6 +21,7 @@ pub use terminal::{say, Terminal};
     about = "Batch jobs over many files or database rows: a bounded worker pool, fail-fast, \
              exactly-once results in SQLite, Postgres or CSV",
     after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
+                  75 another run of this pipeline is live (try again later); \
                   130 interrupted (what finished is committed; --resume continues); 141 stdout closed."
 )]
 pub struct Cli {
@@ -34,6 +37,18 @@ pub enum Command {
     Query(QueryArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
+    /// Print a shell completion script (see the README for where it goes).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per command into a directory.
+    Man {
+        /// Write batchproc.1, batchproc-files.1, … into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
