@@ -62,12 +62,49 @@ fn written(result: std::io::Result<()>) -> ExitCode {
     }
 }
 
-/// Runs a pipeline with signals watched and its events on stderr.
-fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
+/// Runs a pipeline with signals watched and its events on stderr, and
+/// writes its `--summary-json`.
+fn run(invocation: cli::Invocation) -> ExitCode {
+    let cli::Invocation {
+        pipeline,
+        quiet,
+        summary_json,
+        sink,
+    } = invocation;
+    let to_stdout = summary_json.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout && (sink == "-" || sink == "csv:-") {
+        return fail(
+            "--summary-json -: stdout carries the CSV records (-o -); give the summary a file",
+            USAGE,
+        );
+    }
+    let (code, summary) = execute(pipeline, quiet, &sink);
+    if let Some(path) = summary_json {
+        if let Err(e) = cli::summary::write(&path, &summary) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return ExitCode::from(141);
+            }
+            let message = format!("--summary-json {}: {e}", path.display());
+            // The run's own failure says more; a success must not hide this.
+            return if code == 0 {
+                fail(&message, 1)
+            } else {
+                warn_and(code, &message)
+            };
+        }
+    }
+    ExitCode::from(code)
+}
+
+/// The run itself: its exit code and its summary.
+fn execute(pipeline: Pipeline, quiet: bool, sink: &str) -> (u8, serde_json::Value) {
     let cancel = Cancel::new();
     let _signals = match watch_signals(&cancel) {
         Ok(handle) => handle,
-        Err(e) => return fail(&format!("cannot watch signals: {e}"), 1),
+        Err(e) => {
+            let message = format!("cannot watch signals: {e}");
+            return refused("error", sink, &message, 1);
+        }
     };
     let terminal = Arc::new(Terminal::new(quiet));
     let result = pipeline.cancel(cancel).events(terminal.clone()).run();
@@ -78,26 +115,47 @@ fn run((pipeline, quiet): (Pipeline, bool)) -> ExitCode {
                 cli::say(&format!("batchproc: error: {failure}"));
             }
             summarize(&report, quiet);
-            match report.status {
-                RunStatus::Succeeded => ExitCode::SUCCESS,
-                RunStatus::Failed => ExitCode::from(1),
-                RunStatus::Interrupted => ExitCode::from(130),
-            }
+            let code = match report.status {
+                RunStatus::Succeeded => 0,
+                RunStatus::Failed => 1,
+                RunStatus::Interrupted => 130,
+            };
+            let summary = cli::summary::of_report(&report, report.failure.as_deref(), code);
+            (code, summary)
         }
         // The reader of stdout went away (`batchproc … -o - | head`): like
         // other Unix tools, stop quietly with 141 (128 + SIGPIPE).
-        Err(e) if e.is_broken_pipe() => ExitCode::from(141),
-        Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
-        Err(e @ batchproc::Error::Busy(_)) => fail(&e.to_string(), TEMPFAIL),
+        Err(e) if e.is_broken_pipe() => (141, cli::summary::of_refusal("error", sink, None, 141)),
+        Err(e @ batchproc::Error::Config(_)) => refused("error", sink, &e.to_string(), USAGE),
+        Err(e @ batchproc::Error::Busy(_)) => refused("busy", sink, &e.to_string(), TEMPFAIL),
         Err(e @ batchproc::Error::Failed(..)) => {
-            let code = fail(&e.to_string(), 1);
-            if let batchproc::Error::Failed(_, report) = &e {
-                summarize(report, quiet);
-            }
-            code
+            let message = e.to_string();
+            fail(&message, 1);
+            let batchproc::Error::Failed(_, report) = &e else {
+                unreachable!("matched above")
+            };
+            summarize(report, quiet);
+            (1, cli::summary::of_report(report, Some(&message), 1))
         }
-        Err(batchproc::Error::Interrupted) => ExitCode::from(130),
+        Err(batchproc::Error::Interrupted) => (
+            130,
+            cli::summary::of_refusal("interrupted", sink, None, 130),
+        ),
     }
+}
+
+/// A run refused before any work: the message on stderr, and its summary.
+fn refused(status: &str, sink: &str, message: &str, code: u8) -> (u8, serde_json::Value) {
+    fail(message, code);
+    (
+        code,
+        cli::summary::of_refusal(status, sink, Some(message), code),
+    )
+}
+
+fn warn_and(code: u8, message: &str) -> ExitCode {
+    cli::say(&format!("batchproc: warning: {message}"));
+    ExitCode::from(code)
 }
 
 /// The one line every run ends with, failed or not (unless `--quiet`).

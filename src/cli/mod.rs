@@ -3,6 +3,7 @@
 
 mod generate;
 mod runs;
+pub mod summary;
 mod terminal;
 
 use std::path::PathBuf;
@@ -214,6 +215,21 @@ pub struct RunArgs {
     /// No progress bar and no summary line; errors are still printed.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Write the end-of-run summary as one JSON object to PATH (`-`:
+    /// stdout): run id, status, counts, duration, sink (password
+    /// redacted) and exit code. Written for every ending, errors included.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+/// A run as the command line asked for it, and what to do around it.
+pub struct Invocation {
+    pub pipeline: Pipeline,
+    pub quiet: bool,
+    pub summary_json: Option<PathBuf>,
+    /// The sink as given, for a summary of a run that never got a report.
+    pub sink: String,
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -230,7 +246,7 @@ fn processor_help(lead: &str) -> String {
 }
 
 impl FilesArgs {
-    pub fn pipeline(self) -> (Pipeline, bool) {
+    pub fn pipeline(self) -> Invocation {
         let mut p = Pipeline::files(self.dirs).follow(self.follow);
         for glob in self.include {
             p = p.include(glob);
@@ -246,7 +262,7 @@ impl FilesArgs {
 }
 
 impl QueryArgs {
-    pub fn pipeline(self) -> (Pipeline, bool) {
+    pub fn pipeline(self) -> Invocation {
         let p = Pipeline::query(self.from, self.sql, self.key).page_size(self.page_size as usize);
         self.run.apply(p, self.processors)
     }
@@ -254,10 +270,11 @@ impl QueryArgs {
 
 impl RunArgs {
     /// The options every pipeline has; and whether the run is quiet.
-    fn apply(self, mut p: Pipeline, processors: Vec<String>) -> (Pipeline, bool) {
+    fn apply(self, mut p: Pipeline, processors: Vec<String>) -> Invocation {
         for spec in processors {
             p = p.processor(spec);
         }
+        let sink = self.sink.clone();
         p = p
             .sink(self.sink)
             .retries(self.retries)
@@ -291,6 +308,11 @@ impl RunArgs {
         if let Some(timeout) = self.timeout {
             p = p.timeout(timeout);
         }
-        (p, self.quiet)
+        Invocation {
+            pipeline: p,
+            quiet: self.quiet,
+            summary_json: self.summary_json,
+            sink,
+        }
     }
 }

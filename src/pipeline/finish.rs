@@ -32,6 +32,9 @@ pub struct Report {
     pub failure: Option<String>,
     /// The sink, as it may be printed (passwords redacted).
     pub sink: String,
+    /// The run's id in the sink's `batchproc_runs` (None with
+    /// `--no-checkpoint`).
+    pub run_id: Option<i64>,
 }
 
 /// Counts of a finished run.
@@ -139,8 +142,8 @@ pub(super) struct Ended<'a> {
     pub(super) failure: FirstFailure<'a>,
     pub(super) summary: Summary,
     pub(super) ledger: &'a Ledger,
-    /// Whether the sink keeps a run row for this run.
-    pub(super) recorded: bool,
+    /// The sink's row for this run, if it keeps one.
+    pub(super) run_id: Option<i64>,
     /// Fail-fast: a failed item gets no checkpoint (a resume retries it).
     pub(super) abort: bool,
     pub(super) sink_name: String,
@@ -153,10 +156,11 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         failure,
         mut summary,
         ledger,
-        recorded,
+        run_id,
         abort,
         sink_name,
     } = ended;
+    let recorded = run_id.is_some();
     summary.skipped = ledger.skipped.load(Ordering::Relaxed);
     let end = |ending| RunEnd {
         ending,
@@ -171,6 +175,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
             summary,
             failure: None,
             sink: sink_name.clone(),
+            run_id,
         };
         Error::Failed(e, Box::new(report))
     };
@@ -232,5 +237,6 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         summary,
         failure: item_failure,
         sink: sink_name,
+        run_id,
     })
 }

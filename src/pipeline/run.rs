@@ -161,7 +161,7 @@ where
         failure,
         summary,
         ledger: &ledger,
-        recorded: run.is_some(),
+        run_id: run.as_ref().map(|r| r.run_id),
         abort,
         sink_name: sink_name.clone(),
     };
