@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use batchproc::pool::{Cancel, CancelReason};
 use batchproc::{Pipeline, RunStatus};
-use clap::Parser;
-use cli::{Cli, Command, Terminal};
+use cli::{Command, Terminal};
 
 // Records are built on worker threads and freed on the sink's thread; glibc's
 // malloc serialises those cross-thread frees on an arena lock (measured: a
@@ -23,12 +22,18 @@ const USAGE: u8 = 2;
 const TEMPFAIL: u8 = 75;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         // clap's message quotes a wrong argument, which may be a URL with
         // its password: it goes out redacted (and plain, no colours).
         Err(e) if e.use_stderr() => {
-            cli::say(e.render().to_string().trim_end());
+            let mut message = e.render().to_string();
+            // Right under clap's first line, which names only the flag.
+            if let Some(hint) = cli::env_hint(&e) {
+                let at = message.find('\n').unwrap_or(message.len());
+                message.insert_str(at, &format!("\n  {hint}"));
+            }
+            cli::say(message.trim_end());
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE));
         }
         Err(e) => e.exit(),

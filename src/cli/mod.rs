@@ -9,7 +9,9 @@ mod terminal;
 use std::path::PathBuf;
 
 use batchproc::{Pipeline, Rate};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use generate::{completions, man, man_pages};
 pub use runs::print_runs;
@@ -59,12 +61,14 @@ pub struct RunsArgs {
         short = 'o',
         long,
         value_name = "URL",
-        default_value = "sqlite:batchproc.db"
+        default_value = "sqlite:batchproc.db",
+        env = "BATCHPROC_SINK",
+        hide_env_values = true
     )]
     pub sink: String,
 
     /// Print JSON (one array of objects) for scripts.
-    #[arg(long)]
+    #[arg(long, env = "BATCHPROC_JSON", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -87,23 +91,40 @@ pub struct FilesArgs {
     /// path), {name} and {dir} to exec: and http:.
     #[arg(short = 'p', long = "processor", value_name = "SPEC", long_help = processor_help(
         "Processors to run on each file, repeatable or comma-separated; exec: and http: take \
-         the rest of their value whole, and files offer them {} (the path), {name} and {dir}:"))]
+         the rest of their value whole, and files offer them {} (the path), {name} and {dir}:"),
+        env = "BATCHPROC_PROCESSOR", hide_env_values = true)]
     pub processors: Vec<String>,
 
     /// Only files matching GLOB (a glob without / matches the file name, one with / the path under DIR).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "BATCHPROC_INCLUDE",
+        hide_env_values = true
+    )]
     pub include: Vec<String>,
 
     /// Skip files and directories matching GLOB (same matching as --include).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "BATCHPROC_EXCLUDE",
+        hide_env_values = true
+    )]
     pub exclude: Vec<String>,
 
     /// Descend at most N directories below DIR (1: only DIR's own entries).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        env = "BATCHPROC_MAX_DEPTH",
+        hide_env_values = true
+    )]
     pub max_depth: Option<usize>,
 
     /// Follow symbolic links (loops are detected; a broken link is then a failed item).
-    #[arg(short = 'L', long)]
+    #[arg(short = 'L', long, env = "BATCHPROC_FOLLOW", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub follow: bool,
 
     #[command(flatten)]
@@ -113,20 +134,35 @@ pub struct FilesArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// The database to read: sqlite:PATH or postgres://…
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BATCHPROC_FROM",
+        hide_env_values = true
+    )]
     pub from: String,
 
     /// The query; every column passes through to the output.
-    #[arg(long, value_name = "SQL")]
+    #[arg(
+        long,
+        value_name = "SQL",
+        env = "BATCHPROC_SQL",
+        hide_env_values = true
+    )]
     pub sql: String,
 
     /// A unique, orderable column of the query (integer or text): pages are
     /// read with WHERE key > last ORDER BY key, and rows are upserted on it.
-    #[arg(long, value_name = "COLUMN")]
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        env = "BATCHPROC_KEY",
+        hide_env_values = true
+    )]
     pub key: String,
 
     /// Rows per page read from the source.
-    #[arg(long, value_name = "N", default_value_t = 5000, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 5000, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_PAGE_SIZE", hide_env_values = true)]
     pub page_size: u32,
 
     /// Row processors, repeatable or comma-separated: NAME:COLUMN for a
@@ -134,7 +170,8 @@ pub struct QueryArgs {
     /// ({} the key, {COLUMN} a column's value).
     #[arg(short = 'p', long = "processor", value_name = "SPEC", long_help = processor_help(
         "Row processors, repeatable or comma-separated: NAME:COLUMN for a content processor \
-         (sha256:body), exec:/http: on the whole row ({} the key, {COLUMN} a column's value):"))]
+         (sha256:body), exec:/http: on the whole row ({} the key, {COLUMN} a column's value):"),
+        env = "BATCHPROC_PROCESSOR", hide_env_values = true)]
     pub processors: Vec<String>,
 
     #[command(flatten)]
@@ -146,33 +183,39 @@ pub struct QueryArgs {
 pub struct RunArgs {
     /// Worker threads, a fixed number [default: number of CPUs].
     #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096),
-          conflicts_with_all = ["min_workers", "max_workers"])]
+
+        env = "BATCHPROC_WORKERS", hide_env_values = true)]
     pub workers: Option<u32>,
 
     /// A pool sized by the backlog: never fewer than N workers
     /// [default: 1 when only --max-workers is given].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096), env = "BATCHPROC_MIN_WORKERS", hide_env_values = true)]
     pub min_workers: Option<u32>,
 
     /// A pool sized by the backlog: a worker is added while items wait and every worker is busy
     /// (not waiting for --rate), up to M, and retires after a second idle
     /// [default: the larger of --min-workers and the number of CPUs].
-    #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "M", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096), env = "BATCHPROC_MAX_WORKERS", hide_env_values = true)]
     pub max_workers: Option<u32>,
 
     /// Run an item whose failure may be transient (a timeout, HTTP 429 or 5xx) up to N more times,
     /// after an exponential backoff with jitter (0.5 s, 1 s, 2 s … at most 30 s; longer if the server
     /// says Retry-After). Adds an `attempts` column to the output.
-    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=100), env = "BATCHPROC_RETRIES", hide_env_values = true)]
     pub retries: u32,
 
     /// Start at most N items per second, minute or hour across all workers (N/s, N/m, N/h), evenly
     /// spaced; every retry counts as a start.
-    #[arg(long, value_name = "N/UNIT")]
+    #[arg(
+        long,
+        value_name = "N/UNIT",
+        env = "BATCHPROC_RATE",
+        hide_env_values = true
+    )]
     pub rate: Option<Rate>,
 
     /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_QUEUE", hide_env_values = true)]
     pub queue: Option<u32>,
 
     /// Where results go: sqlite:PATH, postgres://…, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
@@ -180,47 +223,96 @@ pub struct RunArgs {
         short = 'o',
         long,
         value_name = "URL",
-        default_value = "sqlite:batchproc.db"
+        default_value = "sqlite:batchproc.db",
+        env = "BATCHPROC_SINK",
+        hide_env_values = true
     )]
     pub sink: String,
 
     /// Table to write (database sinks); created if missing, rows keyed by the key column
     /// [default: files for `files`, rows for `query`].
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(
+        short,
+        long,
+        value_name = "NAME",
+        env = "BATCHPROC_TABLE",
+        hide_env_values = true
+    )]
     pub table: Option<String>,
 
     /// Rows per sink transaction; a batch also ends at 32 MiB of data, and a partial one is
     /// flushed after about a second [default: 5000 for SQLite, 50000 for Postgres, 1000 for CSV].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_BATCH_SIZE", hide_env_values = true)]
     pub batch_size: Option<u32>,
 
     /// Fail an item still running after DURATION (e.g. 500ms, 30s, 2m): its command is
     /// killed, its request or file read abandoned.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, env = "BATCHPROC_TIMEOUT", hide_env_values = true)]
     pub timeout: Option<std::time::Duration>,
 
     /// What a failed item does to the run.
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort)]
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort, env = "BATCHPROC_ON_ERROR", hide_env_values = true)]
     pub on_error: OnError,
 
     /// Continue the latest unfinished run of this same pipeline (same source,
     /// filters, processors, sink and table), skipping what it committed.
-    #[arg(long)]
+    #[arg(long, env = "BATCHPROC_RESUME", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub resume: bool,
 
     /// Write no run or checkpoint rows (for measuring their cost; such a run cannot be resumed).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(
+        long,
+        env = "BATCHPROC_NO_CHECKPOINT",
+        hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_checkpoint: bool,
 
     /// No progress bar and no summary line; errors are still printed.
-    #[arg(short, long)]
+    #[arg(short, long, env = "BATCHPROC_QUIET", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
 
     /// Write the end-of-run summary as one JSON object to PATH (`-`:
     /// stdout): run id, status, counts, duration, sink (password
     /// redacted) and exit code. Written for every ending, errors included.
-    #[arg(long, value_name = "PATH")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BATCHPROC_SUMMARY_JSON",
+        hide_env_values = true
+    )]
     pub summary_json: Option<PathBuf>,
+}
+
+/// Parses the command line, with every long flag also read from the
+/// environment as `BATCHPROC_<FLAG>`: the command line wins over it.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    let run = match &mut cli.command {
+        Command::Files(args) => Some(&mut args.run),
+        Command::Query(args) => Some(&mut args.run),
+        _ => None,
+    };
+    if let (Some(run), Some((_, sub))) = (run, matches.subcommand()) {
+        run.settle(sub)
+            .map_err(|message| command.error(ErrorKind::ArgumentConflict, message))?;
+    }
+    Ok(cli)
+}
+
+/// For a bad value that came from the environment, the variable it came
+/// from: clap's message names only the flag.
+pub fn env_hint(error: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let variable = format!("BATCHPROC_{}", long.to_uppercase().replace('-', "_"));
+    std::env::var_os(&variable)?;
+    let flag = format!("--{long}");
+    let given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    (!given).then(|| format!("(the value comes from {variable})"))
 }
 
 /// A run as the command line asked for it, and what to do around it.
@@ -230,6 +322,40 @@ pub struct Invocation {
     pub summary_json: Option<PathBuf>,
     /// The sink as given, for a summary of a run that never got a report.
     pub sink: String,
+}
+
+impl RunArgs {
+    /// Settles flags that exclude each other when one of them comes from
+    /// the environment: the command line wins. Both on the command line
+    /// (or both in the environment) is a usage error, as clap would say.
+    fn settle(&mut self, matches: &ArgMatches) -> Result<(), String> {
+        let from_env = |id: &str| matches.value_source(id) == Some(ValueSource::EnvVariable);
+        if self.workers.is_some() && (self.min_workers.is_some() || self.max_workers.is_some()) {
+            let range_from_env = (self.min_workers.is_none() || from_env("min_workers"))
+                && (self.max_workers.is_none() || from_env("max_workers"));
+            match (from_env("workers"), range_from_env) {
+                (true, false) => self.workers = None,
+                (false, true) => (self.min_workers, self.max_workers) = (None, None),
+                _ => {
+                    return Err("the argument '--workers <N>' cannot be used with \
+                                '--min-workers <N>' or '--max-workers <M>'"
+                        .into())
+                }
+            }
+        }
+        if self.resume && self.no_checkpoint {
+            match (from_env("resume"), from_env("no_checkpoint")) {
+                (true, false) => self.resume = false,
+                (false, true) => self.no_checkpoint = false,
+                _ => {
+                    return Err(
+                        "the argument '--no-checkpoint' cannot be used with '--resume'".into(),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
