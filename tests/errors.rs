@@ -244,15 +244,7 @@ fn a_sqlite_sink_another_program_holds_is_refused_at_once_with_exit_75() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("d")).unwrap();
     std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
-    let db = tmp.path().join("held.db");
-    let holder = hold_sqlite(
-        &db,
-        &[
-            "CREATE TABLE t (x)",
-            "BEGIN EXCLUSIVE",
-            "INSERT INTO t VALUES (1)",
-        ],
-    );
+    let holder = hold_sqlite_exclusively(&tmp.path().join("held.db"));
     let out = batchproc(tmp.path())
         .args(["files", "d", "-o", "held.db"])
         .timeout(std::time::Duration::from_secs(60))

@@ -89,15 +89,7 @@ fn a_sink_held_by_another_program_is_busy_75() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("d")).unwrap();
     std::fs::write(tmp.path().join("d/a.txt"), "x").unwrap();
-    let db = tmp.path().join("held.db");
-    let holder = hold_sqlite(
-        &db,
-        &[
-            "CREATE TABLE t (x)",
-            "BEGIN EXCLUSIVE",
-            "INSERT INTO t VALUES (1)",
-        ],
-    );
+    let holder = hold_sqlite_exclusively(&tmp.path().join("held.db"));
     let out = batchproc(tmp.path())
         .args(["files", "d", "-o", "held.db", "--summary-json", "s.json"])
         .timeout(std::time::Duration::from_secs(60))

@@ -70,6 +70,19 @@ pub fn hold_sqlite(db: &Path, statements: &[&str]) -> Child {
 }
 
 /// Ends a [`hold_sqlite`] session.
+/// Another program holding `db` (made if missing) with an exclusive lock,
+/// a write in flight: a run against it must be refused with exit 75.
+pub fn hold_sqlite_exclusively(db: &Path) -> Child {
+    hold_sqlite(
+        db,
+        &[
+            "CREATE TABLE t (x)",
+            "BEGIN EXCLUSIVE",
+            "INSERT INTO t VALUES (1)",
+        ],
+    )
+}
+
 pub fn release(mut holder: Child) {
     drop(holder.stdin.take());
     holder.wait().unwrap();
