@@ -8,7 +8,7 @@ build:
 
 # The whole suite: formatting, lints, unit + integration tests + doctests.
 test: lint
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
 
 # The crash matrix at depth: tests/crash.rs (every source into every sink,

@@ -53,13 +53,19 @@ fn items_after_an_error_are_never_started() {
 #[test]
 fn the_first_error_in_time_is_returned() {
     // Item 1 fails late, item 6 fails at once (long before item 1 does).
+    // The other items take 1 ms, more than a chunk's aim, so every chunk
+    // holds one item: items sharing a chunk run one after another, and a
+    // chunk holding both 1 and 6 would make item 1's error the first.
     let got = try_map(4, 0..10u64, |i| match i {
         1 => {
             std::thread::sleep(Duration::from_millis(500));
             Err(i)
         }
         6 => Err(i),
-        _ => Ok(i),
+        _ => {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(i)
+        }
     });
     assert_eq!(got, Err(6));
 }
