@@ -24,19 +24,7 @@ const TEMPFAIL: u8 = 75;
 fn main() -> ExitCode {
     let cli = match cli::parse() {
         Ok(cli) => cli,
-        // clap's message quotes a wrong argument, which may be a URL with
-        // its password: it goes out redacted (and plain, no colours).
-        Err(e) if e.use_stderr() => {
-            let mut message = e.render().to_string();
-            // Right under clap's first line, which names only the flag.
-            if let Some(hint) = cli::env_hint(&e) {
-                let at = message.find('\n').unwrap_or(message.len());
-                message.insert_str(at, &format!("\n  {hint}"));
-            }
-            cli::say(message.trim_end());
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE));
-        }
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
     match cli.command {
         Command::Files(args) => run(args.pipeline()),
@@ -49,6 +37,14 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(&e.to_string(), USAGE),
         },
+        Command::List { config } => match cli::list(config.as_deref()) {
+            Ok(lines) => written(std::io::Write::write_all(
+                &mut std::io::stdout(),
+                lines.as_bytes(),
+            )),
+            Err(e) => usage_error(e),
+        },
+        Command::Run(_) => unreachable!("cli::parse turns a named pipeline into its command"),
         Command::Completions { shell } => written(cli::completions(shell, &mut std::io::stdout())),
         Command::Man { dir: None } => written(cli::man(&mut std::io::stdout())),
         Command::Man { dir: Some(dir) } => match cli::man_pages(&dir) {
@@ -56,6 +52,23 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("{}: {e}", dir.display()), 1),
         },
     }
+}
+
+/// A usage or config error (exit 2), or `--help`/`--version` (exit 0).
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        e.exit();
+    }
+    // clap's message quotes a wrong argument, which may be a URL with its
+    // password: it goes out redacted (and plain, no colours).
+    let mut message = e.render().to_string();
+    // Right under clap's first line, which names only the flag.
+    if let Some(hint) = cli::env_hint(&e) {
+        let at = message.find('\n').unwrap_or(message.len());
+        message.insert_str(at, &format!("\n  {hint}"));
+    }
+    cli::say(message.trim_end());
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE))
 }
 
 /// The exit code of a command that only writes to stdout.

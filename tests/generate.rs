@@ -153,8 +153,10 @@ fn man_dir_writes_a_page_per_command() {
         [
             "batchproc-completions.1",
             "batchproc-files.1",
+            "batchproc-list.1",
             "batchproc-man.1",
             "batchproc-query.1",
+            "batchproc-run.1",
             "batchproc-runs.1",
             "batchproc.1"
         ]

@@ -1,11 +1,13 @@
 //! The command line: clap's flags, and each command turned into a
 //! [`Pipeline`] (which checks everything; a bad value is exit 2 from there).
 
+mod config;
 mod generate;
 mod runs;
 pub mod summary;
 mod terminal;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use batchproc::{Pipeline, Rate};
@@ -40,6 +42,14 @@ pub enum Command {
     Query(QueryArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
+    /// Run a named pipeline from batchproc.toml; flags after NAME win over the file.
+    Run(NamedArgs),
+    /// List the pipelines in batchproc.toml, one line each.
+    List {
+        /// The config file [default: ./batchproc.toml].
+        #[arg(long, value_name = "PATH", env = "BATCHPROC_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print a shell completion script (see the README for where it goes).
     Completions {
         /// The shell to complete for.
@@ -52,6 +62,24 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct NamedArgs {
+    /// The config file [default: ./batchproc.toml].
+    #[arg(long, value_name = "PATH", env = "BATCHPROC_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The pipeline: a [pipelines.NAME] table of the config file.
+    pub name: String,
+
+    /// Flags of the pipeline's command (files or query), over the file's.
+    #[arg(
+        value_name = "FLAGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub flags: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -286,9 +314,19 @@ pub struct RunArgs {
 /// Parses the command line, with every long flag also read from the
 /// environment as `BATCHPROC_<FLAG>`: the command line wins over it.
 pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os().collect())
+}
+
+fn parse_from(line: Vec<OsString>) -> Result<Cli, clap::Error> {
     let mut command = Cli::command();
-    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    let matches = command.try_get_matches_from_mut(line)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    if let Command::Run(named) = cli.command {
+        let (path, name, flags) = named.split();
+        let config = config::Config::load(path.as_deref())?;
+        // A pipeline's command is files or query, never run: one level deep.
+        return parse_from(config.command_line(&name, &flags)?);
+    }
     let run = match &mut cli.command {
         Command::Files(args) => Some(&mut args.run),
         Command::Query(args) => Some(&mut args.run),
@@ -323,6 +361,41 @@ pub struct Invocation {
     /// The sink as given, for a summary of a run that never got a report.
     pub sink: String,
 }
+
+/// `batchproc list`'s lines, or what is wrong with the config file.
+pub fn list(config: Option<&std::path::Path>) -> Result<String, clap::Error> {
+    Ok(config::Config::load(config)?.list())
+}
+
+impl NamedArgs {
+    /// The config file, with a `--config` among the flags after NAME taken
+    /// out (clap hands everything after NAME over as the pipeline's flags).
+    fn split(self) -> (Option<PathBuf>, String, Vec<OsString>) {
+        let (mut config, mut flags) = (self.config, Vec::new());
+        let mut given = self.flags.into_iter();
+        while let Some(flag) = given.next() {
+            if flag == "--" {
+                flags.push(flag);
+                flags.extend(given.by_ref());
+            } else if flag == "--config" {
+                config = given.next().map(PathBuf::from);
+            } else if let Some(path) = flag.to_str().and_then(|f| f.strip_prefix("--config=")) {
+                config = Some(PathBuf::from(path));
+            } else {
+                flags.push(flag);
+            }
+        }
+        (config, self.name, flags)
+    }
+}
+
+/// Flags that exclude each other, by arg id: [`RunArgs::settle`] lets the
+/// command line win over the environment, and a config file's key gives
+/// way to either.
+const EXCLUSIVE: [(&[&str], &[&str]); 2] = [
+    (&["workers"], &["min_workers", "max_workers"]),
+    (&["resume"], &["no_checkpoint"]),
+];
 
 impl RunArgs {
     /// Settles flags that exclude each other when one of them comes from
