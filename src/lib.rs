@@ -28,7 +28,7 @@ mod source;
 
 pub use checkpoint::RunRow;
 pub use events::Events;
-pub use pipeline::{Error, OnError, Pipeline, Rate, Report, RunStatus, Summary};
+pub use pipeline::{Error, OnError, Pipeline, Plan, Rate, Report, RunStatus, Summary};
 pub use redact::redact;
 
 /// The README's Rust examples, run as doctests so they stay true.

@@ -85,10 +85,14 @@ fn written(result: std::io::Result<()>) -> ExitCode {
 fn run(invocation: cli::Invocation) -> ExitCode {
     let cli::Invocation {
         pipeline,
+        dry_run,
         quiet,
         summary_json,
         sink,
     } = invocation;
+    if dry_run {
+        return plan(pipeline);
+    }
     let to_stdout = summary_json.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && (sink == "-" || sink == "csv:-") {
         return fail(
@@ -112,6 +116,21 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         }
     }
     ExitCode::from(code)
+}
+
+/// `--dry-run`: the plan on stdout, or why the run would be refused.
+fn plan(pipeline: Pipeline) -> ExitCode {
+    let cancel = Cancel::new();
+    let _signals = watch_signals(&cancel);
+    match pipeline.cancel(cancel).plan() {
+        Ok(plan) => written(std::io::Write::write_all(
+            &mut std::io::stdout(),
+            plan.to_string().as_bytes(),
+        )),
+        Err(e @ batchproc::Error::Config(_)) => fail(&e.to_string(), USAGE),
+        Err(batchproc::Error::Interrupted) => ExitCode::from(130),
+        Err(e) => fail(&e.to_string(), 1),
+    }
 }
 
 /// The run itself: its exit code and its summary.

@@ -94,23 +94,7 @@ struct Latest {
 /// fingerprint of an older batchproc (`spec.legacy_fingerprint`) counts as
 /// the same pipeline, and takes the current fingerprint when resumed.
 pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunStart> {
-    let latest = on_conn!(&mut conn, |c| {
-        sqlx::query(
-            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key \
-             FROM batchproc_runs WHERE fingerprint IN ($1, $2) ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&spec.fingerprint)
-        .bind(&spec.legacy_fingerprint)
-        .fetch_optional(&mut **c)
-        .await?
-        .map(|r| Latest {
-            id: r.get("id"),
-            status: r.get("status"),
-            committed: r.get("committed"),
-            csv_length: r.get("csv_length"),
-            watermark: (r.get("watermark_root"), r.get("watermark_key")),
-        })
-    });
+    let latest = latest_run(&mut conn, spec).await?;
     let unfinished = latest.filter(|r| r.status != "succeeded");
     if let (true, Some(run)) = (spec.resume, &unfinished) {
         return resume_run(conn, spec, run).await;
@@ -148,6 +132,74 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
     })
 }
 
+/// The newest run of this pipeline, if there is one.
+async fn latest_run(conn: &mut Conn<'_>, spec: &RunSpec) -> Result<Option<Latest>> {
+    Ok(on_conn!(conn, |c| {
+        sqlx::query(
+            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key \
+             FROM batchproc_runs WHERE fingerprint IN ($1, $2) ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&spec.fingerprint)
+        .bind(&spec.legacy_fingerprint)
+        .fetch_optional(&mut **c)
+        .await?
+        .map(|r| Latest {
+            id: r.get("id"),
+            status: r.get("status"),
+            committed: r.get("committed"),
+            csv_length: r.get("csv_length"),
+            watermark: (r.get("watermark_root"), r.get("watermark_key")),
+        })
+    }))
+}
+
+/// What `--resume` would continue, changing nothing (for a dry run): the
+/// run's id and how far it got. None when the latest run finished.
+pub(crate) async fn resumable(
+    mut conn: Conn<'_>,
+    spec: &RunSpec,
+) -> Result<Option<(i64, ResumePoint)>> {
+    match latest_run(&mut conn, spec).await? {
+        Some(run) if run.status != "succeeded" => {
+            Ok(Some((run.id, resume_point(&mut conn, &run).await?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The watermark, the checkpoints beyond it and the failures to retry of `run`.
+async fn resume_point(conn: &mut Conn<'_>, run: &Latest) -> Result<ResumePoint> {
+    let watermark = match run.watermark.clone() {
+        (Some(tag), Some(key)) => Some(ItemKey::decode(tag, key).context("corrupt watermark")?),
+        _ => None,
+    };
+    let rows: Vec<(i64, Vec<u8>)> = on_conn!(conn, |c| {
+        sqlx::query_as("SELECT root, key FROM batchproc_checkpoints WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    let done = rows
+        .into_iter()
+        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt checkpoint row"))
+        .collect::<Result<_>>()?;
+    let failed: Vec<(i64, Vec<u8>)> = on_conn!(conn, |c| {
+        sqlx::query_as("SELECT root, key FROM batchproc_failures WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    let retry = failed
+        .into_iter()
+        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt failure row"))
+        .collect::<Result<_>>()?;
+    Ok(ResumePoint {
+        watermark,
+        done,
+        retry,
+    })
+}
+
 async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<RunStart> {
     on_conn!(&mut conn, |c| {
         sqlx::query(
@@ -163,39 +215,12 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
         .execute(&mut **c)
         .await?;
     });
-    let watermark = match run.watermark.clone() {
-        (Some(tag), Some(key)) => Some(ItemKey::decode(tag, key).context("corrupt watermark")?),
-        _ => None,
-    };
-    let rows: Vec<(i64, Vec<u8>)> = on_conn!(&mut conn, |c| {
-        sqlx::query_as("SELECT root, key FROM batchproc_checkpoints WHERE run_id = $1")
-            .bind(run.id)
-            .fetch_all(&mut **c)
-            .await?
-    });
-    let done = rows
-        .into_iter()
-        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt checkpoint row"))
-        .collect::<Result<_>>()?;
-    let failed: Vec<(i64, Vec<u8>)> = on_conn!(&mut conn, |c| {
-        sqlx::query_as("SELECT root, key FROM batchproc_failures WHERE run_id = $1")
-            .bind(run.id)
-            .fetch_all(&mut **c)
-            .await?
-    });
-    let retry: Vec<ItemKey> = failed
-        .into_iter()
-        .map(|(tag, key)| ItemKey::decode(tag, key).context("corrupt failure row"))
-        .collect::<Result<_>>()?;
-    let retry_count = retry.len();
+    let point = resume_point(&mut conn, run).await?;
+    let retry_count = point.retry.len();
     Ok(RunStart {
         run_id: run.id,
         resumed: true,
-        point: ResumePoint {
-            watermark,
-            done,
-            retry,
-        },
+        point,
         csv_length: run.csv_length.map(|n| n as u64),
         notice: Some(format!(
             "resuming run {}: {} items already committed{}",

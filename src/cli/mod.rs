@@ -295,6 +295,11 @@ pub struct RunArgs {
     )]
     pub no_checkpoint: bool,
 
+    /// Check everything a run checks, print what it would do (items, those
+    /// already done, changes to the sink) on stdout, and write nothing.
+    #[arg(long, env = "BATCHPROC_DRY_RUN", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
+
     /// No progress bar and no summary line; errors are still printed.
     #[arg(short, long, env = "BATCHPROC_QUIET", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
@@ -356,6 +361,8 @@ pub fn env_hint(error: &clap::Error) -> Option<String> {
 /// A run as the command line asked for it, and what to do around it.
 pub struct Invocation {
     pub pipeline: Pipeline,
+    /// `--dry-run`: plan, do not run.
+    pub dry_run: bool,
     pub quiet: bool,
     pub summary_json: Option<PathBuf>,
     /// The sink as given, for a summary of a run that never got a report.
@@ -509,6 +516,7 @@ impl RunArgs {
         }
         Invocation {
             pipeline: p,
+            dry_run: self.dry_run,
             quiet: self.quiet,
             summary_json: self.summary_json,
             sink,

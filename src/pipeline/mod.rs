@@ -8,12 +8,14 @@
 //!   rate limit, fail-fast);
 //! - [`batcher`]: outcomes into sink batches with their checkpoints;
 //! - [`committer`]: the thread that writes the batches;
-//! - [`finish`]: the first failure, how the run ended, the summary.
+//! - [`finish`]: the first failure, how the run ended, the summary;
+//! - [`plan`]: a dry run, what a run would do.
 
 mod batcher;
 mod committer;
 mod config;
 mod finish;
+mod plan;
 mod rate;
 mod retry;
 mod run;
@@ -26,11 +28,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use finish::{Report, RunStatus, Summary};
+pub use plan::Plan;
 pub use rate::Rate;
 
 use crate::events::{Events, Shared, Silent};
 use crate::pool::Cancel;
-use crate::source::{files, query, Spec};
+use crate::processor::Work;
+use crate::source::{files, query, Source, Spec};
 
 /// What a failed item does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -288,40 +292,114 @@ impl Pipeline {
         self
     }
 
+    /// Checks everything a run checks before its first item and says what
+    /// it would do (`--dry-run`), writing nothing.
+    pub fn plan(self) -> Result<Plan, Error> {
+        let (source, options, cancel) = self.checked()?;
+        open(source, &options, Planning { cancel })
+    }
+
     /// Runs the pipeline to its end, or until cancelled.
     pub fn run(self) -> Result<Report, Error> {
+        let events = self.events.clone();
+        let (source, options, cancel) = self.checked()?;
+        open(source, &options, Running { events, cancel })
+    }
+
+    /// The source, options and token of a pipeline about to start: a
+    /// setting the source does not take, or a token already cancelled,
+    /// ends it here.
+    fn checked(self) -> Result<(Spec, config::Options, Cancel), Error> {
         if let Some(setting) = self.misuse {
             return Err(Error::Config(anyhow::anyhow!(
                 "{setting} does not apply to this source"
             )));
         }
-        let Pipeline {
-            source,
-            options,
-            events,
-            cancel,
-            ..
-        } = self;
-        if cancel.is_cancelled() {
+        if self.cancel.is_cancelled() {
             // Not even started: no run is recorded, nothing is touched.
             return Err(Error::Interrupted);
         }
-        let cancel = cancel.child();
-        match source {
-            Spec::Files(spec) => {
-                let cfg = config::RunConfig::resolve(&options, "files").map_err(Error::Config)?;
-                let (source, work) = spec
-                    .open(&options.processors, cfg.timeout)
-                    .map_err(Error::Config)?;
-                run::run(cfg, "files", source, work, events, &cancel)
-            }
-            Spec::Query(spec) => {
-                let cfg = config::RunConfig::resolve(&options, "rows").map_err(Error::Config)?;
-                let (source, work) = spec
-                    .open(&options.processors, cfg.timeout)
-                    .map_err(Error::Config)?;
-                run::run(cfg, "query", source, work, events, &cancel)
-            }
+        let cancel = self.cancel.child();
+        Ok((self.source, self.options, cancel))
+    }
+}
+
+/// What a pipeline does once its source and work are open: run, or plan.
+/// A trait, not a closure, because it is generic over the source.
+trait Start {
+    type Output;
+    fn start<S, W>(
+        self,
+        cfg: config::RunConfig,
+        command: &'static str,
+        source: S,
+        work: W,
+    ) -> Result<Self::Output, Error>
+    where
+        S: Source,
+        W: Work<Item = S::Item>;
+}
+
+/// Resolves the options and opens the source and its work (usage errors),
+/// then hands them to `then`.
+fn open<T: Start>(source: Spec, options: &config::Options, then: T) -> Result<T::Output, Error> {
+    let (command, table) = match source {
+        Spec::Files(_) => ("files", "files"),
+        Spec::Query(_) => ("query", "rows"),
+    };
+    let cfg = config::RunConfig::resolve(options, table).map_err(Error::Config)?;
+    let (processors, timeout) = (&options.processors, cfg.timeout);
+    match source {
+        Spec::Files(spec) => {
+            let (source, work) = spec.open(processors, timeout).map_err(Error::Config)?;
+            then.start(cfg, command, source, work)
         }
+        Spec::Query(spec) => {
+            let (source, work) = spec.open(processors, timeout).map_err(Error::Config)?;
+            then.start(cfg, command, source, work)
+        }
+    }
+}
+
+struct Running {
+    events: Shared,
+    cancel: Cancel,
+}
+
+impl Start for Running {
+    type Output = Report;
+    fn start<S, W>(
+        self,
+        cfg: config::RunConfig,
+        command: &'static str,
+        source: S,
+        work: W,
+    ) -> Result<Report, Error>
+    where
+        S: Source,
+        W: Work<Item = S::Item>,
+    {
+        run::run(cfg, command, source, work, self.events, &self.cancel)
+    }
+}
+
+struct Planning {
+    cancel: Cancel,
+}
+
+impl Start for Planning {
+    type Output = Plan;
+    fn start<S, W>(
+        self,
+        cfg: config::RunConfig,
+        command: &'static str,
+        source: S,
+        work: W,
+    ) -> Result<Plan, Error>
+    where
+        S: Source,
+        W: Work<Item = S::Item>,
+    {
+        plan::plan(cfg, command, source, work, &self.cancel)
     }
 }

@@ -179,7 +179,7 @@ fn spare_cores(pool: &Pool) -> SpareCores {
 /// What gives the run's results their meaning, in a fixed order: the
 /// command, the source's parts, the processors, the sink, the table, and
 /// whether there is an `attempts` column (a resumed CSV keeps its header).
-fn fingerprint<S: Source, W: Work>(
+pub(super) fn fingerprint<S: Source, W: Work>(
     cfg: &RunConfig,
     command: &str,
     source: &S,
@@ -200,7 +200,7 @@ fn fingerprint<S: Source, W: Work>(
 
 /// The columns the sink gets: the work's, and with `--retries` the number
 /// of tries each item took, before `error` (which stays last).
-fn output_schema(schema: &Schema, attempts: bool) -> anyhow::Result<Schema> {
+pub(super) fn output_schema(schema: &Schema, attempts: bool) -> anyhow::Result<Schema> {
     let mut schema = schema.clone();
     if attempts {
         if schema.columns.iter().any(|c| c.name == "attempts") {

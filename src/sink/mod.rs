@@ -9,6 +9,7 @@
 //! [`SinkSpec`] with its URL form, and its line in [`SinkSpec::open`].
 
 mod csv;
+mod plan;
 mod postgres;
 pub(crate) mod sql;
 mod sqlite;

@@ -9,7 +9,7 @@
 
 mod conn;
 mod copy;
-mod table;
+pub(super) mod table;
 
 use anyhow::{Context, Result};
 use sqlx::Connection;

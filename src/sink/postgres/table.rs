@@ -26,6 +26,30 @@ pub(super) async fn prepare(
     table: &str,
     schema: &Schema,
 ) -> Result<Found> {
+    let (plan, existing) = plan(conn, table, schema).await?;
+    for statement in &plan.statements {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    let exact = existing.iter().all(|c| {
+        schema
+            .columns
+            .iter()
+            .filter(|s| s.name == c.name)
+            .all(|s| binary_as_created(&c.declared, s.ty))
+    });
+    Ok(Found {
+        names: plan.existing,
+        exact,
+    })
+}
+
+/// Checks an existing table (changing nothing); the statements that create
+/// or extend it, and its columns as they are.
+pub(in crate::sink) async fn plan(
+    conn: &mut PgConnection,
+    table: &str,
+    schema: &Schema,
+) -> Result<(sql::TablePlan, Vec<ExistingColumn>)> {
     let existing: Vec<ExistingColumn> = sqlx::query(
         "SELECT column_name::text AS name, data_type::text AS ty, is_nullable::text AS nullable, \
          column_default::text AS dflt, is_generated::text AS generated \
@@ -48,20 +72,7 @@ pub(super) async fn prepare(
     if !existing.is_empty() && !has_unique_index_on(conn, table, key).await? {
         bail!("table \"{table}\" is incompatible: column \"{key}\" is not unique (needs a PRIMARY KEY or UNIQUE index on it alone, without WHERE)");
     }
-    for statement in &plan.statements {
-        sqlx::query(statement).execute(&mut *conn).await?;
-    }
-    let exact = existing.iter().all(|c| {
-        schema
-            .columns
-            .iter()
-            .filter(|s| s.name == c.name)
-            .all(|s| binary_as_created(&c.declared, s.ty))
-    });
-    Ok(Found {
-        names: plan.existing,
-        exact,
-    })
+    Ok((plan, existing))
 }
 
 async fn has_unique_index_on(conn: &mut PgConnection, table: &str, key: &str) -> Result<bool> {

@@ -4,7 +4,7 @@
 //! killed process never loses a committed batch and never leaves a
 //! half-written one.
 
-mod table;
+pub(super) mod table;
 
 use std::fs::{File, TryLockError};
 use std::path::Path;

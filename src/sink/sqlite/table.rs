@@ -15,7 +15,7 @@ const MAX_ROWS_PER_STATEMENT: usize = 500;
 
 /// Checks an existing table (changing nothing); the statements that create
 /// or extend it, and the names of the columns it had before.
-pub(super) async fn plan(
+pub(in crate::sink) async fn plan(
     conn: &mut SqliteConnection,
     table: &str,
     schema: &Schema,

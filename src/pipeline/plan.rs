@@ -1,0 +1,121 @@
+//! `--dry-run`: everything a run checks before its first item (the source
+//! opens, the processors and their programs, the sink and its table), then
+//! what the run would do — how many items, how many an unfinished run
+//! already did, what it would create or change in the sink — with nothing
+//! written: no database file, no table, no runs row.
+
+use std::cell::Cell;
+
+use super::run::{fingerprint, output_schema};
+use super::{config::RunConfig, Error};
+use crate::checkpoint::{command_line, RunSpec};
+use crate::pool::Cancel;
+use crate::processor::Work;
+use crate::source::Source;
+
+/// What a run would do, as a dry run found it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The sink, password redacted, and the table (database sinks).
+    pub sink: String,
+    pub table: Option<String>,
+    /// Items the source holds now.
+    pub items: u64,
+    /// Of those, the ones the unfinished run `--resume` would continue
+    /// already committed.
+    pub done: u64,
+    /// That run's id.
+    pub resumes: Option<i64>,
+    /// `--resume` was asked for (and found nothing to resume if `resumes`
+    /// is None).
+    pub resume: bool,
+    /// What the run would create or change in the sink, in order (SQL where
+    /// it is SQL); empty when the sink is ready as it is.
+    pub changes: Vec<String>,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to_do = self.items - self.done;
+        match self.resumes {
+            Some(run) => writeln!(
+                f,
+                "would resume run {run}: {} items, {} already done, {to_do} to do",
+                self.items, self.done
+            )?,
+            None if self.resume => writeln!(
+                f,
+                "nothing to resume: would process {} items in a new run",
+                self.items
+            )?,
+            None => writeln!(f, "would process {} items", self.items)?,
+        }
+        match &self.table {
+            Some(table) => writeln!(f, "into {}, table {table}", self.sink)?,
+            None => writeln!(f, "into {}", self.sink)?,
+        }
+        if self.changes.is_empty() {
+            writeln!(f, "the sink needs no changes")?;
+        }
+        for change in &self.changes {
+            writeln!(f, "  {change}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The plan of `source` through `work` into the configured sink.
+pub(super) fn plan<S, W>(
+    cfg: RunConfig,
+    command: &'static str,
+    mut source: S,
+    work: W,
+    cancel: &Cancel,
+) -> Result<Plan, Error>
+where
+    S: Source,
+    W: Work<Item = S::Item>,
+{
+    let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
+    let spec = cfg.checkpoint.then(|| RunSpec {
+        fingerprint: fingerprint(&cfg, command, &source, &work).digest(),
+        legacy_fingerprint: fingerprint(&cfg, command, &source, &work).legacy(),
+        command: command_line(),
+        table: Some(cfg.table.clone()),
+        resume: cfg.resume,
+    });
+    let sink = cfg
+        .sink
+        .plan(&cfg.table, &schema, spec.as_ref())
+        .map_err(|e| Error::Config(e.context(format!("sink {}", cfg.sink))))?;
+    source.leave_out(&cfg.sink.own_files());
+    let count = |after| {
+        let n = Cell::new(0);
+        source
+            .count(after, cancel, &|seen| n.set(seen))
+            .map_err(Error::Config)?;
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        Ok(n.get())
+    };
+    let items = count(None)?;
+    let done = match &sink.resume {
+        Some((_, point)) => {
+            let beyond = count(point.watermark.as_ref())?;
+            let to_do = beyond.saturating_sub(point.done.len() as u64) + point.retry.len() as u64;
+            items.saturating_sub(to_do)
+        }
+        None => 0,
+    };
+    let database = matches!(cfg.sink, crate::sink::SinkSpec::Database(_));
+    Ok(Plan {
+        sink: crate::redact::redact(&cfg.sink.to_string()),
+        table: database.then(|| cfg.table.clone()),
+        items,
+        done,
+        resumes: sink.resume.map(|(id, _)| id),
+        resume: cfg.resume,
+        changes: sink.changes,
+    })
+}

@@ -1,0 +1,140 @@
+//! A dry run's look at the sink: the checks a run makes before its first
+//! item (the file can be written, the table fits), what the run would
+//! create or change, and what `--resume` would continue, all found without
+//! writing anything: no database file, no table, no runs row.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+
+use super::{csv, postgres, sql, sqlite, SinkSpec};
+use crate::checkpoint::{runs, ResumePoint, RunSpec};
+use crate::db::{self, Conn, Url};
+use crate::record::Schema;
+
+/// What a run would do to its sink.
+#[derive(Debug, Default)]
+pub(crate) struct SinkPlan {
+    /// The changes, in order, one line each (SQL where it is SQL).
+    pub(crate) changes: Vec<String>,
+    /// The unfinished run `--resume` would continue, and how far it got.
+    pub(crate) resume: Option<(i64, ResumePoint)>,
+}
+
+const BOOKKEEPING: &str =
+    "create batchproc's run tables (batchproc_runs, batchproc_checkpoints, batchproc_failures)";
+
+impl SinkSpec {
+    /// The plan for a run writing `schema` into `table`; `run` is the run's
+    /// bookkeeping (None with `--no-checkpoint`).
+    pub(crate) fn plan(
+        &self,
+        table: &str,
+        schema: &Schema,
+        run: Option<&RunSpec>,
+    ) -> Result<SinkPlan> {
+        let resume = run.filter(|r| r.resume);
+        match self {
+            SinkSpec::Database(Url::Sqlite(path)) => {
+                db::check_file_path(path, "SQLite database")?;
+                if !path.exists() {
+                    return Ok(SinkPlan {
+                        changes: vec![
+                            format!("create the SQLite database {}", path.display()),
+                            sql::create_table::<sql::Sqlite>(table, schema),
+                            BOOKKEEPING.into(),
+                        ],
+                        resume: None,
+                    });
+                }
+                db::runtime()?.block_on(async {
+                    let mut conn = read_only(path).await?;
+                    let mut plan = SinkPlan {
+                        changes: sqlite::table::plan(&mut conn, table, schema)
+                            .await?
+                            .statements,
+                        resume: None,
+                    };
+                    plan.bookkeeping(Conn::Sqlite(&mut conn), resume).await?;
+                    conn.close().await?;
+                    Ok(plan)
+                })
+            }
+            SinkSpec::Database(Url::Postgres(url)) => db::runtime()?.block_on(async {
+                let mut conn = db::postgres(url).await?;
+                let (table, _) = postgres::table::plan(&mut conn, table, schema).await?;
+                let mut plan = SinkPlan {
+                    changes: table.statements,
+                    resume: None,
+                };
+                plan.bookkeeping(Conn::Postgres(&mut conn), resume).await?;
+                Ok(plan)
+            }),
+            SinkSpec::Csv(path) => {
+                db::check_file_path(path, "CSV")?;
+                let mut plan = SinkPlan::default();
+                if let Some(state) = csv::state_path(path).filter(|s| s.exists()) {
+                    if let Some(spec) = resume {
+                        plan.resume = db::runtime()?.block_on(async {
+                            let mut conn = read_only(&state).await?;
+                            runs::resumable(Conn::Sqlite(&mut conn), spec).await
+                        })?;
+                    }
+                }
+                plan.changes.push(match (&plan.resume, path.exists()) {
+                    (Some(_), _) => format!("append to {}", path.display()),
+                    (None, true) => format!("replace {}", path.display()),
+                    (None, false) => format!("create {}", path.display()),
+                });
+                Ok(plan)
+            }
+            SinkSpec::Stdout => Ok(SinkPlan {
+                changes: vec!["write CSV to stdout".into()],
+                resume: None,
+            }),
+        }
+    }
+}
+
+impl SinkPlan {
+    /// The run tables, if the database lacks them; with `--resume`, the run
+    /// it would continue.
+    async fn bookkeeping(&mut self, mut conn: Conn<'_>, resume: Option<&RunSpec>) -> Result<()> {
+        let sql = match conn {
+            Conn::Sqlite(_) => "SELECT count(*) FROM sqlite_master WHERE name = 'batchproc_runs'",
+            Conn::Postgres(_) => {
+                "SELECT count(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'batchproc_runs'"
+            }
+        };
+        let found: i64 = db::on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(sql).fetch_one(&mut **c).await?
+        });
+        let exists = found > 0;
+        match (exists, resume) {
+            (false, _) => self.changes.push(BOOKKEEPING.into()),
+            (true, Some(spec)) => self.resume = runs::resumable(conn, spec).await?,
+            (true, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Opens an existing SQLite file without changing it: read-only, and
+/// immutable unless a write-ahead log holds part of its content (read
+/// through it then, as any reader does; SQLite changes no database page).
+async fn read_only(path: &Path) -> Result<SqliteConnection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let has_log = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .read_only(true)
+        .immutable(!has_log);
+    SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot read SQLite database {}", path.display()))
+}

@@ -1,0 +1,216 @@
+//! `--dry-run`: the checks of a real run, then the plan on stdout (items,
+//! those already done, the changes to the sink), and nothing written: the
+//! sink stays byte for byte as it was.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use sqlx::Row;
+
+/// Every file under `dir` with its bytes: what "untouched" is checked against.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn plan(dir: &Path, args: &[&str]) -> String {
+    let out = batchproc(dir).args(args).arg("--dry-run").output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_first_dry_run_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 7);
+    let text = plan(tmp.path(), &["files", "d", "-p", "sha256,lines"]);
+    assert_eq!(
+        text,
+        "would process 7 items\n\
+         into sqlite:batchproc.db, table files\n  \
+         create the SQLite database batchproc.db\n  \
+         CREATE TABLE IF NOT EXISTS \"files\" (\"path\" TEXT PRIMARY KEY NOT NULL, \"size\" INTEGER, \"mtime\" TEXT, \"sha256\" TEXT, \"lines\" INTEGER, \"error\" TEXT)\n  \
+         create batchproc's run tables (batchproc_runs, batchproc_checkpoints, batchproc_failures)\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["d"], "a dry run wrote a file");
+}
+
+#[test]
+fn a_dry_run_leaves_an_existing_sink_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 7);
+    std::fs::create_dir(tmp.path().join("out")).unwrap();
+    let db = tmp.path().join("out/x.db");
+    batchproc(tmp.path())
+        .args(["files", "d", "-p", "sha256", "-o", "sqlite:out/x.db", "-q"])
+        .assert()
+        .success();
+    let before = snapshot(&tmp.path().join("out"));
+    let text = plan(
+        tmp.path(),
+        &["files", "d", "-p", "sha256,lines", "-o", "sqlite:out/x.db"],
+    );
+    assert_eq!(
+        text,
+        "would process 7 items\ninto sqlite:out/x.db, table files\n  ALTER TABLE \"files\" ADD COLUMN \"lines\" INTEGER\n"
+    );
+    let text = plan(
+        tmp.path(),
+        &[
+            "files",
+            "d",
+            "-p",
+            "sha256",
+            "-o",
+            "sqlite:out/x.db",
+            "--table",
+            "other",
+        ],
+    );
+    assert!(
+        text.contains("CREATE TABLE IF NOT EXISTS \"other\""),
+        "{text}"
+    );
+    assert!(!text.contains("run tables"), "{text}");
+    let text = plan(
+        tmp.path(),
+        &["files", "d", "-p", "sha256", "-o", "sqlite:out/x.db"],
+    );
+    assert!(text.ends_with("the sink needs no changes\n"), "{text}");
+    assert_eq!(snapshot(&tmp.path().join("out")), before);
+    assert_eq!(count(&db, "batchproc_runs"), 1);
+}
+
+#[test]
+fn a_dry_run_resume_counts_what_the_unfinished_run_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 20);
+    // A ragged row: the csv processor fails on this file, and fail-fast
+    // stops the run with part of the tree committed.
+    std::fs::write(tmp.path().join("d/f00012.csv"), "a,b\n1\n").unwrap();
+    let args = ["files", "d", "-p", "csv", "--workers", "1"];
+    batchproc(tmp.path()).args(args).arg("-q").assert().code(1);
+    let db = tmp.path().join("batchproc.db");
+    let committed: i64 = query(&db, "SELECT count(*) FROM files WHERE error IS NULL")[0].get(0);
+    let before = snapshot(tmp.path());
+    let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+    let text = plan(tmp.path(), &resume);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        format!(
+            "would resume run 1: 20 items, {committed} already done, {} to do",
+            20 - committed
+        )
+    );
+    // Without --resume the same pipeline would start again from the top.
+    assert!(plan(tmp.path(), &args).starts_with("would process 20 items\n"));
+    assert_eq!(snapshot(tmp.path()), before);
+    // The resume does what the plan said: the rest, the fixed file included.
+    std::fs::write(tmp.path().join("d/f00012.csv"), "a,b\n1,2\n").unwrap();
+    let out = batchproc(tmp.path())
+        .args(&resume)
+        .args(["--summary-json", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(count(&db, "files"), 20);
+}
+
+#[test]
+fn a_dry_run_refuses_what_a_run_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 3);
+    let db = tmp.path().join("batchproc.db");
+    execute(&db, "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER, mtime TEXT, sha256 TEXT, error TEXT, owner TEXT NOT NULL)");
+    let before = snapshot(tmp.path());
+    for (args, needle) in [
+        (
+            vec!["files", "d", "-p", "sha256"],
+            "column \"owner\" is NOT NULL",
+        ),
+        (
+            vec![
+                "files",
+                "d",
+                "-p",
+                "exec:no-such-program-here {}",
+                "-t",
+                "t2",
+            ],
+            "no-such-program-here",
+        ),
+        (vec!["files", "nowhere", "-p", "sha256"], "nowhere"),
+    ] {
+        let out = batchproc(tmp.path())
+            .args(&args)
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(needle),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn a_query_dry_run_into_postgres_creates_no_table() {
+    let Some(pg) = pg::fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    execute(
+        &tmp.path().join("src.db"),
+        "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT); \
+         INSERT INTO docs VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+    );
+    let text = plan(
+        tmp.path(),
+        &[
+            "query",
+            "--from",
+            "sqlite:src.db",
+            "--sql",
+            "SELECT id, body FROM docs",
+            "--key",
+            "id",
+            "-p",
+            "sha256:body",
+            "-o",
+            &pg.url,
+        ],
+    );
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("would process 3 items"));
+    assert!(lines.next().unwrap().ends_with(", table rows"), "{text}");
+    assert!(
+        text.contains("CREATE TABLE IF NOT EXISTS \"rows\""),
+        "{text}"
+    );
+    let tables = pg
+        .query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'");
+    assert_eq!(
+        tables[0].get::<i64, _>("n"),
+        0,
+        "the dry run created a table"
+    );
+    assert_eq!(snapshot(tmp.path()).len(), 1, "only src.db");
+}
