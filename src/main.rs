@@ -75,7 +75,9 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         quiet,
         summary_json,
         sink,
+        logging,
     } = invocation;
+    cli::log::init(logging);
     let to_stdout = summary_json.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && (sink == "-" || sink == "csv:-") {
         return fail(

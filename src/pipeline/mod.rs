@@ -8,12 +8,15 @@
 //!   rate limit, fail-fast);
 //! - [`batcher`]: outcomes into sink batches with their checkpoints;
 //! - [`committer`]: the thread that writes the batches;
-//! - [`finish`]: the first failure, how the run ended, the summary.
+//! - [`finish`]: the first failure, how the run ended, the summary;
+//! - [`log`]: the `tracing` events a run emits (start, end, batches,
+//!   retries, skipped items).
 
 mod batcher;
 mod committer;
 mod config;
 mod finish;
+mod log;
 mod rate;
 mod retry;
 mod run;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use finish::{Report, RunStatus, Summary};
+pub use log::TARGET as LOG_TARGET;
 pub use rate::Rate;
 
 use crate::events::{Events, Shared, Silent};
