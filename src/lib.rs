@@ -14,6 +14,10 @@
 //! fingerprint), with `record` (the data that flows), `db` (runtimes,
 //! URLs, connecting), `redact` (hiding passwords) and `events` (what a
 //! run reports as it goes).
+//!
+//! A run also emits `tracing` events (start, end, batch commits, retries,
+//! skipped items) with the target [`LOG_TARGET`]; without a subscriber
+//! they cost nothing worth counting.
 
 mod checkpoint;
 mod db;
@@ -28,7 +32,7 @@ mod source;
 
 pub use checkpoint::RunRow;
 pub use events::Events;
-pub use pipeline::{Error, OnError, Pipeline, Plan, Rate, Report, RunStatus, Summary};
+pub use pipeline::{Error, OnError, Pipeline, Plan, Rate, Report, RunStatus, Summary, LOG_TARGET};
 pub use redact::redact;
 
 /// The README's Rust examples, run as doctests so they stay true.

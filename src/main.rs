@@ -89,7 +89,9 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         quiet,
         summary_json,
         sink,
+        logging,
     } = invocation;
+    cli::log::init(logging);
     if dry_run {
         return plan(pipeline);
     }

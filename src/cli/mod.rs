@@ -3,6 +3,7 @@
 
 mod config;
 mod generate;
+pub mod log;
 mod runs;
 pub mod summary;
 mod terminal;
@@ -314,6 +315,18 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub summary_json: Option<PathBuf>,
+
+    /// Log more on stderr, repeatable: -v the run's start and end, retries, and items failed
+    /// under --on-error skip or skipped; -vv also each batch commit (rows, time). Without it only
+    /// warnings and errors show, as `batchproc: …` lines. RUST_LOG, when set, replaces this filter
+    /// (RUST_LOG=debug also shows sqlx's statements).
+    #[arg(short, long, action = clap::ArgAction::Count, env = "BATCHPROC_VERBOSE", hide_env_values = true)]
+    pub verbose: u8,
+
+    /// How log lines are written: text for people (coloured on a terminal unless NO_COLOR is
+    /// set), or json, one object per line for log shippers (the `batchproc: …` lines too).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = log::LogFormat::Text, env = "BATCHPROC_LOG_FORMAT", hide_env_values = true)]
+    pub log_format: log::LogFormat,
 }
 
 /// Parses the command line, with every long flag also read from the
@@ -367,6 +380,7 @@ pub struct Invocation {
     pub summary_json: Option<PathBuf>,
     /// The sink as given, for a summary of a run that never got a report.
     pub sink: String,
+    pub logging: log::Logging,
 }
 
 /// `batchproc list`'s lines, or what is wrong with the config file.
@@ -520,6 +534,10 @@ impl RunArgs {
             quiet: self.quiet,
             summary_json: self.summary_json,
             sink,
+            logging: log::Logging {
+                verbose: self.verbose,
+                format: self.log_format,
+            },
         }
     }
 }

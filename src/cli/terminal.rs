@@ -37,6 +37,7 @@ impl Terminal {
             .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
+        super::log::bar_shown(&bar);
         Terminal {
             bar: Some(bar),
             quiet,
@@ -54,6 +55,7 @@ impl Terminal {
     /// Clears the bar, before the summary line.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
+            super::log::bar_gone();
             bar.finish_and_clear();
         }
     }
@@ -88,10 +90,12 @@ impl Events for Terminal {
 }
 
 /// Writes one line to stderr, redacted (every message names its URLs
-/// redacted already; this is the net under them). A closed or full stderr
-/// is ignored: losing a message must not crash a run that is committing
-/// data.
+/// redacted already; this is the net under them), as a JSON object with
+/// `--log-format json`. A closed or full stderr is ignored: losing a
+/// message must not crash a run that is committing data.
 pub fn say(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{}", batchproc::redact(line));
+    let line = batchproc::redact(line);
+    let line = super::log::json_line(&line).unwrap_or(line);
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

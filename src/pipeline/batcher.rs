@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::committer::{Committer, Job};
 use super::finish::{Failure, FirstFailure, Summary};
+use super::log;
 use crate::checkpoint::{Ledger, Seq};
 use crate::events::Shared;
 use crate::processor::Outcome;
@@ -139,6 +140,7 @@ impl<S: Source> Batcher<'_, S> {
                 // No row, and nothing to retry; the run goes on.
                 let label = self.label(seq);
                 self.events.warning(&format!("{label}: {reason}"));
+                log::item_skipped(&label, false, &reason);
                 self.ledger
                     .skipped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -158,12 +160,14 @@ impl<S: Source> Batcher<'_, S> {
                 // No row can hold this item (a path that is not UTF-8 as a
                 // Postgres key): it fails without one.
                 summary.failed += 1;
-                let line = format!("{}: {}", self.label(seq), refusal.reason);
+                let label = self.label(seq);
+                let line = format!("{label}: {}", refusal.reason);
                 if self.abort {
                     self.failure.set(Failure::Item(line));
                     return;
                 }
                 self.events.warning(&line);
+                log::item_skipped(&label, true, &refusal.reason);
                 batch.push(Entry {
                     record: None,
                     seq: Some(seq),
@@ -195,8 +199,9 @@ impl<S: Source> Batcher<'_, S> {
             Some(error) => {
                 summary.failed += 1;
                 if !self.abort {
-                    self.events
-                        .warning(&format!("{}: {error}", self.label(seq)));
+                    let label = self.label(seq);
+                    self.events.warning(&format!("{label}: {error}"));
+                    log::item_skipped(&label, true, error);
                 }
             }
             None => summary.ok += 1,

@@ -6,11 +6,13 @@
 //! later batch can commit after it, and its error is the run's failure.
 
 use std::thread::Scope;
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use crossbeam_channel::{bounded, Sender};
 
 use super::finish::{Failure, FirstFailure};
+use super::log;
 use crate::checkpoint::CheckpointUpdate;
 use crate::record::Record;
 use crate::sink::{Sink, Stopped};
@@ -41,12 +43,17 @@ impl<'a> Committer<'a> {
     {
         let (jobs, rx) = bounded::<Job>(1);
         scope.spawn(move || {
-            for job in rx {
+            for (n, job) in (1..).zip(rx) {
+                let started = Instant::now();
                 let written = sink.write(
                     &job.records,
                     job.encoded.as_deref(),
                     job.checkpoint.as_ref(),
                 );
+                if written.is_ok() {
+                    let checkpoint = job.checkpoint.is_some();
+                    log::batch_committed(n, job.records.len(), checkpoint, started.elapsed());
+                }
                 if let Err(e) = written {
                     // Given up at Ctrl-C while the database kept it waiting:
                     // the run ends interrupted, not failed; a resume redoes

@@ -9,12 +9,15 @@
 //! - [`batcher`]: outcomes into sink batches with their checkpoints;
 //! - [`committer`]: the thread that writes the batches;
 //! - [`finish`]: the first failure, how the run ended, the summary;
-//! - [`plan`]: a dry run, what a run would do.
+//! - [`plan`]: a dry run, what a run would do;
+//! - [`log`]: the `tracing` events a run emits (start, end, batches,
+//!   retries, skipped items).
 
 mod batcher;
 mod committer;
 mod config;
 mod finish;
+mod log;
 mod plan;
 mod rate;
 mod retry;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use finish::{Report, RunStatus, Summary};
+pub use log::TARGET as LOG_TARGET;
 pub use plan::Plan;
 pub use rate::Rate;
 

@@ -59,6 +59,9 @@ pub(super) struct Tried {
 /// is a retryable failure and tries remain, pausing between tries for the
 /// backoff or the outcome's `Retry::after`, whichever is longer.
 ///
+/// Each retry is logged (`retrying item`) with the item's `label`, made
+/// only then.
+///
 /// `attempt` returns `None` when it could not start the try because the run
 /// was cancelled while it waited for its turn (the rate limit). Returns
 /// `None` if not even the first try started. A run cancelled during a pause
@@ -69,6 +72,7 @@ pub(super) fn retry_item<T: Clone>(
     item: T,
     policy: &RetryPolicy,
     cancel: &Cancel,
+    label: impl Fn() -> String,
     mut attempt: impl FnMut(T) -> Option<Outcome>,
 ) -> Option<Tried> {
     // Retries are bounded by the policy, not by backon's own count.
@@ -97,6 +101,9 @@ pub(super) fn retry_item<T: Clone>(
         }
         let backoff = delays.next().unwrap_or_default();
         let delay = backoff.max(retry.after.unwrap_or_default());
+        if let Outcome::Failed { error, .. } = &outcome {
+            super::log::retrying(&label(), attempts, policy.retries + 1, delay, error);
+        }
         if !pause(delay, cancel) {
             return Some(abandoned(attempts));
         }
@@ -160,14 +167,20 @@ mod tests {
     /// times, then succeeds; returns (attempts, calls, last error).
     fn fail_then_succeed(failures: u32, retries: u32) -> (u32, u32, Option<String>) {
         let calls = Cell::new(0);
-        let tried = retry_item("item", &quick(retries), &Cancel::new(), |item| {
-            assert_eq!(item, "item");
-            calls.set(calls.get() + 1);
-            Some(match calls.get() <= failures {
-                true => transient(calls.get()),
-                false => outcome(None, None),
-            })
-        })
+        let tried = retry_item(
+            "item",
+            &quick(retries),
+            &Cancel::new(),
+            String::new,
+            |item| {
+                assert_eq!(item, "item");
+                calls.set(calls.get() + 1);
+                Some(match calls.get() <= failures {
+                    true => transient(calls.get()),
+                    false => outcome(None, None),
+                })
+            },
+        )
         .unwrap();
         (tried.attempts, calls.get(), error_of(&tried.outcome))
     }
@@ -198,7 +211,7 @@ mod tests {
     #[test]
     fn a_failure_that_is_not_retryable_is_tried_once() {
         let calls = Cell::new(0);
-        let tried = retry_item((), &quick(5), &Cancel::new(), |()| {
+        let tried = retry_item((), &quick(5), &Cancel::new(), String::new, |()| {
             calls.set(calls.get() + 1);
             Some(outcome(Some("csv: record 3 has 2 fields"), None))
         })
@@ -214,7 +227,7 @@ mod tests {
         let started = Instant::now();
         let mut gaps = Vec::new();
         let mut last_call = started;
-        let tried = retry_item((), &quick(2), &Cancel::new(), |()| {
+        let tried = retry_item((), &quick(2), &Cancel::new(), String::new, |()| {
             gaps.push(last_call.elapsed());
             last_call = Instant::now();
             calls.set(calls.get() + 1);
@@ -240,7 +253,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(50));
                 cancel.cancel_with(CancelReason::Interrupted);
             });
-            retry_item((), &policy, &cancel, |()| {
+            retry_item((), &policy, &cancel, String::new, |()| {
                 calls.set(calls.get() + 1);
                 let after = Some(Duration::from_secs(60));
                 Some(outcome(Some("503"), Some(Retry { after })))
@@ -255,7 +268,7 @@ mod tests {
     #[test]
     fn a_retry_that_cannot_start_abandons_the_item() {
         let calls = Cell::new(0);
-        let tried = retry_item((), &quick(3), &Cancel::new(), |()| {
+        let tried = retry_item((), &quick(3), &Cancel::new(), String::new, |()| {
             calls.set(calls.get() + 1);
             // The second try is refused, as by a cancelled rate-limit wait.
             (calls.get() == 1).then(|| transient(1))
@@ -263,6 +276,6 @@ mod tests {
         .unwrap();
         assert_eq!((tried.attempts, calls.get()), (1, 2));
         assert!(abandoned(&tried.outcome));
-        assert!(retry_item((), &quick(3), &Cancel::new(), |()| None).is_none());
+        assert!(retry_item((), &quick(3), &Cancel::new(), String::new, |()| None).is_none());
     }
 }

@@ -14,6 +14,7 @@ use super::batcher::Batcher;
 use super::committer::Committer;
 use super::config::RunConfig;
 use super::finish::{finish, Ended, Failure, FirstFailure, Report};
+use super::log;
 use super::rate::RateLimit;
 use super::worker::Step;
 use super::{Error, OnError};
@@ -80,6 +81,15 @@ where
     if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
         events.notice(notice);
     }
+    log::run_started(&log::Start {
+        run_id: run.as_ref().map(|r| r.run_id),
+        source: command,
+        sink: &sink_name,
+        table: &cfg.table,
+        min_workers: cfg.min_workers,
+        max_workers: cfg.max_workers,
+        resume: cfg.resume,
+    });
     let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
     let ledger = Ledger::new(point.clone(), cfg.window);
 
@@ -165,7 +175,9 @@ where
         abort,
         sink_name: sink_name.clone(),
     };
-    finish(sink.as_mut(), ended, cancel)
+    let result = finish(sink.as_mut(), ended, cancel);
+    log::run_ended(&result);
+    result
 }
 
 /// Whether some CPU has no busy worker of `pool` on it: then a worker's

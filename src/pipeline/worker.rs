@@ -49,7 +49,8 @@ impl<S: Source, W: Work<Item = S::Item>> Step<'_, S, W> {
             let Some((seq, item)) = chunk.take() else {
                 break;
             };
-            let tried = retry_item(item, self.retry, self.cancel, |item| {
+            let label = || self.label(seq);
+            let tried = retry_item(item, self.retry, self.cancel, label, |item| {
                 // Not work: counted busy, it would grow a dynamic pool
                 // whose new workers could only wait for the rate too.
                 let ready = self

@@ -310,3 +310,25 @@ pub fn assert_usage_error(args: &[&str], needle: &str) {
     );
     assert!(!tmp.path().join("batchproc.db").exists(), "{args:?} ran");
 }
+
+/// Runs the shell `command` on a terminal (a pseudo-terminal from
+/// util-linux's `script`) in `dir`, with `env` set and `RUST_LOG` and
+/// `NO_COLOR` unset unless given there; whether it succeeded, and what the
+/// terminal showed. None, said loudly, where there is no `script`.
+pub fn on_terminal(dir: &Path, command: &str, env: &[(&str, &str)]) -> Option<(bool, String)> {
+    if StdCommand::new("script").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED: no `script` to run batchproc on a terminal ***\n");
+        return None;
+    }
+    let mut cmd = StdCommand::new("script");
+    cmd.args(["-qec", command, "/dev/null"])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some((out.status.success(), screen))
+}
