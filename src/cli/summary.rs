@@ -14,6 +14,7 @@ pub fn of_report(report: &Report, error: Option<&str>, exit_code: u8) -> Value {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",
         RunStatus::Interrupted => "interrupted",
+        RunStatus::Paused => "paused",
     };
     let s = &report.summary;
     json!({
