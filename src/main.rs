@@ -18,6 +18,8 @@ use cli::{Command, Terminal};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: u8 = 2;
+/// Paused at `--max-runtime`: unfinished, `--resume` continues.
+const PAUSED: u8 = 3;
 /// EX_TEMPFAIL: another run holds the sink; try again later.
 const TEMPFAIL: u8 = 75;
 
@@ -90,6 +92,7 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         summary_json,
         sink,
         logging,
+        max_runtime,
     } = invocation;
     cli::log::init(logging);
     if dry_run {
@@ -102,7 +105,8 @@ fn run(invocation: cli::Invocation) -> ExitCode {
             USAGE,
         );
     }
-    let (code, summary) = execute(pipeline, quiet, &sink);
+    let ending = Ending { quiet, max_runtime };
+    let (code, summary) = execute(pipeline, ending, &sink);
     if let Some(path) = summary_json {
         if let Err(e) = cli::summary::write(&path, &summary) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -135,8 +139,15 @@ fn plan(pipeline: Pipeline) -> ExitCode {
     }
 }
 
+/// What the line a run ends with depends on.
+#[derive(Clone, Copy)]
+struct Ending {
+    quiet: bool,
+    max_runtime: Option<std::time::Duration>,
+}
+
 /// The run itself: its exit code and its summary.
-fn execute(pipeline: Pipeline, quiet: bool, sink: &str) -> (u8, serde_json::Value) {
+fn execute(pipeline: Pipeline, ending: Ending, sink: &str) -> (u8, serde_json::Value) {
     let cancel = Cancel::new();
     let _signals = match watch_signals(&cancel) {
         Ok(handle) => handle,
@@ -145,7 +156,7 @@ fn execute(pipeline: Pipeline, quiet: bool, sink: &str) -> (u8, serde_json::Valu
             return refused("error", sink, &message, 1);
         }
     };
-    let terminal = Arc::new(Terminal::new(quiet));
+    let terminal = Arc::new(Terminal::new(ending.quiet));
     let result = pipeline.cancel(cancel).events(terminal.clone()).run();
     terminal.finish();
     match result {
@@ -153,11 +164,12 @@ fn execute(pipeline: Pipeline, quiet: bool, sink: &str) -> (u8, serde_json::Valu
             if let Some(failure) = &report.failure {
                 cli::say(&format!("batchproc: error: {failure}"));
             }
-            summarize(&report, quiet);
+            summarize(&report, ending);
             let code = match report.status {
                 RunStatus::Succeeded => 0,
                 RunStatus::Failed => 1,
                 RunStatus::Interrupted => 130,
+                RunStatus::Paused => PAUSED,
             };
             let summary = cli::summary::of_report(&report, report.failure.as_deref(), code);
             (code, summary)
@@ -173,7 +185,7 @@ fn execute(pipeline: Pipeline, quiet: bool, sink: &str) -> (u8, serde_json::Valu
             let batchproc::Error::Failed(_, report) = &e else {
                 unreachable!("matched above")
             };
-            summarize(report, quiet);
+            summarize(report, ending);
             (1, cli::summary::of_report(report, Some(&message), 1))
         }
         Err(batchproc::Error::Interrupted) => (
@@ -198,8 +210,22 @@ fn warn_and(code: u8, message: &str) -> ExitCode {
 }
 
 /// The one line every run ends with, failed or not (unless `--quiet`).
-fn summarize(report: &batchproc::Report, quiet: bool) {
-    if quiet {
+/// A paused run's says what to do next; its counts are in the runs table
+/// and `--summary-json`.
+fn summarize(report: &batchproc::Report, ending: Ending) {
+    if ending.quiet {
+        return;
+    }
+    if report.status == RunStatus::Paused {
+        let limit = ending
+            .max_runtime
+            .map(|d| format!(" {}", humantime::format_duration(d)))
+            .unwrap_or_default();
+        let items = report.summary.ok + report.summary.failed;
+        cli::say(&format!(
+            "batchproc: paused: max runtime{limit} reached after {items} items; \
+             run again with --resume to continue"
+        ));
         return;
     }
     let prefix = match report.status {

@@ -85,7 +85,7 @@ pub(crate) struct CheckpointUpdate {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
-    /// `running`, `succeeded`, `failed` or `interrupted`.
+    /// `running`, `succeeded`, `failed`, `interrupted` or `paused`.
     pub status: String,
     /// Items committed without error, and with one.
     pub ok: i64,

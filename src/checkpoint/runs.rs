@@ -19,6 +19,8 @@ pub(crate) enum Ending {
     Succeeded,
     Failed,
     Interrupted,
+    /// Stopped at `--max-runtime` with items left (migration 0003).
+    Paused,
 }
 
 impl Ending {
@@ -27,6 +29,7 @@ impl Ending {
             Ending::Succeeded => "succeeded",
             Ending::Failed => "failed",
             Ending::Interrupted => "interrupted",
+            Ending::Paused => "paused",
         }
     }
 }

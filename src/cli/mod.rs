@@ -27,7 +27,7 @@ pub use terminal::{say, Terminal};
     about = "Batch jobs over many files or database rows: a bounded worker pool, fail-fast, \
              exactly-once results in SQLite, Postgres or CSV",
     after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
-                  75 another run of this pipeline is live (try again later); \
+                  3 paused at --max-runtime (what finished is committed; --resume continues); 75 another run of this pipeline is live (try again later); \
                   130 interrupted (what finished is committed; --resume continues); 141 stdout closed."
 )]
 pub struct Cli {
@@ -276,8 +276,14 @@ pub struct RunArgs {
 
     /// Fail an item still running after DURATION (e.g. 500ms, 30s, 2m): its command is
     /// killed, its request or file read abandoned.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, env = "BATCHPROC_TIMEOUT", hide_env_values = true)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "BATCHPROC_TIMEOUT", hide_env_values = true)]
     pub timeout: Option<std::time::Duration>,
+
+    /// Start no new item once DURATION (e.g. 30m, 5h) has passed since the run started: items in
+    /// flight finish (or are cut at --timeout), what finished is committed, and the run ends
+    /// paused with exit 3; --resume continues it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "BATCHPROC_MAX_RUNTIME", hide_env_values = true)]
+    pub max_runtime: Option<std::time::Duration>,
 
     /// What a failed item does to the run.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = OnError::Abort, env = "BATCHPROC_ON_ERROR", hide_env_values = true)]
@@ -381,6 +387,8 @@ pub struct Invocation {
     /// The sink as given, for a summary of a run that never got a report.
     pub sink: String,
     pub logging: log::Logging,
+    /// `--max-runtime`, for the line a paused run ends with.
+    pub max_runtime: Option<std::time::Duration>,
 }
 
 /// `batchproc list`'s lines, or what is wrong with the config file.
@@ -452,7 +460,7 @@ impl RunArgs {
     }
 }
 
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be more than 0".into()),
         Ok(d) => Ok(d),
@@ -528,6 +536,9 @@ impl RunArgs {
         if let Some(timeout) = self.timeout {
             p = p.timeout(timeout);
         }
+        if let Some(limit) = self.max_runtime {
+            p = p.max_runtime(limit);
+        }
         Invocation {
             pipeline: p,
             dry_run: self.dry_run,
@@ -538,6 +549,7 @@ impl RunArgs {
                 verbose: self.verbose,
                 format: self.log_format,
             },
+            max_runtime: self.max_runtime,
         }
     }
 }

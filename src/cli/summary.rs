@@ -4,17 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use batchproc::{Report, RunStatus};
+use batchproc::Report;
 use serde_json::{json, Value};
 
 /// The summary of a run that produced a report (it ran, whatever became of
 /// it). `error` is the line printed for a failure, if any.
 pub fn of_report(report: &Report, error: Option<&str>, exit_code: u8) -> Value {
-    let status = match report.status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Interrupted => "interrupted",
-    };
+    let status = report.status.name();
     let s = &report.summary;
     json!({
         "run_id": report.run_id,

@@ -25,6 +25,7 @@ pub(super) struct Options {
     pub(super) rate: Option<Rate>,
     pub(super) batch_size: Option<usize>,
     pub(super) timeout: Option<Duration>,
+    pub(super) max_runtime: Option<Duration>,
     pub(super) on_error: OnError,
     pub(super) resume: bool,
     pub(super) checkpoint: bool,
@@ -44,6 +45,7 @@ impl Default for Options {
             rate: None,
             batch_size: None,
             timeout: None,
+            max_runtime: None,
             on_error: OnError::Abort,
             resume: false,
             checkpoint: true,
@@ -69,6 +71,8 @@ pub(crate) struct RunConfig {
     pub(crate) on_error: OnError,
     /// Per attempt at an item (`--timeout`).
     pub(crate) timeout: Option<Duration>,
+    /// From the run's start until no new item starts (`--max-runtime`).
+    pub(crate) max_runtime: Option<Duration>,
     pub(crate) resume: bool,
     pub(crate) checkpoint: bool,
     /// Items the source may run ahead of the checkpoint watermark.
@@ -89,6 +93,17 @@ impl RunConfig {
         }
         if options.resume && !options.checkpoint {
             bail!("--resume needs checkpoints: it cannot go with --no-checkpoint");
+        }
+        // A paused run is for a resume to continue; without checkpoints
+        // nothing could, and its exit 3 would ask for what cannot be done.
+        if options.max_runtime.is_some() && !(options.checkpoint && sink.keeps_checkpoints()) {
+            bail!(
+                "--max-runtime pauses a run for --resume to continue: it needs checkpoints \
+                   (not --no-checkpoint, not CSV on stdout or a device)"
+            );
+        }
+        if options.max_runtime == Some(Duration::ZERO) {
+            bail!("--max-runtime must be more than 0");
         }
         for (name, value) in [
             ("--batch-size", options.batch_size),
@@ -113,6 +128,7 @@ impl RunConfig {
             flush_interval: Duration::from_secs(1),
             on_error: options.on_error,
             timeout: options.timeout,
+            max_runtime: options.max_runtime,
             resume: options.resume,
             checkpoint: options.checkpoint,
             window: 100_000,

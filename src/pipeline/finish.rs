@@ -21,6 +21,21 @@ pub enum RunStatus {
     Failed,
     /// Cancelled (SIGINT/SIGTERM) after committing what finished: resumable.
     Interrupted,
+    /// Stopped starting items at its maximum runtime, with items left;
+    /// what started finished and is committed: resumable.
+    Paused,
+}
+
+impl RunStatus {
+    /// The status as `batchproc_runs`, `--summary-json` and the logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Paused => "paused",
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -146,6 +161,8 @@ pub(super) struct Ended<'a> {
     pub(super) run_id: Option<i64>,
     /// Fail-fast: a failed item gets no checkpoint (a resume retries it).
     pub(super) abort: bool,
+    /// The cutoff (`--max-runtime`) left items unstarted.
+    pub(super) paused: bool,
     pub(super) sink_name: String,
 }
 
@@ -158,6 +175,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
         ledger,
         run_id,
         abort,
+        paused,
         sink_name,
     } = ended;
     let recorded = run_id.is_some();
@@ -203,10 +221,12 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
     };
     // Stopped without a failure of its own, the run was interrupted from
     // outside (a signal, the caller's token): never a success, whatever it
-    // got through.
+    // got through. Paused, it is unfinished whatever failed under skip so
+    // far: the resume that finishes it says how it ended.
     let status = match (&item_failure, cancel.is_cancelled()) {
         (Some(_), _) => RunStatus::Failed,
         (None, true) => RunStatus::Interrupted,
+        (None, false) if paused => RunStatus::Paused,
         (None, false) if summary.failed > 0 => RunStatus::Failed,
         (None, false) => RunStatus::Succeeded,
     };
@@ -216,6 +236,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
             RunStatus::Succeeded => Ending::Succeeded,
             RunStatus::Failed => Ending::Failed,
             RunStatus::Interrupted => Ending::Interrupted,
+            RunStatus::Paused => Ending::Paused,
         };
         match sink.end_run(&end(ending)) {
             // Interrupted while the database cannot be reached or is held

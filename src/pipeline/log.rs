@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::finish::{Report, RunStatus};
+use super::finish::Report;
 use super::Error;
 use crate::redact::redact;
 
@@ -68,11 +68,7 @@ pub(super) fn run_ended(result: &Result<Report, Error>) {
         // the error line on stderr says it all.
         Err(_) => return,
     };
-    let status = match report.status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Interrupted => "interrupted",
-    };
+    let status = report.status.name();
     let s = &report.summary;
     let error = error.or_else(|| report.failure.clone()).map(|e| redact(&e));
     info!(

@@ -262,6 +262,15 @@ impl Pipeline {
         self
     }
 
+    /// Start no new item once `limit` has passed since the run started:
+    /// items in flight finish (or time out), everything finished is
+    /// committed, and the run ends [`RunStatus::Paused`] if items were
+    /// left; [`resume`](Pipeline::resume) continues it. Needs checkpoints.
+    pub fn max_runtime(mut self, limit: Duration) -> Self {
+        self.options.max_runtime = Some(limit);
+        self
+    }
+
     /// What a failed item does to the run (default: [`OnError::Abort`]).
     pub fn on_error(mut self, on_error: OnError) -> Self {
         self.options.on_error = on_error;

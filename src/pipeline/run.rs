@@ -3,7 +3,8 @@
 //! worker pool, the committer — while this thread batches the outcomes;
 //! then finish. One cancellation token joins the stages: a failed item
 //! (under fail-fast), a failed source or sink, or a signal stops new work,
-//! and everything that finished is still committed.
+//! and everything that finished is still committed. `--max-runtime` passes
+//! the run's [`Cutoff`] instead, which stops only the starting of items.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use crate::pool::{Cancel, Pool};
 use crate::processor::{Buffer, SpareCores, Work};
 use crate::record::{Column, ColumnType, Quoted, Schema};
 use crate::sink::Busy;
+use crate::source::cutoff::Cutoff;
 use crate::source::driver::{drive, Queue};
 use crate::source::{Pace, Source};
 
@@ -97,22 +99,30 @@ where
     let failure = FirstFailure::new(cancel, &events);
     let rate = cfg.rate.map(RateLimit::new);
     let pace = Pace::default();
-    let counting = Cancel::new();
+    let cutoff = Cutoff::new(cancel);
+    // Ends the helpers that would outlive the stages: the count, the timer.
+    let ended = Cancel::new();
     let (item_tx, item_rx) = bounded(cfg.queue);
     let (out_tx, out_rx) = bounded(cfg.queue);
 
     let (summary, pool_stats) = std::thread::scope(|scope| {
         if events.wants_total() {
-            let (source, point, events, counting) = (&source, &point, &events, &counting);
-            scope.spawn(move || count_ahead(source, point, events, counting));
+            let (source, point, events, ended) = (&source, &point, &events, &ended);
+            scope.spawn(move || count_ahead(source, point, events, ended));
         }
-        let (source, ledger, pace, failure) = (&source, &ledger, &pace, &failure);
+        let (source, ledger, pace, failure, cutoff) = (&source, &ledger, &pace, &failure, &cutoff);
+        if let Some(limit) = cfg.max_runtime {
+            // From the run's start: opening the sink counts too.
+            let left = limit.saturating_sub(started.elapsed());
+            let ended = &ended;
+            scope.spawn(move || cutoff.arm(left, ended));
+        }
         let queue = Queue {
             sender: item_tx,
             sharers: cfg.max_workers,
         };
         scope.spawn(move || {
-            if let Err(e) = drive(source, ledger, queue, pace, cancel) {
+            if let Err(e) = drive(source, ledger, queue, pace, cutoff) {
                 failure.set(Failure::Source(e));
             }
         });
@@ -127,6 +137,7 @@ where
             pace,
             failure,
             cancel,
+            cutoff,
             outcomes: out_tx.clone(),
         };
         // The batcher reads every result to the end, so nothing finished
@@ -160,7 +171,7 @@ where
             abort,
         };
         let summary = batcher.drain(out_rx);
-        counting.cancel_with(crate::pool::CancelReason::Failed);
+        ended.cancel();
         (summary, workers.join().expect("the worker pool panicked"))
     });
 
@@ -173,6 +184,7 @@ where
         ledger: &ledger,
         run_id: run.as_ref().map(|r| r.run_id),
         abort,
+        paused: cutoff.held_back(),
         sink_name: sink_name.clone(),
     };
     let result = finish(sink.as_mut(), ended, cancel);

@@ -117,6 +117,7 @@ fn run_flaky(ids: Vec<i64>, on_error: OnError) -> (Report, Vec<Stored>, HashMap<
         retry: RetryPolicy::new(3).with_backoff(quick),
         rate: None,
         timeout: None,
+        max_runtime: None,
         batch_size: 100,
         flush_interval: Duration::from_secs(1),
         on_error,

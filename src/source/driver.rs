@@ -18,6 +18,9 @@
 //! from it (up to the pool's size), and whoever holds it takes its items one
 //! at a time. So an item that turns out slow holds up only the worker it is
 //! on; the rest of its chunk goes on with the others.
+//!
+//! Both threads stop at the run's [`Cutoff`] (which a cancel passes too)
+//! and note there whether they left items unstarted.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +30,9 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
+use super::cutoff::Cutoff;
 use super::{Found, Source};
 use crate::checkpoint::{Dispatch, Ledger, Seq};
-use crate::pool::Cancel;
 
 /// The most items handed to a worker at once.
 pub(crate) const MAX_CHUNK: usize = 128;
@@ -122,33 +125,34 @@ impl<T> Queue<T> {
 }
 
 /// Runs the reader and the dispatcher (on this thread and one more) until
-/// the source is exhausted, the queue closes or the run is cancelled. An
+/// the source is exhausted, the queue closes or the cutoff passes. An
 /// error from the source is returned; the items before it were handed out.
 pub(crate) fn drive<S: Source>(
     source: &S,
     ledger: &Ledger,
     queue: Queue<S::Item>,
     pace: &Pace,
-    cancel: &Cancel,
+    cutoff: &Cutoff,
 ) -> Result<()> {
-    if !retry(source, ledger, &queue, pace)? {
+    if !retry(source, ledger, &queue, pace, cutoff)? {
         return Ok(());
     }
     let (groups_tx, groups) = bounded(READ_AHEAD);
     std::thread::scope(|scope| {
-        let reader = scope.spawn(|| read(source, ledger, groups_tx, cancel));
-        dispatch::<S>(groups, ledger, queue, pace, cancel);
+        let reader = scope.spawn(|| read(source, ledger, groups_tx, cutoff));
+        dispatch::<S>(groups, ledger, queue, pace, cutoff);
         reader.join().expect("the source reader panicked")
     })
 }
 
 /// Hands out the earlier failures a resume retries, before the source's
-/// own items; false once the queue is closed.
+/// own items; false once the queue is closed or the cutoff passed.
 fn retry<S: Source>(
     source: &S,
     ledger: &Ledger,
     queue: &Queue<S::Item>,
     pace: &Pace,
+    cutoff: &Cutoff,
 ) -> Result<bool> {
     let keys = ledger.take_retries();
     if keys.is_empty() {
@@ -156,6 +160,11 @@ fn retry<S: Source>(
     }
     let mut chunk = VecDeque::new();
     for again in source.again(keys, ledger.resumed_after())? {
+        if cutoff.passed() {
+            // Still listed as failures: the next resume retries them.
+            cutoff.hold_back();
+            return Ok(false);
+        }
         match again.item {
             Some(item) => chunk.push_back((ledger.dispatch_retry(again.key, again.known), item)),
             None => ledger.gone(again.key),
@@ -172,12 +181,13 @@ fn read<S: Source>(
     source: &S,
     ledger: &Ledger,
     groups: Sender<Vec<Found<S::Item>>>,
-    cancel: &Cancel,
+    cutoff: &Cutoff,
 ) -> Result<()> {
     let mut group = Vec::with_capacity(GROUP);
     let mut bytes = 0;
     for found in source.items(ledger.resumed_after())? {
-        if cancel.is_cancelled() {
+        if cutoff.passed() {
+            cutoff.hold_back();
             return Ok(());
         }
         let found = match found {
@@ -212,7 +222,7 @@ fn dispatch<S: Source>(
     ledger: &Ledger,
     queue: Queue<S::Item>,
     pace: &Pace,
-    cancel: &Cancel,
+    cutoff: &Cutoff,
 ) {
     let mut chunk = VecDeque::new();
     let mut bytes = 0;
@@ -240,6 +250,13 @@ fn dispatch<S: Source>(
                     continue;
                 }
             };
+            // For every item, not every chunk: the reader may have many
+            // ready, and none may start after the cutoff. The chunk in
+            // hand is dropped unstarted, as the pool drops its queue.
+            if cutoff.passed() {
+                cutoff.hold_back();
+                return;
+            }
             let seq = loop {
                 match ledger.dispatch(key) {
                     Dispatch::Go(seq) => break Some(seq),
@@ -249,7 +266,8 @@ fn dispatch<S: Source>(
                         if !chunk.is_empty() && !queue.send(take(&mut chunk, &mut bytes)) {
                             return;
                         }
-                        if !ledger.wait_for_room(cancel) {
+                        if !ledger.wait_for_room(cutoff.token()) {
+                            cutoff.hold_back();
                             return;
                         }
                         key = back;
@@ -260,13 +278,9 @@ fn dispatch<S: Source>(
                 bytes += S::item_size(&item);
                 chunk.push_back((seq, item));
             }
-            if chunk.len() >= pace.chunk_len() || bytes >= GROUP_BYTES {
-                if !queue.send(take(&mut chunk, &mut bytes)) {
-                    return;
-                }
-                if cancel.is_cancelled() {
-                    return;
-                }
+            let full = chunk.len() >= pace.chunk_len() || bytes >= GROUP_BYTES;
+            if full && !queue.send(take(&mut chunk, &mut bytes)) {
+                return;
             }
         }
     }
@@ -285,6 +299,7 @@ fn take<T>(chunk: &mut VecDeque<(Seq, T)>, bytes: &mut u64) -> VecDeque<(Seq, T)
 mod tests {
     use super::*;
     use crate::checkpoint::{Fingerprint, ItemKey, ResumePoint};
+    use crate::pool::Cancel;
     use crate::source::Items;
 
     /// The numbers `0..n`, keyed by themselves.
@@ -326,7 +341,7 @@ mod tests {
         let ledger = Ledger::new(point, 100_000);
         let (sender, rx) = bounded(1_000_000);
         let queue = Queue { sender, sharers: 1 };
-        drive(&source, &ledger, queue, pace, &Cancel::new()).unwrap();
+        drive(&source, &ledger, queue, pace, &Cutoff::new(&Cancel::new())).unwrap();
         rx.iter()
             .map(|chunk| std::iter::from_fn(|| chunk.take()).collect())
             .collect()
@@ -397,10 +412,11 @@ mod tests {
         let queue = Queue { sender, sharers: 1 };
         let (done_tx, done) = bounded(1);
         let cancel = Cancel::new();
+        let cutoff = Cutoff::new(&cancel);
         std::thread::scope(|s| {
-            let (ledger, cancel) = (&ledger, &cancel);
+            let (ledger, cutoff) = (&ledger, &cutoff);
             s.spawn(move || {
-                drive(&Numbers(30), ledger, queue, &pace, cancel).unwrap();
+                drive(&Numbers(30), ledger, queue, &pace, cutoff).unwrap();
                 let _ = done_tx.send(());
             });
             // A worker and a batcher in one: every item is committed at once.
@@ -417,6 +433,45 @@ mod tests {
             cancel.cancel_with(crate::pool::CancelReason::Interrupted);
             assert!(finished.is_ok(), "the driver stalled");
         });
+    }
+
+    /// Past the cutoff nothing more is numbered, and the driver says it
+    /// held items back, also from a wait for room in the window (which
+    /// only finished items could end); a source with nothing left held
+    /// nothing back.
+    #[test]
+    fn a_passed_cutoff_stops_the_driver_and_says_whether_it_held_back() {
+        // Drives `n` items past a passed cutoff: how many were queued, and
+        // whether the driver says it held any back.
+        let past_cutoff = |n| {
+            let cutoff = Cutoff::new(&Cancel::new());
+            cutoff.arm(Duration::ZERO, &Cancel::new());
+            let ledger = Ledger::new(ResumePoint::default(), 100_000);
+            let (sender, rx) = bounded(1000);
+            let queue = Queue { sender, sharers: 1 };
+            drive(&Numbers(n), &ledger, queue, &Pace::default(), &cutoff).unwrap();
+            (rx.try_iter().count(), cutoff.held_back())
+        };
+        assert_eq!(past_cutoff(50), (0, true));
+        assert_eq!(past_cutoff(0), (0, false), "nothing was left");
+
+        // Nothing commits, so the window of 4 fills and the driver waits.
+        let ledger = Ledger::new(ResumePoint::default(), 4);
+        let (sender, rx) = bounded(1000);
+        let cutoff = Cutoff::new(&Cancel::new());
+        std::thread::scope(|s| {
+            let (ledger, cutoff) = (&ledger, &cutoff);
+            s.spawn(move || {
+                let queue = Queue { sender, sharers: 1 };
+                drive(&Numbers(30), ledger, queue, &Pace::default(), cutoff).unwrap()
+            });
+            // Every item the window lets through is out before the cutoff.
+            for _ in 0..4 {
+                rx.recv_timeout(Duration::from_secs(20)).unwrap();
+            }
+            cutoff.arm(Duration::ZERO, &Cancel::new());
+        });
+        assert!(cutoff.held_back());
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! fingerprint. Everything sources share is the [`driver`]'s: sequence
 //! numbers and the checkpoint ledger (with its look-ahead window), reading
 //! ahead of the workers, handing items to the pool in chunks sized by what
-//! an item costs, counting ahead, and cancellation.
+//! an item costs, counting ahead, cancellation, and the [`cutoff`] after
+//! which no item starts (`--max-runtime`).
 //!
 //! Each source is one folder (`files/`, `query/`) holding only what is
 //! particular to it, including its [`Work`](crate::processor::Work): how
 //! one of its items becomes a record. A new source is one folder and one
 //! variant of [`Spec`], the registry of sources.
 
+pub(crate) mod cutoff;
 pub(crate) mod driver;
 pub(crate) mod files;
 pub(crate) mod query;

@@ -114,6 +114,20 @@ pub const QUERY_T: [&str; 7] = [
     "id",
 ];
 
+/// `files d` with a 50 ms sleep per file on two workers: over the 40
+/// files of a [`hashed_tree`], at least a second however fast the machine
+/// (for runs that must outlast a `--max-runtime`).
+pub const SLOW_FILES: [&str; 8] = [
+    "files",
+    "d",
+    "-p",
+    "sha256",
+    "-p",
+    "exec:sleep 0.05",
+    "-w",
+    "2",
+];
+
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));
