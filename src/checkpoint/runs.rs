@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use sqlx::Row;
 
-use super::{CheckpointUpdate, ItemKey, ResumePoint, RunRow, RunSpec, RunStart};
+use super::{CheckpointUpdate, CursorRange, ItemKey, ResumePoint, RunRow, RunSpec, RunStart};
 use crate::db::{on_conn, Conn};
 
 /// Rows per multi-row statement (3 parameters each, far under SQLite's limit).
@@ -87,6 +87,7 @@ struct Latest {
     committed: i64,
     csv_length: Option<i64>,
     watermark: (Option<i64>, Option<Vec<u8>>),
+    cursor: CursorRange,
 }
 
 /// Opens a new run, or re-opens the latest run of this pipeline when it is
@@ -96,7 +97,8 @@ struct Latest {
 pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunStart> {
     let latest = on_conn!(&mut conn, |c| {
         sqlx::query(
-            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key \
+            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key, \
+             cursor_after, cursor_upto \
              FROM batchproc_runs WHERE fingerprint IN ($1, $2) ORDER BY id DESC LIMIT 1",
         )
         .bind(&spec.fingerprint)
@@ -109,16 +111,34 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
             committed: r.get("committed"),
             csv_length: r.get("csv_length"),
             watermark: (r.get("watermark_root"), r.get("watermark_key")),
+            cursor: CursorRange {
+                after: r.get("cursor_after"),
+                upto: r.get("cursor_upto"),
+            },
         })
     });
     let unfinished = latest.filter(|r| r.status != "succeeded");
     if let (true, Some(run)) = (spec.resume, &unfinished) {
         return resume_run(conn, spec, run).await;
     }
+    // A new incremental run starts where the last succeeded one ended; a
+    // failed or unfinished run never moved the cursor.
+    let after: Option<String> = match spec.cursor {
+        true => on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(
+                "SELECT cursor_upto FROM batchproc_runs WHERE fingerprint = $1 \
+                 AND status = 'succeeded' AND cursor_upto IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&spec.fingerprint)
+            .fetch_optional(&mut **c)
+            .await?
+        }),
+        false => None,
+    };
     let run_id: i64 = on_conn!(&mut conn, |c| {
         sqlx::query_scalar(
-            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host) \
-             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host, \
+             cursor_after) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
         )
         .bind(&spec.fingerprint)
         .bind(&spec.command)
@@ -126,6 +146,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         .bind(now())
         .bind(std::process::id() as i64)
         .bind(host())
+        .bind(&after)
         .fetch_one(&mut **c)
         .await?
     });
@@ -144,6 +165,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         resumed: false,
         point: ResumePoint::default(),
         csv_length: None,
+        cursor: spec.cursor.then_some(CursorRange { after, upto: None }),
         notice,
     })
 }
@@ -197,6 +219,7 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
             retry,
         },
         csv_length: run.csv_length.map(|n| n as u64),
+        cursor: spec.cursor.then(|| run.cursor.clone()),
         notice: Some(format!(
             "resuming run {}: {} items already committed{}",
             run.id,
@@ -207,6 +230,19 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
             }
         )),
     })
+}
+
+/// Stores where an incremental run's range ends, read once at its start
+/// (before any record commits), so that a resume reads the same range.
+pub(crate) async fn set_cursor(mut conn: Conn<'_>, run_id: i64, upto: &str) -> Result<()> {
+    on_conn!(&mut conn, |c| {
+        sqlx::query("UPDATE batchproc_runs SET cursor_upto = $1 WHERE id = $2")
+            .bind(upto)
+            .bind(run_id)
+            .execute(&mut **c)
+            .await?;
+    });
+    Ok(())
 }
 
 /// Writes one batch's bookkeeping; call inside the batch's transaction.
