@@ -195,7 +195,10 @@ impl Conn {
         let name = shape.columns[shape.key].name.as_str();
         let mut params = Params::default();
         let cond = conditions(name, range, Some(("=", key)), &mut params);
-        let sql = format!("SELECT * FROM ({}\n) AS batchproc_q WHERE {cond}", inner(sql));
+        let sql = format!(
+            "SELECT * FROM ({}\n) AS batchproc_q WHERE {cond}",
+            inner(sql)
+        );
         let rows = self.rows(&sql, shape, &params).await?;
         Ok(rows.into_iter().next())
     }
@@ -266,7 +269,10 @@ impl Conn {
             Some(v) => format!(" WHERE {col} > {}", params.mark(Param::Cursor(v))),
             None => String::new(),
         };
-        let sql = format!("SELECT max({col}) FROM ({}\n) AS batchproc_q{cond}", inner(sql));
+        let sql = format!(
+            "SELECT max({col}) FROM ({}\n) AS batchproc_q{cond}",
+            inner(sql)
+        );
         match self {
             Conn::Sqlite(c) => {
                 let mut stmt = c.prepare(&sql)?;

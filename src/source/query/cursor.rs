@@ -198,7 +198,10 @@ impl Range {
         match (&self.after, &self.upto) {
             (None, None) => format!("--cursor {col}: first run; no row has a value yet"),
             (None, Some(upto)) => {
-                format!("--cursor {col}: first run, reading every row up to {}", upto.show())
+                format!(
+                    "--cursor {col}: first run, reading every row up to {}",
+                    upto.show()
+                )
             }
             (Some(after), Some(upto)) if after == upto => {
                 format!("--cursor {col}: no row beyond {}", after.show())

@@ -139,8 +139,7 @@ impl Source for QuerySource {
             let counted = db::runtime().and_then(|rt| {
                 rt.block_on(async {
                     let mut conn = Conn::open(&from).await?;
-                    conn.count(&sql, &key, range.as_ref(), after.as_ref())
-                        .await
+                    conn.count(&sql, &key, range.as_ref(), after.as_ref()).await
                 })
             });
             let _ = tx.send(counted);
