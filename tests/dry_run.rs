@@ -214,3 +214,46 @@ fn a_query_dry_run_into_postgres_creates_no_table() {
     );
     assert_eq!(snapshot(tmp.path()).len(), 1, "only src.db");
 }
+
+#[test]
+fn a_cursor_dry_run_counts_only_the_rows_beyond_the_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    execute(
+        &src,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, seq INTEGER, body TEXT); \
+         INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, 'c');",
+    );
+    let args = [
+        "query",
+        "--from",
+        "sqlite:src.db",
+        "--sql",
+        "SELECT id, seq, body FROM t",
+        "--key",
+        "id",
+        "--cursor",
+        "seq",
+        "-p",
+        "sha256:body",
+        "-q",
+    ];
+    batchproc(tmp.path()).args(args).assert().success();
+    execute(&src, "INSERT INTO t VALUES (4, 40, 'd'), (5, 50, 'e');");
+    let before = snapshot(tmp.path());
+    let text = plan(tmp.path(), &args);
+    assert_eq!(
+        text,
+        "would process 2 items\ninto sqlite:batchproc.db, table rows\n\
+         --cursor \"seq\": reading rows after 30 up to 50\nthe sink needs no changes\n"
+    );
+    assert_eq!(snapshot(tmp.path()), before, "the dry run stored a bound");
+    // The run then reads what the plan said.
+    let out = batchproc(tmp.path())
+        .args(args)
+        .args(["--summary-json", "-"])
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["ok"], 2, "{summary}");
+}

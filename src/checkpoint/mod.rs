@@ -47,6 +47,19 @@ pub(crate) struct RunSpec {
     pub(crate) command: String,
     pub(crate) table: Option<String>,
     pub(crate) resume: bool,
+    /// An incremental run (`query --cursor`): it starts from the cursor of
+    /// the pipeline's last succeeded run.
+    pub(crate) cursor: bool,
+}
+
+/// The range of cursor values a run reads, in the stored form the source
+/// made of them (`runs` only moves them around).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CursorRange {
+    /// Where the last succeeded run's range ended (exclusive); None: no such run.
+    pub(crate) after: Option<String>,
+    /// Where this run's range ends (inclusive); None: not read yet.
+    pub(crate) upto: Option<String>,
 }
 
 /// The run a sink opened: a new one, or an unfinished one continued.
@@ -57,6 +70,8 @@ pub(crate) struct RunStart {
     pub(crate) point: ResumePoint,
     /// CSV sink: committed length of the CSV file.
     pub(crate) csv_length: Option<u64>,
+    /// An incremental run's range (see [`RunSpec::cursor`]).
+    pub(crate) cursor: Option<CursorRange>,
     /// A line for the user (resuming, nothing to resume, resumable run exists).
     pub(crate) notice: Option<String>,
 }

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use sqlx::Row;
 
-use super::{CheckpointUpdate, ItemKey, ResumePoint, RunRow, RunSpec, RunStart};
+use super::{CheckpointUpdate, CursorRange, ItemKey, ResumePoint, RunRow, RunSpec, RunStart};
 use crate::db::{on_conn, Conn};
 
 /// Rows per multi-row statement (3 parameters each, far under SQLite's limit).
@@ -90,6 +90,7 @@ struct Latest {
     committed: i64,
     csv_length: Option<i64>,
     watermark: (Option<i64>, Option<Vec<u8>>),
+    cursor: CursorRange,
 }
 
 /// Opens a new run, or re-opens the latest run of this pipeline when it is
@@ -102,10 +103,16 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
     if let (true, Some(run)) = (spec.resume, &unfinished) {
         return resume_run(conn, spec, run).await;
     }
+    // A new incremental run starts where the last succeeded one ended; a
+    // failed or unfinished run never moved the cursor.
+    let after = match spec.cursor {
+        true => last_cursor(&mut conn, spec).await?,
+        false => None,
+    };
     let run_id: i64 = on_conn!(&mut conn, |c| {
         sqlx::query_scalar(
-            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host) \
-             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+            "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host, \
+             cursor_after) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
         )
         .bind(&spec.fingerprint)
         .bind(&spec.command)
@@ -113,6 +120,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         .bind(now())
         .bind(std::process::id() as i64)
         .bind(host())
+        .bind(&after)
         .fetch_one(&mut **c)
         .await?
     });
@@ -131,6 +139,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         resumed: false,
         point: ResumePoint::default(),
         csv_length: None,
+        cursor: spec.cursor.then_some(CursorRange { after, upto: None }),
         notice,
     })
 }
@@ -139,7 +148,8 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
 async fn latest_run(conn: &mut Conn<'_>, spec: &RunSpec) -> Result<Option<Latest>> {
     Ok(on_conn!(conn, |c| {
         sqlx::query(
-            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key \
+            "SELECT id, status, ok + failed AS committed, csv_length, watermark_root, watermark_key, \
+             cursor_after, cursor_upto \
              FROM batchproc_runs WHERE fingerprint IN ($1, $2) ORDER BY id DESC LIMIT 1",
         )
         .bind(&spec.fingerprint)
@@ -152,6 +162,10 @@ async fn latest_run(conn: &mut Conn<'_>, spec: &RunSpec) -> Result<Option<Latest
             committed: r.get("committed"),
             csv_length: r.get("csv_length"),
             watermark: (r.get("watermark_root"), r.get("watermark_key")),
+            cursor: CursorRange {
+                after: r.get("cursor_after"),
+                upto: r.get("cursor_upto"),
+            },
         })
     }))
 }
@@ -159,15 +173,30 @@ async fn latest_run(conn: &mut Conn<'_>, spec: &RunSpec) -> Result<Option<Latest
 /// What `--resume` would continue, changing nothing (for a dry run): the
 /// run's id and how far it got. None when the latest run finished.
 pub(crate) async fn resumable(
-    mut conn: Conn<'_>,
+    conn: &mut Conn<'_>,
     spec: &RunSpec,
-) -> Result<Option<(i64, ResumePoint)>> {
-    match latest_run(&mut conn, spec).await? {
+) -> Result<Option<(i64, ResumePoint, CursorRange)>> {
+    match latest_run(conn, spec).await? {
         Some(run) if run.status != "succeeded" => {
-            Ok(Some((run.id, resume_point(&mut conn, &run).await?)))
+            let point = resume_point(conn, &run).await?;
+            Ok(Some((run.id, point, run.cursor)))
         }
         _ => Ok(None),
     }
+}
+
+/// Where a new incremental run of the pipeline starts: the end of the last
+/// succeeded run's range (a failed or unfinished run never moved it).
+pub(crate) async fn last_cursor(conn: &mut Conn<'_>, spec: &RunSpec) -> Result<Option<String>> {
+    Ok(on_conn!(conn, |c| {
+        sqlx::query_scalar(
+            "SELECT cursor_upto FROM batchproc_runs WHERE fingerprint = $1 \
+             AND status = 'succeeded' AND cursor_upto IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&spec.fingerprint)
+        .fetch_optional(&mut **c)
+        .await?
+    }))
 }
 
 /// The watermark, the checkpoints beyond it and the failures to retry of `run`.
@@ -225,6 +254,7 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
         resumed: true,
         point,
         csv_length: run.csv_length.map(|n| n as u64),
+        cursor: spec.cursor.then(|| run.cursor.clone()),
         notice: Some(format!(
             "resuming run {}: {} items already committed{}",
             run.id,
@@ -235,6 +265,19 @@ async fn resume_run(mut conn: Conn<'_>, spec: &RunSpec, run: &Latest) -> Result<
             }
         )),
     })
+}
+
+/// Stores where an incremental run's range ends, read once at its start
+/// (before any record commits), so that a resume reads the same range.
+pub(crate) async fn set_cursor(mut conn: Conn<'_>, run_id: i64, upto: &str) -> Result<()> {
+    on_conn!(&mut conn, |c| {
+        sqlx::query("UPDATE batchproc_runs SET cursor_upto = $1 WHERE id = $2")
+            .bind(upto)
+            .bind(run_id)
+            .execute(&mut **c)
+            .await?;
+    });
+    Ok(())
 }
 
 /// Writes one batch's bookkeeping; call inside the batch's transaction.

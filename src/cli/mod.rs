@@ -190,6 +190,18 @@ pub struct QueryArgs {
     )]
     pub key: String,
 
+    /// Read incrementally: each run reads only the rows whose COLUMN (an
+    /// integer, text, timestamp or date) is beyond the largest value the
+    /// last succeeded run of this pipeline read, up to the largest there is
+    /// when it starts. NULLs are read by the first run only.
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        env = "BATCHPROC_CURSOR",
+        hide_env_values = true
+    )]
+    pub cursor: Option<String>,
+
     /// Rows per page read from the source.
     #[arg(long, value_name = "N", default_value_t = 5000, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_PAGE_SIZE", hide_env_values = true)]
     pub page_size: u32,
@@ -491,7 +503,11 @@ impl FilesArgs {
 
 impl QueryArgs {
     pub fn pipeline(self) -> Invocation {
-        let p = Pipeline::query(self.from, self.sql, self.key).page_size(self.page_size as usize);
+        let mut p =
+            Pipeline::query(self.from, self.sql, self.key).page_size(self.page_size as usize);
+        if let Some(column) = self.cursor {
+            p = p.cursor(column);
+        }
         self.run.apply(p, self.processors)
     }
 }

@@ -151,6 +151,7 @@ impl Pipeline {
             from: from.into(),
             sql: sql.into(),
             key: key.into(),
+            cursor: None,
             page_size: 5000,
         }))
     }
@@ -188,6 +189,18 @@ impl Pipeline {
         match &mut self.source {
             Spec::Query(spec) => spec.page_size = rows,
             _ => self.misuse = Some("page_size"),
+        }
+        self
+    }
+
+    /// Read incrementally (query source): each run reads only the rows whose
+    /// `column` lies beyond the largest value the last succeeded run of the
+    /// pipeline read, up to the largest value there is when it starts. Rows
+    /// whose `column` is NULL are read by the first such run only.
+    pub fn cursor(mut self, column: impl Into<String>) -> Self {
+        match &mut self.source {
+            Spec::Query(spec) => spec.cursor = Some(column.into()),
+            _ => self.misuse = Some("cursor"),
         }
         self
     }

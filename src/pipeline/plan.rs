@@ -32,6 +32,9 @@ pub struct Plan {
     /// What the run would create or change in the sink, in order (SQL where
     /// it is SQL); empty when the sink is ready as it is.
     pub changes: Vec<String>,
+    /// What else the run would say before its first item (the range a
+    /// `--cursor` run reads).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for Plan {
@@ -53,6 +56,9 @@ impl std::fmt::Display for Plan {
         match &self.table {
             Some(table) => writeln!(f, "into {}, table {table}", self.sink)?,
             None => writeln!(f, "into {}", self.sink)?,
+        }
+        for note in &self.notes {
+            writeln!(f, "{note}")?;
         }
         if self.changes.is_empty() {
             writeln!(f, "the sink needs no changes")?;
@@ -77,18 +83,29 @@ where
     W: Work<Item = S::Item>,
 {
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
+    let incremental = source.incremental().is_some();
     let spec = cfg.checkpoint.then(|| RunSpec {
         fingerprint: fingerprint(&cfg, command, &source, &work).digest(),
         legacy_fingerprint: fingerprint(&cfg, command, &source, &work).legacy(),
         command: command_line(),
         table: Some(cfg.table.clone()),
         resume: cfg.resume,
+        cursor: incremental,
     });
     let sink = cfg
         .sink
         .plan(&cfg.table, &schema, spec.as_ref())
         .map_err(|e| Error::Config(e.context(format!("sink {}", cfg.sink))))?;
     source.leave_out(&cfg.sink.own_files());
+    let mut notes = Vec::new();
+    if let (Some(range), Some(source)) = (&sink.cursor, source.incremental()) {
+        let after = range.after.as_deref();
+        let upto = match &range.upto {
+            Some(upto) => upto.clone(),
+            None => source.bound(after).map_err(Error::Config)?,
+        };
+        notes.push(source.restrict(after, &upto).map_err(Error::Config)?);
+    }
     let count = |after| {
         let n = Cell::new(0);
         source
@@ -117,5 +134,6 @@ where
         resumes: sink.resume.map(|(id, _)| id),
         resume: cfg.resume,
         changes: sink.changes,
+        notes,
     })
 }

@@ -19,15 +19,17 @@ use super::log;
 use super::rate::RateLimit;
 use super::worker::Step;
 use super::{Error, OnError};
-use crate::checkpoint::{command_line, Fingerprint, Ledger, Part, ResumePoint, RunSpec};
+use crate::checkpoint::{
+    command_line, CursorRange, Fingerprint, Ledger, Part, ResumePoint, RunSpec,
+};
 use crate::events::Shared;
 use crate::pool::{Cancel, Pool};
 use crate::processor::{Buffer, SpareCores, Work};
 use crate::record::{Column, ColumnType, Quoted, Schema};
-use crate::sink::Busy;
+use crate::sink::{Busy, Sink};
 use crate::source::cutoff::Cutoff;
 use crate::source::driver::{drive, Queue};
-use crate::source::{Pace, Source};
+use crate::source::{Incremental, Pace, Source};
 
 /// A run refused before any work: busy (another run holds the sink) or
 /// misconfigured.
@@ -54,6 +56,13 @@ where
 {
     let started = Instant::now();
     let sink_name = cfg.sink.to_string();
+    let incremental = source.incremental().is_some();
+    if incremental && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
+        return Err(Error::Config(anyhow::anyhow!(
+            "--cursor needs run records to find the last run's cursor: a database sink or a CSV \
+             file, without --no-checkpoint"
+        )));
+    }
     let config_error = |e: anyhow::Error| refused(e.context(format!("sink {sink_name}")));
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
     let mut sink = cfg
@@ -75,6 +84,7 @@ where
                 command: command_line(),
                 table: Some(cfg.table.clone()),
                 resume: cfg.resume,
+                cursor: incremental,
             };
             sink.start_run(&spec).map_err(config_error)?
         }
@@ -82,6 +92,11 @@ where
     };
     if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
         events.notice(notice);
+    }
+    let range = run.as_ref().and_then(|r| r.cursor.as_ref());
+    if let (Some(range), Some(source)) = (range, source.incremental()) {
+        let line = settle_range(range, source, sink.as_mut()).map_err(Error::Config)?;
+        events.notice(&line);
     }
     log::run_started(&log::Start {
         run_id: run.as_ref().map(|r| r.run_id),
@@ -190,6 +205,26 @@ where
     let result = finish(sink.as_mut(), ended, cancel);
     log::run_ended(&result);
     result
+}
+
+/// Fixes an incremental run's range: a resumed run keeps the one it
+/// stored; a new run reads its upper bound now and stores it before any
+/// record commits. A line saying what the run reads.
+fn settle_range(
+    range: &CursorRange,
+    source: &mut dyn Incremental,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<String> {
+    let after = range.after.as_deref();
+    let upto = match &range.upto {
+        Some(upto) => upto.clone(),
+        None => {
+            let upto = source.bound(after)?;
+            sink.set_cursor(&upto)?;
+            upto
+        }
+    };
+    source.restrict(after, &upto)
 }
 
 /// Whether some CPU has no busy worker of `pool` on it: then a worker's

@@ -50,6 +50,11 @@ pub(crate) trait Sink: Send {
     /// Opens the run's bookkeeping: a new run, or an unfinished one resumed.
     /// `None` when this sink cannot keep checkpoints (CSV on stdout or a device).
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>>;
+    /// Stores where the run's cursor range ends (`query --cursor`), after
+    /// `start_run` and before any batch (see [`runs::set_cursor`]).
+    fn set_cursor(&mut self, _upto: &str) -> Result<()> {
+        bail!("this sink keeps no run records")
+    }
     /// Says why this sink cannot store a record (checked before batching,
     /// so one such record fails its item instead of its whole batch). Asked
     /// once after `prepare`; the check then runs apart from the sink, which

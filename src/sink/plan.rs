@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
 use super::{csv, postgres, sql, sqlite, SinkSpec};
-use crate::checkpoint::{runs, ResumePoint, RunSpec};
+use crate::checkpoint::{runs, CursorRange, ResumePoint, RunSpec};
 use crate::db::{self, Conn, Url};
 use crate::record::Schema;
 
@@ -22,6 +22,9 @@ pub(crate) struct SinkPlan {
     pub(crate) changes: Vec<String>,
     /// The unfinished run `--resume` would continue, and how far it got.
     pub(crate) resume: Option<(i64, ResumePoint)>,
+    /// With `--cursor`: the range the run would read (its upper bound not
+    /// read yet, unless a resumed run stored one).
+    pub(crate) cursor: Option<CursorRange>,
 }
 
 const BOOKKEEPING: &str =
@@ -36,19 +39,20 @@ impl SinkSpec {
         schema: &Schema,
         run: Option<&RunSpec>,
     ) -> Result<SinkPlan> {
-        let resume = run.filter(|r| r.resume);
         match self {
             SinkSpec::Database(Url::Sqlite(path)) => {
                 db::check_file_path(path, "SQLite database")?;
                 if !path.exists() {
-                    return Ok(SinkPlan {
+                    let mut plan = SinkPlan {
                         changes: vec![
                             format!("create the SQLite database {}", path.display()),
                             sql::create_table::<sql::Sqlite>(table, schema),
                             BOOKKEEPING.into(),
                         ],
-                        resume: None,
-                    });
+                        ..SinkPlan::default()
+                    };
+                    plan.first_run(run);
+                    return Ok(plan);
                 }
                 db::runtime()?.block_on(async {
                     let mut conn = read_only(path).await?;
@@ -56,9 +60,9 @@ impl SinkSpec {
                         changes: sqlite::table::plan(&mut conn, table, schema)
                             .await?
                             .statements,
-                        resume: None,
+                        ..SinkPlan::default()
                     };
-                    plan.bookkeeping(Conn::Sqlite(&mut conn), resume).await?;
+                    plan.bookkeeping(Conn::Sqlite(&mut conn), run).await?;
                     conn.close().await?;
                     Ok(plan)
                 })
@@ -68,22 +72,25 @@ impl SinkSpec {
                 let (table, _) = postgres::table::plan(&mut conn, table, schema).await?;
                 let mut plan = SinkPlan {
                     changes: table.statements,
-                    resume: None,
+                    ..SinkPlan::default()
                 };
-                plan.bookkeeping(Conn::Postgres(&mut conn), resume).await?;
+                plan.bookkeeping(Conn::Postgres(&mut conn), run).await?;
                 Ok(plan)
             }),
             SinkSpec::Csv(path) => {
                 db::check_file_path(path, "CSV")?;
                 let mut plan = SinkPlan::default();
-                if let Some(state) = csv::state_path(path).filter(|s| s.exists()) {
-                    if let Some(spec) = resume {
-                        plan.resume = db::runtime()?.block_on(async {
-                            let mut conn = read_only(&state).await?;
-                            runs::resumable(Conn::Sqlite(&mut conn), spec).await
-                        })?;
-                    }
+                match csv::state_path(path).filter(|s| s.exists()) {
+                    Some(state) => db::runtime()?.block_on(async {
+                        let mut conn = read_only(&state).await?;
+                        plan.bookkeeping(Conn::Sqlite(&mut conn), run).await?;
+                        conn.close().await?;
+                        anyhow::Ok(())
+                    })?,
+                    None => plan.first_run(run),
                 }
+                // The state file's tables are not the CSV's business to list.
+                plan.changes.retain(|c| c != BOOKKEEPING);
                 plan.changes.push(match (&plan.resume, path.exists()) {
                     (Some(_), _) => format!("append to {}", path.display()),
                     (None, true) => format!("replace {}", path.display()),
@@ -93,7 +100,7 @@ impl SinkSpec {
             }
             SinkSpec::Stdout => Ok(SinkPlan {
                 changes: vec!["write CSV to stdout".into()],
-                resume: None,
+                ..SinkPlan::default()
             }),
         }
     }
@@ -101,8 +108,8 @@ impl SinkSpec {
 
 impl SinkPlan {
     /// The run tables, if the database lacks them; with `--resume`, the run
-    /// it would continue.
-    async fn bookkeeping(&mut self, mut conn: Conn<'_>, resume: Option<&RunSpec>) -> Result<()> {
+    /// it would continue; with `--cursor`, the range a run would start from.
+    async fn bookkeeping(&mut self, mut conn: Conn<'_>, run: Option<&RunSpec>) -> Result<()> {
         let sql = match conn {
             Conn::Sqlite(_) => "SELECT count(*) FROM sqlite_master WHERE name = 'batchproc_runs'",
             Conn::Postgres(_) => {
@@ -113,13 +120,31 @@ impl SinkPlan {
         let found: i64 = db::on_conn!(&mut conn, |c| {
             sqlx::query_scalar(sql).fetch_one(&mut **c).await?
         });
-        let exists = found > 0;
-        match (exists, resume) {
-            (false, _) => self.changes.push(BOOKKEEPING.into()),
-            (true, Some(spec)) => self.resume = runs::resumable(conn, spec).await?,
-            (true, None) => {}
+        if found == 0 {
+            self.changes.push(BOOKKEEPING.into());
+            self.first_run(run);
+            return Ok(());
+        }
+        let Some(spec) = run else { return Ok(()) };
+        if spec.resume {
+            if let Some((id, point, cursor)) = runs::resumable(&mut conn, spec).await? {
+                self.resume = Some((id, point));
+                self.cursor = spec.cursor.then_some(cursor);
+                return Ok(());
+            }
+        }
+        if spec.cursor {
+            let after = runs::last_cursor(&mut conn, spec).await?;
+            self.cursor = Some(CursorRange { after, upto: None });
         }
         Ok(())
+    }
+
+    /// A sink with no run records yet: an incremental run reads everything.
+    fn first_run(&mut self, run: Option<&RunSpec>) {
+        if run.is_some_and(|r| r.cursor) {
+            self.cursor = Some(CursorRange::default());
+        }
     }
 }
 

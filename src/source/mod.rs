@@ -84,6 +84,25 @@ pub(crate) trait Source: Sync {
     /// Files the source must never yield (the sink's own, when it lies
     /// inside a tree the run walks). Called once the sink has created them.
     fn leave_out(&mut self, _files: &[PathBuf]) {}
+
+    /// A source read incrementally (`query --cursor`), or None.
+    fn incremental(&mut self) -> Option<&mut dyn Incremental> {
+        None
+    }
+}
+
+/// A source whose runs each read only what lies beyond the pipeline's
+/// cursor, up to a bound read when the run starts. Bounds are handed
+/// around in their stored form (text), which only the source reads.
+pub(crate) trait Incremental {
+    /// The upper bound of a new run's range, read now: the largest value
+    /// beyond `after` (the end of the last succeeded run's range; None:
+    /// there is none).
+    fn bound(&self, after: Option<&str>) -> Result<String>;
+
+    /// Reads only the range `(after, upto]` from now on (before `items`);
+    /// a line saying what that range is.
+    fn restrict(&mut self, after: Option<&str>, upto: &str) -> Result<String>;
 }
 
 /// What a source yields.

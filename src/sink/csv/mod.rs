@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::sqlite::StateDb;
 use super::{open_state, Sink};
@@ -188,6 +188,18 @@ impl Sink for CsvSink {
                 .context("committing the CSV checkpoint")?;
         }
         Ok(())
+    }
+
+    fn set_cursor(&mut self, upto: &str) -> Result<()> {
+        let Some(State {
+            db,
+            run_id: Some(run_id),
+        }) = &mut self.state
+        else {
+            bail!("no run started");
+        };
+        let run_id = *run_id;
+        db.write(async |conn| runs::set_cursor(Conn::Sqlite(conn), run_id, upto).await)
     }
 
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {

@@ -262,6 +262,15 @@ impl Sink for PostgresSink {
             .with_context(|| format!("writing to table {}", w.table))
     }
 
+    fn set_cursor(&mut self, upto: &str) -> Result<()> {
+        let w = &mut self.writer;
+        let (Some(conn), Some(run_id)) = (w.session.conn.as_mut(), w.run_id) else {
+            anyhow::bail!("no run started");
+        };
+        self.rt
+            .block_on(runs::set_cursor(Conn::Postgres(conn), run_id, upto))
+    }
+
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         let w = &mut self.writer;
         if let (Some(conn), Some(run_id)) = (w.session.conn.as_mut(), w.run_id) {

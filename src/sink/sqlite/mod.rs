@@ -156,6 +156,12 @@ impl Sink for SqliteSink {
         written.with_context(|| format!("writing to table {}", self.table))
     }
 
+    fn set_cursor(&mut self, upto: &str) -> Result<()> {
+        let run_id = self.run_id.context("no run started")?;
+        self.db()
+            .write(async |conn| runs::set_cursor(Conn::Sqlite(conn), run_id, upto).await)
+    }
+
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {
         if let Some(run_id) = self.run_id {
             self.db()

@@ -1,12 +1,14 @@
-//! The query source's connection to either database, and the two queries
-//! it runs: describing the user's query before the run, and reading it page
+//! The query source's connection to either database, and the queries it
+//! runs: describing the user's query before the run, and reading it page
 //! by page with keyset pagination — the query wrapped as a subquery with
 //! `WHERE key > $last ORDER BY key LIMIT n`, never OFFSET, so page 10,000
-//! costs what page 1 costs.
+//! costs what page 1 costs; with `--cursor`, also the range's upper bound
+//! (`max`), and every read narrowed to the range.
 
 use anyhow::{bail, Context, Result};
-use sqlx::{Column as _, Executor, PgConnection, TypeInfo};
+use sqlx::{Column as _, Executor, PgConnection, Row, TypeInfo};
 
+use super::cursor::{self, Range};
 use super::types::{pg_type, pg_values, sqlite_type, sqlite_values};
 use super::Shape;
 use crate::checkpoint::ItemKey;
@@ -85,11 +87,19 @@ impl Conn {
     }
 
     /// Checks the query before any work: it parses, has the key column with
-    /// an integer or text type, no NULL keys, and only supported types.
-    pub(super) async fn describe(&mut self, sql: &str, key: &str) -> Result<Shape> {
+    /// an integer or text type, no NULL keys, only supported types, and the
+    /// cursor column (if any) with a type a cursor can have.
+    pub(super) async fn describe(
+        &mut self,
+        sql: &str,
+        key: &str,
+        cursor: Option<&str>,
+    ) -> Result<Shape> {
         self.check(sql).await.context("--sql")?;
         let sql = inner(sql);
         let probe = format!("SELECT * FROM ({sql}\n) AS batchproc_q LIMIT 0");
+        // The Postgres type names, for the cursor's check.
+        let mut pg_types = Vec::new();
         let columns: Vec<Column> = match self {
             Conn::Sqlite(c) => {
                 let stmt = c.prepare(&probe).context("--sql")?;
@@ -100,6 +110,11 @@ impl Conn {
             }
             Conn::Postgres(c) => {
                 let d = c.describe(&probe).await.context("--sql")?;
+                pg_types = d
+                    .columns()
+                    .iter()
+                    .map(|col| col.type_info().name().to_owned())
+                    .collect();
                 d.columns()
                     .iter()
                     .map(|col| {
@@ -121,6 +136,14 @@ impl Conn {
         if !matches!(columns[index].ty, ColumnType::Int | ColumnType::Text) {
             bail!("--key \"{key}\" must be an integer or text column");
         }
+        if let Some(cursor) = cursor {
+            let at = columns
+                .iter()
+                .position(|c| c.name == cursor)
+                .with_context(|| format!("--cursor \"{cursor}\" is not a column of the query"))?;
+            let sqlite = matches!(self, Conn::Sqlite(_)).then_some(columns[at].ty);
+            cursor::check_type(cursor, sqlite, pg_types.get(at).map_or("", |t| t.as_str()))?;
+        }
         let nulls = format!(
             "SELECT 1 AS one FROM ({sql}\n) AS batchproc_q WHERE {} IS NULL LIMIT 1",
             quote_ident(key)
@@ -138,51 +161,59 @@ impl Conn {
         })
     }
 
-    /// Up to `limit` rows of the query after the key `after`, in key order.
+    /// Up to `limit` rows of the query after the key `after`, in key order,
+    /// within the cursor range when there is one.
     pub(super) async fn page(
         &mut self,
         sql: &str,
         shape: &Shape,
+        range: Option<&Range>,
         after: Option<&ItemKey>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>> {
-        let cmp = after.map(|_| ">");
-        self.rows(sql, shape, after, cmp, limit).await
+        let key = shape.columns[shape.key].name.as_str();
+        let mut params = Params::default();
+        let cond = conditions(key, range, after.map(|k| (">", k)), &mut params);
+        let limit = params.mark(Param::Int(limit as i64));
+        let sql = format!(
+            "SELECT * FROM ({}\n) AS batchproc_q WHERE {cond} ORDER BY {} LIMIT {limit}",
+            inner(sql),
+            quote_ident(key)
+        );
+        self.rows(&sql, shape, &params).await
     }
 
-    /// The row whose key is `key`, if the query still has it.
+    /// The row whose key is `key`, if the query (within the cursor range)
+    /// still has it.
     pub(super) async fn row(
         &mut self,
         sql: &str,
         shape: &Shape,
+        range: Option<&Range>,
         key: &ItemKey,
     ) -> Result<Option<Vec<Value>>> {
-        let rows = self.rows(sql, shape, Some(key), Some("="), 1).await?;
+        let name = shape.columns[shape.key].name.as_str();
+        let mut params = Params::default();
+        let cond = conditions(name, range, Some(("=", key)), &mut params);
+        let sql = format!(
+            "SELECT * FROM ({}\n) AS batchproc_q WHERE {cond}",
+            inner(sql)
+        );
+        let rows = self.rows(&sql, shape, &params).await?;
         Ok(rows.into_iter().next())
     }
 
-    /// Rows in key order, those whose key is `cmp` `key` when given.
+    /// The rows of a statement made by [`conditions`].
     async fn rows(
         &mut self,
         sql: &str,
         shape: &Shape,
-        after: Option<&ItemKey>,
-        cmp: Option<&str>,
-        limit: usize,
+        params: &Params<'_>,
     ) -> Result<Vec<Vec<Value>>> {
-        let sql = page_sql(sql, &shape.columns[shape.key].name, cmp);
-        let limit = limit as i64;
         match self {
             Conn::Sqlite(c) => {
-                let mut stmt = c.prepare_cached(&sql)?;
-                let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(2);
-                match after {
-                    Some(ItemKey::Int(i)) => params.push((*i).into()),
-                    Some(ItemKey::Text(s)) => params.push(s.clone().into()),
-                    _ => {}
-                }
-                params.push(limit.into());
-                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(params.sqlite())?;
                 let mut page = Vec::new();
                 while let Some(row) = rows.next()? {
                     page.push(sqlite_values(row, &shape.columns)?);
@@ -190,13 +221,7 @@ impl Conn {
                 Ok(page)
             }
             Conn::Postgres(c) => {
-                let mut q = sqlx::query(&sql);
-                q = match after {
-                    Some(ItemKey::Int(i)) => q.bind(*i),
-                    Some(ItemKey::Text(s)) => q.bind(s.as_str()),
-                    _ => q,
-                };
-                let rows = q.bind(limit).fetch_all(&mut *c).await?;
+                let rows = params.bind(sqlx::query(sql)).fetch_all(&mut *c).await?;
                 rows.iter()
                     .map(|r| pg_values(r, shape.columns.len()))
                     .collect()
@@ -204,58 +229,127 @@ impl Conn {
         }
     }
 
-    /// The number of rows after `after` (for a progress bar).
+    /// The number of rows after `after` within the cursor range (for a
+    /// progress bar).
     pub(super) async fn count(
         &mut self,
         sql: &str,
         key: &str,
+        range: Option<&Range>,
         after: Option<&ItemKey>,
     ) -> Result<u64> {
-        let key = quote_ident(key);
-        let cond = if after.is_some() {
-            format!(" AND {key} > $1")
-        } else {
-            String::new()
-        };
+        let mut params = Params::default();
+        let cond = conditions(key, range, after.map(|k| (">", k)), &mut params);
         let sql = format!(
-            "SELECT count(*) FROM ({}\n) AS batchproc_q WHERE {key} IS NOT NULL{cond}",
+            "SELECT count(*) FROM ({}\n) AS batchproc_q WHERE {cond}",
             inner(sql)
         );
         let n: i64 = match self {
-            Conn::Sqlite(c) => {
-                let mut stmt = c.prepare(&sql)?;
-                match after {
-                    Some(ItemKey::Int(i)) => stmt.query_row([i], |r| r.get(0))?,
-                    Some(ItemKey::Text(s)) => stmt.query_row([s], |r| r.get(0))?,
-                    _ => stmt.query_row([], |r| r.get(0))?,
-                }
-            }
-            Conn::Postgres(c) => {
-                let q = sqlx::query_scalar(&sql);
-                let q = match after {
-                    Some(ItemKey::Int(i)) => q.bind(*i),
-                    Some(ItemKey::Text(s)) => q.bind(s.as_str()),
-                    _ => q,
-                };
-                q.fetch_one(&mut *c).await?
-            }
+            Conn::Sqlite(c) => c.prepare(&sql)?.query_row(params.sqlite(), |r| r.get(0))?,
+            Conn::Postgres(c) => params
+                .bind(sqlx::query(&sql))
+                .fetch_one(&mut *c)
+                .await?
+                .try_get(0)?,
         };
         Ok(n as u64)
     }
+
+    /// The largest value of the cursor column `column` beyond `after`
+    /// (every value when None): the upper bound of a run's range.
+    pub(super) async fn bound(
+        &mut self,
+        sql: &str,
+        column: &str,
+        after: Option<&cursor::Value>,
+    ) -> Result<Option<cursor::Value>> {
+        let col = quote_ident(column);
+        let mut params = Params::default();
+        let cond = match after {
+            Some(v) => format!(" WHERE {col} > {}", params.mark(Param::Cursor(v))),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT max({col}) FROM ({}\n) AS batchproc_q{cond}",
+            inner(sql)
+        );
+        match self {
+            Conn::Sqlite(c) => {
+                let mut stmt = c.prepare(&sql)?;
+                let mut rows = stmt.query(params.sqlite())?;
+                let row = rows.next()?.context("max() returned no row")?;
+                cursor::Value::from_sqlite(row.get_ref(0)?)
+            }
+            Conn::Postgres(c) => {
+                let row = params.bind(sqlx::query(&sql)).fetch_one(&mut *c).await?;
+                cursor::Value::from_pg(&row)
+            }
+        }
+    }
 }
 
-/// The page query: the user's query as a subquery, keyset-paginated. `$1`
-/// is the last key (when `after`), the last `$` the row limit.
-fn page_sql(sql: &str, key: &str, cmp: Option<&str>) -> String {
+/// One parameter of a statement, bound with its own type.
+enum Param<'a> {
+    Int(i64),
+    Key(&'a ItemKey),
+    Cursor(&'a cursor::Value),
+}
+
+/// A statement's parameters, numbered `$1`, `$2`, … in the order added
+/// (the order they appear in, which rusqlite binds by).
+#[derive(Default)]
+struct Params<'a>(Vec<Param<'a>>);
+
+impl<'a> Params<'a> {
+    /// Adds a parameter; its placeholder.
+    fn mark(&mut self, p: Param<'a>) -> String {
+        self.0.push(p);
+        format!("${}", self.0.len())
+    }
+
+    fn sqlite(&self) -> rusqlite::ParamsFromIter<Vec<rusqlite::types::Value>> {
+        let values = self.0.iter().map(|p| match p {
+            Param::Int(i) | Param::Key(ItemKey::Int(i)) => (*i).into(),
+            Param::Key(ItemKey::Text(s)) => s.clone().into(),
+            Param::Key(ItemKey::Path { .. }) => unreachable!("a query key is no path"),
+            Param::Cursor(v) => v.to_sqlite(),
+        });
+        rusqlite::params_from_iter(values.collect())
+    }
+
+    fn bind<'q>(&'q self, mut q: PgQuery<'q>) -> PgQuery<'q> {
+        for p in &self.0 {
+            q = match p {
+                Param::Int(i) | Param::Key(ItemKey::Int(i)) => q.bind(*i),
+                Param::Key(ItemKey::Text(s)) => q.bind(s.as_str()),
+                Param::Key(ItemKey::Path { .. }) => unreachable!("a query key is no path"),
+                Param::Cursor(v) => v.bind(q),
+            };
+        }
+        q
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The WHERE conditions of a read: a key (never NULL), the cursor range,
+/// and the key compared with `cmp` (`> last`, `= key`) when given.
+fn conditions<'a>(
+    key: &str,
+    range: Option<&'a Range>,
+    cmp: Option<(&str, &'a ItemKey)>,
+    params: &mut Params<'a>,
+) -> String {
     let key = quote_ident(key);
-    let (cond, limit) = match cmp {
-        Some(cmp) => (format!(" AND {key} {cmp} $1"), "$2"),
-        None => (String::new(), "$1"),
-    };
-    format!(
-        "SELECT * FROM ({}\n) AS batchproc_q WHERE {key} IS NOT NULL{cond} ORDER BY {key} LIMIT {limit}",
-        inner(sql)
-    )
+    let mut cond = format!("{key} IS NOT NULL");
+    if let Some(range) = range {
+        let mut mark = |v: &'a cursor::Value| params.mark(Param::Cursor(v));
+        cond += &format!(" AND {}", range.condition(&mut mark));
+    }
+    if let Some((cmp, k)) = cmp {
+        cond += &format!(" AND {key} {cmp} {}", params.mark(Param::Key(k)));
+    }
+    cond
 }
 
 /// The user's query as it can stand inside a subquery: without the

@@ -1,9 +1,11 @@
 //! The `query` source: the rows of a SQL query on SQLite or Postgres, read
 //! page by page in key order ([`conn`]), each row an item keyed by its key
 //! column. Rows keep their values and types ([`types`]); [`work`] runs the
-//! processors on a row's columns.
+//! processors on a row's columns. With `--cursor` a run reads only the rows
+//! beyond the last succeeded run's ([`cursor`]).
 
 mod conn;
+mod cursor;
 mod types;
 mod work;
 
@@ -12,13 +14,14 @@ use tokio::runtime::Runtime;
 
 pub(crate) use work::RowWork;
 
-use super::{Again, Found, Items, Source};
+use super::{Again, Found, Incremental, Items, Source};
 use crate::checkpoint::{Fingerprint, ItemKey, Part};
 use crate::db::{self, Url};
 use crate::pool::Cancel;
 use crate::processor::registry::{self, Target};
 use crate::record::{Column, Quoted, Value};
 use conn::Conn;
+use cursor::Range;
 
 /// The `query` source as configured.
 #[derive(Debug, Clone)]
@@ -26,6 +29,8 @@ pub(crate) struct Spec {
     pub(crate) from: String,
     pub(crate) sql: String,
     pub(crate) key: String,
+    /// `--cursor`: the column whose values a run reads beyond the last one's.
+    pub(crate) cursor: Option<String>,
     pub(crate) page_size: usize,
 }
 
@@ -43,7 +48,8 @@ impl Spec {
         let shape = rt
             .block_on(async {
                 let mut conn = Conn::open(&from).await?;
-                conn.describe(&self.sql, &self.key).await
+                conn.describe(&self.sql, &self.key, self.cursor.as_deref())
+                    .await
             })
             .with_context(|| format!("query on {from}"))?;
         let work = RowWork::new(&shape, specs, timeout)?;
@@ -54,6 +60,10 @@ impl Spec {
                 key: self.key,
                 page_size: self.page_size.max(1),
                 shape,
+                range: self.cursor.map(|column| Range {
+                    column,
+                    ..Range::default()
+                }),
             },
             work,
         ))
@@ -78,6 +88,8 @@ pub(crate) struct QuerySource {
     key: String,
     page_size: usize,
     shape: Shape,
+    /// With `--cursor`: the run's range, once [`Incremental::restrict`] set it.
+    range: Option<Range>,
 }
 
 impl Source for QuerySource {
@@ -103,7 +115,9 @@ impl Source for QuerySource {
             let mut conn = Conn::open(&self.from).await?;
             let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
-                let item = conn.row(&self.sql, &self.shape, &key).await?;
+                let item = conn
+                    .row(&self.sql, &self.shape, self.range.as_ref(), &key)
+                    .await?;
                 rows.push(Again {
                     key,
                     item,
@@ -119,13 +133,13 @@ impl Source for QuerySource {
     /// hold up the end of a run (or a Ctrl-C), and its result is then moot.
     fn count(&self, after: Option<&ItemKey>, stop: &Cancel, report: &dyn Fn(u64)) -> Result<()> {
         let (from, sql, key) = (self.from.clone(), self.sql.clone(), self.key.clone());
-        let after = after.cloned();
+        let (range, after) = (self.range.clone(), after.cloned());
         let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
             let counted = db::runtime().and_then(|rt| {
                 rt.block_on(async {
                     let mut conn = Conn::open(&from).await?;
-                    conn.count(&sql, &key, after.as_ref()).await
+                    conn.count(&sql, &key, range.as_ref(), after.as_ref()).await
                 })
             });
             let _ = tx.send(counted);
@@ -153,6 +167,40 @@ impl Source for QuerySource {
         fp.add("from", Part::Text(self.from.to_string()))
             .add("sql", Part::Text(self.sql.clone()))
             .add("key", Part::Text(self.key.clone()));
+        // Only with --cursor, so other query pipelines keep their fingerprint.
+        if let Some(range) = &self.range {
+            fp.add("cursor", Part::Text(range.column.clone()));
+        }
+    }
+
+    fn incremental(&mut self) -> Option<&mut dyn Incremental> {
+        match self.range {
+            Some(_) => Some(self),
+            None => None,
+        }
+    }
+}
+
+impl Incremental for QuerySource {
+    fn bound(&self, after: Option<&str>) -> Result<String> {
+        let range = self.range.as_ref().expect("an incremental query");
+        let after = cursor::decode(after)?;
+        let rt = db::runtime()?;
+        let upto = rt
+            .block_on(async {
+                let mut conn = Conn::open(&self.from).await?;
+                conn.bound(&self.sql, &range.column, after.as_ref()).await
+            })
+            .with_context(|| format!("--cursor {}", Quoted(&range.column)))?;
+        // Nothing beyond the cursor: it stays where it is.
+        Ok(cursor::encode(upto.as_ref().or(after.as_ref())))
+    }
+
+    fn restrict(&mut self, after: Option<&str>, upto: &str) -> Result<String> {
+        let range = self.range.as_mut().expect("an incremental query");
+        range.after = cursor::decode(after)?;
+        range.upto = cursor::decode(Some(upto))?;
+        Ok(range.describe())
     }
 }
 
@@ -178,6 +226,7 @@ impl Pages<'_> {
         let rows = self.rt.block_on(self.conn.page(
             &s.sql,
             &s.shape,
+            s.range.as_ref(),
             self.after.as_ref(),
             s.page_size + 1,
         ))?;
