@@ -14,10 +14,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{Connection, SqliteConnection};
 
-/// The batchproc binary, run in `dir` (so a default `batchproc.db` lands there).
+/// The batchproc binary, run in `dir` (so a default `batchproc.db` lands
+/// there). Without the caller's `RUST_LOG`, which would add log lines to
+/// the stderr tests compare.
 pub fn batchproc(dir: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("batchproc").unwrap();
-    cmd.current_dir(dir);
+    cmd.current_dir(dir).env_remove("RUST_LOG");
     cmd
 }
 
@@ -131,7 +133,7 @@ pub const SLOW_FILES: [&str; 8] = [
 /// The same binary as a std Command, for tests that signal the process.
 pub fn batchproc_std(dir: &Path) -> StdCommand {
     let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("batchproc"));
-    cmd.current_dir(dir);
+    cmd.current_dir(dir).env_remove("RUST_LOG");
     cmd
 }
 
