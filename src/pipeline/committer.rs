@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use super::finish::{Failure, FirstFailure};
 use crate::checkpoint::CheckpointUpdate;
-use crate::record::Record;
+use crate::record::{Record, Value};
 use crate::sink::{Sink, Stopped};
 
 /// One transaction's worth: records and the checkpoint that covers them.
@@ -20,6 +20,8 @@ pub(super) struct Job {
     pub(super) records: Vec<Record>,
     /// The sink's encoding of `records`, made on the batcher's thread.
     pub(super) encoded: Option<Vec<u8>>,
+    /// Keys of rows to delete instead (`--prune`; no records then).
+    pub(super) removed: Vec<Value>,
     pub(super) checkpoint: Option<CheckpointUpdate>,
 }
 
@@ -42,11 +44,14 @@ impl<'a> Committer<'a> {
         let (jobs, rx) = bounded::<Job>(1);
         scope.spawn(move || {
             for job in rx {
-                let written = sink.write(
-                    &job.records,
-                    job.encoded.as_deref(),
-                    job.checkpoint.as_ref(),
-                );
+                let written = match job.removed.is_empty() {
+                    true => sink.write(
+                        &job.records,
+                        job.encoded.as_deref(),
+                        job.checkpoint.as_ref(),
+                    ),
+                    false => sink.remove(&job.removed, job.checkpoint.as_ref()),
+                };
                 if let Err(e) = written {
                     // Given up at Ctrl-C while the database kept it waiting:
                     // the run ends interrupted, not failed; a resume redoes

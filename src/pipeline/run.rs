@@ -22,8 +22,9 @@ use crate::events::Shared;
 use crate::pool::{Cancel, Pool};
 use crate::processor::{Buffer, SpareCores, Work};
 use crate::record::{Column, ColumnType, Quoted, Schema};
-use crate::sink::Busy;
+use crate::sink::{Busy, Sink};
 use crate::source::driver::{drive, Queue};
+use crate::source::files::Previous;
 use crate::source::{Pace, Source};
 
 /// A run refused before any work: busy (another run holds the sink) or
@@ -58,6 +59,10 @@ where
         .open(&cfg.table, &events, cancel)
         .map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
+    if cfg.incremental {
+        let previous = earlier_rows(sink.as_mut(), &schema).map_err(config_error)?;
+        source.remember(previous);
+    }
     let checker = sink.checker();
     let encoder = sink.encoder();
     // Only now do the sink's files exist, to be left out of a walk.
@@ -148,6 +153,7 @@ where
             batch_size: cfg.batch_size,
             flush_interval: cfg.flush_interval,
             abort,
+            prune: cfg.prune,
         };
         let summary = batcher.drain(out_rx);
         counting.cancel_with(crate::pool::CancelReason::Failed);
@@ -166,6 +172,26 @@ where
         sink_name: sink_name.clone(),
     };
     finish(sink.as_mut(), ended, cancel)
+}
+
+/// `--incremental`: the rows an earlier run left in the table, each with
+/// whether it holds every column this run's processors write.
+fn earlier_rows(sink: &mut dyn Sink, schema: &Schema) -> anyhow::Result<Previous> {
+    let processors: Vec<String> = schema
+        .columns
+        .iter()
+        .filter(|c| {
+            schema
+                .stale
+                .as_ref()
+                .is_some_and(|s| s.columns.contains(&c.name))
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    let mut previous = Previous::default();
+    let resolution = sink.earlier_rows(&processors, &mut |row| previous.insert(row))?;
+    previous.set_resolution(resolution);
+    Ok(previous)
 }
 
 /// Whether some CPU has no busy worker of `pool` on it: then a worker's

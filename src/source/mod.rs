@@ -25,6 +25,7 @@ pub(crate) use driver::Pace;
 
 use crate::checkpoint::{Fingerprint, ItemKey};
 use crate::pool::Cancel;
+use crate::record::Value;
 
 /// A producer of items in a deterministic order.
 pub(crate) trait Source: Sync {
@@ -82,6 +83,18 @@ pub(crate) trait Source: Sync {
     /// Files the source must never yield (the sink's own, when it lies
     /// inside a tree the run walks). Called once the sink has created them.
     fn leave_out(&mut self, _files: &[PathBuf]) {}
+
+    /// `--incremental`: the rows an earlier run left in the sink, so that
+    /// items whose row is current are yielded as [`Found::Unchanged`].
+    /// Only files have a size and an mtime to compare.
+    fn remember(&mut self, _previous: files::Previous) {}
+
+    /// `--prune`, once every item is done: the keys, as the sink stores
+    /// them, of the remembered rows whose items are gone, or why that
+    /// cannot be told.
+    fn gone(&self, _resumed_after: Option<&ItemKey>) -> Result<Vec<Value>, String> {
+        Err("this source cannot tell which items are gone".into())
+    }
 }
 
 /// What a source yields.
@@ -118,6 +131,9 @@ pub(crate) enum Found<T> {
     /// Something met but not processed (a FIFO, a symlink not followed):
     /// counted as skipped.
     Skipped,
+    /// An item whose row from an earlier run is still current
+    /// (`--incremental`): not processed, not written, counted as unchanged.
+    Unchanged(ItemKey),
 }
 
 /// The sources there are, as configured: the registry of sources.
