@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generate the input trees for benches/run.sh (`make bench`) in one process.
 
-    python3 benches/gen_data.py OUT_DIR SCALE
+    python3 benches/gen_data.py OUT_DIR SCALE [TREE...]
 
-makes, under OUT_DIR:
+makes, under OUT_DIR (only the TREEs named, when some are):
 
     big/        2000/SCALE files of 256 KiB of seeded pseudo-random bytes, in 20 dirs
                 (500 MiB at SCALE=1): the hashing benchmarks
@@ -182,13 +182,19 @@ def ensure_tree(out_dir, name, spec):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: gen_data.py OUT_DIR SCALE")
-    out_dir, scale = sys.argv[1], sys.argv[2]
+    if len(sys.argv) < 3:
+        sys.exit("usage: gen_data.py OUT_DIR SCALE [TREE...]")
+    out_dir, scale, only = sys.argv[1], sys.argv[2], sys.argv[3:]
     if not scale.isdigit() or int(scale) < 1:
         sys.exit(f"gen_data.py: SCALE must be a positive integer, got {scale!r}")
+    specs = tree_specs(int(scale))
+    unknown = [name for name in only if name not in specs]
+    if unknown:
+        sys.exit(f"gen_data.py: no tree named {', '.join(unknown)} (trees: {', '.join(specs)})")
     os.makedirs(out_dir, exist_ok=True)
-    for name, spec in tree_specs(int(scale)).items():
+    for name, spec in specs.items():
+        if only and name not in only:
+            continue
         root, files, total, made = ensure_tree(out_dir, name, spec)
         how = "generated" if made else "reused"
         print(f"gen_data: {how} {root}: {files} files, {total} bytes", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn the measurements of benches/run.sh into the final table.
 
-Reads OUT/hf-{sha256,blake3,huge,stat,exec}.json, OUT/noop-*.txt (examples/pool_noop's
+Reads OUT/hf-{sha256,blake3,huge,stat,incremental,exec}.json, OUT/noop-*.txt (examples/pool_noop's
 output) and OUT/hf-ckpt-{small100k,big}.round*.json
 (hyperfine --export-json; the rounds are pooled), OUT/mem-*.txt (peak RSS in KiB, one
 run per line), OUT/resume.json (benches/resume_bench.py), OUT/cpu-{start,end}.txt (CPU
@@ -14,7 +14,8 @@ them); with --db also OUT/hf-db-{pg,sqlite}.json, OUT/db-verify-*.json
 OUT/cpu-db-start.txt; prints a plain table to stdout and writes the same table, with a
 description of the machine, to OUT/results.md for pasting into BENCHMARKS.md. With
 --only pool (BENCH_ONLY=pool), only the pool library's files are read and only its rows
-reported.
+reported; with --only incremental (BENCH_ONLY=incremental), only OUT/hf-incremental.json
+and OUT/trees.txt, and only that row.
 
 Time ratios against the peers are speedups: peer time / batchproc time (> 1 means
 batchproc is faster), from hyperfine's mean times. The memory ratio is peak RSS at 100k
@@ -225,8 +226,9 @@ def machine(args):
     return [
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("batchproc commit", commit),
-    ] + ([("batchproc binary", binary(args.bin))] if full else []) + [
+    ] + ([("batchproc binary", binary(args.bin))] if full else []) + ([
         ("pool examples", "; ".join(binary(e) for e in examples)),
+    ] if examples else []) + [
         ("rustc", sh(["rustc", "--version"])),
         ("CPU", f"{cpu} ({simd})"),
         ("nproc", str(args.nproc)),
@@ -309,6 +311,8 @@ def rows(args):
     # make the stat target readable: 0.25× speedup == within 4× of find's time
     b, bp, peer, ratio, _, verdict = out[-1]
     out[-1] = (b, bp, peer, ratio, "≥ 0.25× (≤ 4× find's time)", verdict)
+    row, hf["incremental"] = incremental_row(args)
+    out.append(row)
 
     mem = {}
     for name in ("small10k", "small100k"):
@@ -471,9 +475,56 @@ def pool_rows(args):
 
 
 def pool_commands(out):
-    """The pool rows' commands, as run.sh ran them."""
-    with open(os.path.join(out, "pool-commands.txt")) as f:
-        return f.read().splitlines()
+    """The pool rows' commands, as run.sh ran them (none when they did not run)."""
+    try:
+        with open(os.path.join(out, "pool-commands.txt")) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+INCREMENTAL_TARGET = 1.5  # at most this many times find's time
+
+
+def incremental_row(args):
+    """The re-run of --incremental over the unchanged small100k tree against find -printf:
+    (table row, hyperfine results)."""
+    results = load_hf(args.out, "incremental")
+    bp, find = results
+    ratio = find["mean"] / bp["mean"]
+    nfiles = trees(args.out)["small100k"][0]
+    row = (f"incremental re-run, {nfiles:,} unchanged files, vs find -printf",
+           fmt_time(bp), fmt_time(find),
+           f"{ratio:.2f}× (batchproc = {bp['mean'] / find['mean']:.2f}× find)",
+           f"≥ {1 / INCREMENTAL_TARGET:.2f}× (≤ {INCREMENTAL_TARGET}× find's time)",
+           "PASS" if ratio >= 1 / INCREMENTAL_TARGET else "FAIL")
+    return row, results
+
+
+def incremental_only(args):
+    """BENCH_ONLY=incremental: that row alone, printed and written to OUT/results.md."""
+    args.cpu = cpu_use(args.out)
+    row, results = incremental_row(args)
+    wall, others, _, _, _ = args.cpu
+    print()
+    print(f"batchproc benchmarks: the incremental row only (BENCH_ONLY=incremental, "
+          f"BENCH_SCALE={args.scale}, nproc={args.nproc})")
+    print(plain_table([row]))
+    print(f"other processes used {others:.0f} CPU-seconds during the {wall:.0f} s of timings")
+    md = ["### Results (the incremental row only, BENCH_ONLY=incremental)", "",
+          "| machine | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in machine(args)]
+    md += ["", f"hyperfine: {args.warmup} warmup + at least {args.min_runs} timed runs per "
+           "command.", "", md_table([row]), "", "Commands timed:", "", "```",
+           "# before the timings, once: the same command without --incremental, into a new "
+           "database"]
+    md += [r["command"] for r in results]
+    md += ["```", ""]
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    print(f"\nMarkdown table and machine description: {os.path.join(args.out, 'results.md')}")
+    if args.strict and row[5] == "FAIL":
+        sys.exit(1)
 
 
 def db_rows(out):
@@ -542,8 +593,9 @@ def resume_text(resume):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", choices=("all", "pool"), default="all",
-                    help="pool: only the pool library's rows ran (BENCH_ONLY=pool)")
+    ap.add_argument("--only", choices=("all", "pool", "incremental"), default="all",
+                    help="pool: only the pool library's rows ran (BENCH_ONLY=pool); "
+                         "incremental: only the incremental re-run row")
     ap.add_argument("--data")
     ap.add_argument("--scale", type=int)
     ap.add_argument("--nproc", type=int, required=True)
@@ -566,6 +618,8 @@ def main():
     ap.add_argument("--pg-port", default=os.environ.get("BENCH_PG_PORT", "5432"))
     ap.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))
     args = ap.parse_args()
+    if args.only == "incremental":
+        return incremental_only(args)
     full = args.only != "pool"
     if full:
         missing = [o for o in ("data", "scale", "warmup", "min_runs", "ckpt_runs", "ckpt_rounds")
@@ -721,9 +775,12 @@ def main():
     if not full:
         md.extend(pool_commands(args.out))
     else:
-        for name in ("sha256", "blake3", "huge", "stat"):
+        for name in ("sha256", "blake3", "huge", "stat", "incremental"):
             if name == "stat":
                 md.append(f"# hyperfine --prepare, before every run: rm -f {args.out}/out.db*")
+            if name == "incremental":
+                md.append("# before the timings, once: the same command without --incremental, "
+                          "into a new database")
             for r in hf[name]:
                 md.append(r["command"])
         for name in ("small10k", "small100k"):

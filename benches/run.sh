@@ -35,6 +35,8 @@
 #                       tree; well under a minute) and the report: no data, nothing installed
 #                       but /usr/bin/time and python3, no batchproc binary needed
 #                       (default: all, every row)
+#   BENCH_ONLY=incremental  run only the --incremental re-run row (an unchanged 100,000-file
+#                       tree against find -printf) and its report; generates only small100k/
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
 #   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
 #                       e.g. a copy, so a rebuild during the run cannot change it
@@ -60,10 +62,11 @@ ONLY=${BENCH_ONLY:-all}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_PORT=${BENCH_PG_PORT:-5432}
 PG_USER=${BENCH_PG_USER:-postgres}
-if [[ $ONLY != all && $ONLY != pool ]]; then
-    echo "bench: BENCH_ONLY must be all or pool, got '$ONLY'" >&2
+if [[ $ONLY != all && $ONLY != pool && $ONLY != incremental ]]; then
+    echo "bench: BENCH_ONLY must be all, pool or incremental, got '$ONLY'" >&2
     exit 2
 fi
+[[ $ONLY != incremental ]] || DB=0 # that row needs no database server
 if [[ $DB != 0 && $DB != 1 ]]; then
     echo "bench: BENCH_DB must be 0 or 1, got '$DB'" >&2
     exit 2
@@ -143,6 +146,7 @@ mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/cpu-*.txt "$OUT"/commit.txt "$OUT"/noop-*.txt "$OUT"/mem-noop-*.txt \
     "$OUT"/time-noop-*.log "$OUT"/pool-*.jsonl "$OUT"/pool-commands.txt
 # (BENCH_ONLY=pool leaves the other rows' files of an earlier run alone)
+rm -f "$OUT"/hf-incremental.json
 if [[ $ONLY == all ]]; then
     rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log \
         "$OUT"/resume.json "$OUT"/rows.txt "$OUT"/db-verify-*.json \
@@ -227,6 +231,9 @@ report() {
         --bin "$BIN" --pool-runs "$POOL_RUNS")
     if [[ $ONLY == pool ]]; then
         report+=(--only pool)
+    elif [[ $ONLY == incremental ]]; then
+        report+=(--only incremental --scale "$SCALE" --warmup "$WARMUP" --min-runs "$MIN_RUNS"
+            --data "$DATA")
     else
         report+=(--scale "$SCALE" --warmup "$WARMUP" --min-runs "$MIN_RUNS" --data "$DATA"
             --huge-warmup "$HUGE_WARMUP" --huge-min-runs "$HUGE_MIN_RUNS"
@@ -250,7 +257,11 @@ if [[ $ONLY == pool ]]; then
 fi
 
 say "data under $DATA (BENCH_SCALE=$SCALE)"
-python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
+if [[ $ONLY == incremental ]]; then
+    python3 benches/gen_data.py "$DATA" "$SCALE" small100k >"$OUT/trees.txt"
+else
+    python3 benches/gen_data.py "$DATA" "$SCALE" >"$OUT/trees.txt"
+fi
 BIG=$DATA/big
 SMALL100K=$DATA/small100k
 SMALL10K=$DATA/small10k
@@ -260,6 +271,37 @@ if [[ $DB == 1 ]]; then
     read -r _ ROWS_DB ROWS_CSV NROWS _ _ <"$OUT/rows.txt"
 fi
 ((SCALE == 1)) || echo "bench: BENCH_SCALE=$SCALE is a quick check; its numbers are not comparable with the targets" >&2
+
+HF=(hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS")
+
+# --- 3c2. an --incremental re-run over the unchanged small100k tree, vs the find floor --------
+# A first run (untimed) hashes every file into a new database; each timed re-run compares
+# every file's size and mtime with its row and passes it (none is opened or written). find
+# -printf '%p %s %T@' walks and stats the same files and prints what the comparison needs.
+# Target (issue 14): at most 1.5x find's time.
+incremental_row() {
+    local db=$OUT/incr.db check=$OUT/incr-check.json n
+    local cmd="$BIN files $SMALL100K -q -p sha256 --incremental --sink sqlite:$db"
+    say "incremental re-run of an unchanged tree: batchproc vs find -printf ($SMALL100K)"
+    rm -f "$db" "$db"-wal "$db"-shm "$db"-journal
+    "$BIN" files "$SMALL100K" -q -p sha256 --sink "sqlite:$db" || die "the first run into $db failed"
+    # The re-run must pass every file and process none, or it measures something else.
+    $cmd --summary-json "$check" || die "the incremental re-run failed"
+    n=$(find "$SMALL100K" -type f | wc -l)
+    python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+sys.exit(0 if s["unchanged"] == n and s["ok"] == 0 else f"re-run: {s}, want {n} unchanged")' \
+        "$check" "$n" || die "the incremental re-run did not pass every file unchanged"
+    "${HF[@]}" --export-json "$OUT/hf-incremental.json" \
+        "$cmd" "find $SMALL100K -type f -printf '%p %s %T@\\n' >/dev/null"
+    rm -f "$db" "$db"-wal "$db"-shm "$db"-journal "$check"
+}
+if [[ $ONLY == incremental ]]; then
+    cpu_mark "$OUT/cpu-start.txt"
+    incremental_row
+    cpu_mark "$OUT/cpu-end.txt"
+    report
+    exit
+fi
 
 # --- sanity: batchproc must agree with the peers it is timed against ------------------
 # (a benchmark of a processor that computes the wrong thing, or nothing, means nothing)
@@ -300,7 +342,6 @@ if ! err=$("$BIN" files "$BIG/d000" -q -p sha256 --sink csv:/dev/null 2>&1 >/dev
     echo "bench: warning: timing the hashing rows with --sink - >/dev/null instead" >&2
 fi
 
-HF=(hyperfine --warmup "$WARMUP" --min-runs "$MIN_RUNS")
 cpu_mark "$OUT/cpu-start.txt"
 
 # --- 3a. hashing: sha256 ----------------------------------------------------------------
@@ -337,6 +378,7 @@ say "stat into SQLite: batchproc vs find -printf ($SMALL100K)"
     --prepare "rm -f $OUT/out.db*" \
     "$BIN files $SMALL100K -q --sink sqlite:$OUT/out.db" \
     "find $SMALL100K -type f -printf '%s %T@ %p\\n' >/dev/null"
+incremental_row
 
 # --- 3d. peak memory: 10k vs 100k files ---------------------------------------------------
 MEM_DB=$OUT/mem.db

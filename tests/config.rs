@@ -359,7 +359,7 @@ fn config_errors_name_the_file_the_line_and_the_key() {
     let head = "[pipelines.p]\ncommand = \"files\"\ndirs = [\"d\"]\n";
     config_error(
         &format!("{head}wokers = 2\n"),
-        "batchproc.toml:4: pipelines.p.wokers: unknown key for a files pipeline (keys: command, dirs, processor, include, exclude, max-depth, follow, workers,",
+        "batchproc.toml:4: pipelines.p.wokers: unknown key for a files pipeline (keys: command, dirs, processor, include,",
     );
     config_error(
         &format!("{head}workers = \"two\"\n"),

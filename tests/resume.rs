@@ -394,14 +394,15 @@ fn runs_lists_newest_first_as_table_and_json() {
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("ID  STATUS"), "{text}");
     let cols = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    // ID STATUS OK FAILED SKIPPED UNCHANGED REMOVED ATTEMPTS
     assert_eq!(
-        cols(lines[1])[..6],
-        ["2", "failed", "5", "1", "0", "1"],
+        cols(lines[1])[..8],
+        ["2", "failed", "5", "1", "0", "0", "0", "1"],
         "{text}"
     );
     assert_eq!(
-        cols(lines[2])[..6],
-        ["1", "succeeded", "6", "0", "0", "1"],
+        cols(lines[2])[..8],
+        ["1", "succeeded", "6", "0", "0", "0", "0", "1"],
         "{text}"
     );
     assert!(

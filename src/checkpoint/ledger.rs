@@ -4,7 +4,7 @@
 //! it) and bounds how far the source may run ahead of the watermark.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ struct Entry {
     persisted: bool,
     /// Tried again out of source order (see [`Ledger::dispatch_retry`]).
     retry: bool,
+    /// Unchanged since an earlier run (`--incremental`): committed as it
+    /// is met, with nothing to write; counted when the watermark passes it.
+    unchanged: bool,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,9 @@ struct Tracker {
     retries: HashMap<Seq, (ItemKey, bool)>,
     /// Earlier failures whose item is gone from the source.
     gone: Vec<ItemKey>,
+    /// Unchanged items met while nothing was pending: the watermark moved
+    /// past them at once, and the next update counts them.
+    passed: u64,
 }
 
 impl Tracker {
@@ -52,6 +58,7 @@ impl Tracker {
             committed,
             persisted: committed,
             retry: false,
+            unchanged: false,
         });
         self.base + self.window.len() as Seq - 1
     }
@@ -75,6 +82,8 @@ pub(crate) struct Ledger {
     start: Option<ItemKey>,
     /// Items met but not processed (not regular files, vanished).
     pub(crate) skipped: AtomicU64,
+    /// Items unchanged since an earlier run, passed without a worker.
+    pub(crate) unchanged: AtomicU64,
 }
 
 /// What the source driver should do with an item.
@@ -104,6 +113,7 @@ impl Ledger {
             room: Condvar::new(),
             window: window.max(1),
             skipped: AtomicU64::new(0),
+            unchanged: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +146,39 @@ impl Ledger {
         Dispatch::Go(t.push(key, false))
     }
 
+    /// Registers an item unchanged since an earlier run (`--incremental`):
+    /// nothing to process or write, so it is committed as it is met. While
+    /// nothing before it is pending, the watermark moves past it at once
+    /// (no entry: a tree of unchanged files never fills the window);
+    /// otherwise it waits in the window like any committed item. Either
+    /// way it is counted in the update whose watermark passes it, so a
+    /// resume after a kill meets it again rather than counting it twice.
+    /// An item an earlier attempt committed is `Done`, as in `dispatch`.
+    pub(crate) fn pass(&self, key: ItemKey) -> Dispatch {
+        let mut t = self.lock();
+        if !t.resumed.is_empty() && t.resumed.remove(&key) {
+            t.push(key, true);
+            return Dispatch::Done;
+        }
+        if t.window.is_empty() {
+            t.watermark = Some(key);
+            t.passed += 1;
+        } else if t.window.len() >= self.window {
+            return Dispatch::Full(key);
+        } else {
+            t.window.push_back(Entry {
+                key,
+                committed: true,
+                persisted: false,
+                retry: false,
+                unchanged: true,
+            });
+        }
+        drop(t);
+        self.unchanged.fetch_add(1, Ordering::Relaxed);
+        Dispatch::Done
+    }
+
     /// The earlier failures to retry, once (for the driver).
     pub(crate) fn take_retries(&self) -> Vec<ItemKey> {
         std::mem::take(&mut self.lock().to_retry)
@@ -153,6 +196,7 @@ impl Ledger {
             committed: false,
             persisted: false,
             retry: true,
+            unchanged: false,
         });
         let seq = t.base + t.window.len() as Seq - 1;
         t.retries.insert(seq, (key, known));
@@ -209,6 +253,7 @@ impl Ledger {
         // this batch (walked in step with the sorted batch).
         let mut next_in_batch = batch.iter().peekable();
         let mut prefix_end = t.base;
+        let mut unchanged = t.passed;
         for (seq, entry) in (t.base..).zip(&t.window) {
             while next_in_batch.next_if(|s| **s < seq).is_some() {}
             let in_batch = next_in_batch.next_if(|s| **s == seq).is_some();
@@ -222,6 +267,7 @@ impl Ledger {
             }
             watermark = Some(entry.key.clone());
             prefix_end = seq + 1;
+            unchanged += entry.unchanged as u64;
             if entry.persisted {
                 delete.push(entry.key.clone());
             }
@@ -238,6 +284,8 @@ impl Ledger {
             delete,
             beyond,
             cleared: t.gone.clone(),
+            unchanged,
+            upto: prefix_end,
             ..CheckpointUpdate::default()
         }
     }
@@ -259,13 +307,26 @@ impl Ledger {
             t.retries.remove(seq);
         }
         t.gone.retain(|key| !update.cleared.contains(key));
-        // Retried items go with the prefix, committed or not: their outcome
-        // is followed by `retries`.
-        while t.window.front().is_some_and(|e| e.committed || e.retry) {
-            t.window.pop_front();
+        // The planned prefix goes, no further: an item the driver added
+        // since (an unchanged one, one an earlier attempt committed) is
+        // counted or deleted by the next plan. Retried items go with the
+        // prefix, committed or not: their outcome is followed by `retries`.
+        let mut popped_unchanged = 0;
+        let mut popped = false;
+        while t.base < update.upto && t.window.front().is_some_and(|e| e.committed || e.retry) {
+            let entry = t.window.pop_front().expect("checked above");
+            popped_unchanged += entry.unchanged as u64;
+            popped = true;
             t.base += 1;
         }
-        t.watermark = update.watermark.clone();
+        // What the plan counted beyond those entries was passed while
+        // nothing was pending; more may have been passed since.
+        t.passed = t.passed.saturating_sub(update.unchanged - popped_unchanged);
+        // With nothing popped the plan's watermark is the one it started
+        // from, and `pass` may have moved past it meanwhile.
+        if popped {
+            t.watermark = update.watermark.clone();
+        }
         drop(t);
         self.room.notify_all();
     }
@@ -382,6 +443,40 @@ mod tests {
         assert_eq!(u.cleared, [key("d/3")]);
         ledger.apply(&[s7], &u);
         assert!(ledger.plan(&[]).cleared.is_empty());
+    }
+
+    #[test]
+    fn unchanged_items_are_counted_once_by_the_update_whose_watermark_passes_them() {
+        let point = ResumePoint {
+            watermark: None,
+            done: [key("d/5")].into(),
+            retry: Vec::new(),
+        };
+        let ledger = Ledger::new(point, 100);
+        // Nothing pending: passed at once, no entry.
+        assert_eq!(ledger.pass(key("d/1")), Dispatch::Done);
+        let s2 = go(&ledger, "d/2");
+        // Behind d/2 in flight: waits in the window.
+        assert_eq!(ledger.pass(key("d/3")), Dispatch::Done);
+        let u = ledger.plan(&[]);
+        assert_eq!((u.watermark.clone(), u.unchanged), (Some(key("d/1")), 1));
+        ledger.apply(&[], &u);
+        // Planned, then more met before the apply: left for the next plan.
+        let u = ledger.plan(&[s2]);
+        assert_eq!((u.watermark.clone(), u.unchanged), (Some(key("d/3")), 1));
+        ledger.pass(key("d/4"));
+        ledger.apply(&[s2], &u);
+        let u = ledger.plan(&[]);
+        assert_eq!((u.watermark.clone(), u.unchanged), (Some(key("d/4")), 1));
+        ledger.apply(&[], &u);
+        // An item an earlier attempt committed is not counted unchanged.
+        assert_eq!(ledger.pass(key("d/5")), Dispatch::Done);
+        let u = ledger.plan(&[]);
+        assert_eq!(
+            (u.watermark, u.unchanged, u.delete),
+            (Some(key("d/5")), 0, vec![key("d/5")])
+        );
+        assert_eq!(ledger.unchanged.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub(crate) struct CheckpointUpdate {
     /// Earlier failures done with: retried and passed, or gone from the
     /// source. Each was counted as failed, and no longer is.
     pub(crate) cleared: Vec<ItemKey>,
+    /// Items unchanged since an earlier run that the new watermark passed.
+    pub(crate) unchanged: u64,
+    /// Rows of items gone from the source, deleted in this transaction (`--prune`).
+    pub(crate) removed: u64,
+    /// The ledger's own: the sequence number after the planned prefix.
+    pub(crate) upto: Seq,
 }
 
 /// One run recorded in a sink, as `batchproc runs` lists it.
@@ -107,6 +113,10 @@ pub struct RunRow {
     pub failed: i64,
     /// Items met but not processed (not regular files, vanished).
     pub skipped: i64,
+    /// Items unchanged since an earlier run (`--incremental`): not processed.
+    pub unchanged: i64,
+    /// Rows deleted because their items were gone (`--prune`).
+    pub removed: i64,
     /// How many times the run was started (1, plus one per `--resume`).
     pub attempts: i64,
     /// RFC 3339 UTC.

@@ -292,13 +292,16 @@ pub(crate) async fn record(
     on_conn!(&mut conn, |c| {
         sqlx::query(
             "UPDATE batchproc_runs SET ok = ok + $1, failed = failed + $2, watermark_root = $3, \
-             watermark_key = $4, csv_length = COALESCE($5, csv_length) WHERE id = $6",
+             watermark_key = $4, csv_length = COALESCE($5, csv_length), \
+             unchanged = unchanged + $6, removed = removed + $7 WHERE id = $8",
         )
         .bind(update.ok as i64)
         .bind(update.failed as i64 - update.cleared.len() as i64)
         .bind(root)
         .bind(key)
         .bind(csv_length.map(|n| n as i64))
+        .bind(update.unchanged as i64)
+        .bind(update.removed as i64)
         .bind(run_id)
         .execute(&mut **c)
         .await?;
@@ -420,8 +423,8 @@ pub(crate) async fn end_run(mut conn: Conn<'_>, run_id: i64, end: &RunEnd) -> Re
 pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
     Ok(on_conn!(&mut conn, |c| {
         sqlx::query(
-            "SELECT id, status, ok, failed, skipped, attempts, started_at, finished_at, \
-             sink_table, command, pid, host, peak_busy, average_busy \
+            "SELECT id, status, ok, failed, skipped, unchanged, removed, attempts, started_at, \
+             finished_at, sink_table, command, pid, host, peak_busy, average_busy \
              FROM batchproc_runs ORDER BY id DESC",
         )
         .fetch_all(&mut **c)
@@ -433,6 +436,8 @@ pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
             ok: r.get("ok"),
             failed: r.get("failed"),
             skipped: r.get("skipped"),
+            unchanged: r.get("unchanged"),
+            removed: r.get("removed"),
             attempts: r.get("attempts"),
             started_at: r.get("started_at"),
             finished_at: r.get("finished_at"),

@@ -156,6 +156,18 @@ pub struct FilesArgs {
     #[arg(short = 'L', long, env = "BATCHPROC_FOLLOW", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub follow: bool,
 
+    /// Leave out files whose row from an earlier run is current (same path, size and mtime,
+    /// no error, every column of this run's processors filled): not opened, not rewritten,
+    /// counted as unchanged. SQLite and Postgres sinks.
+    #[arg(long, env = "BATCHPROC_INCREMENTAL", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub incremental: bool,
+
+    /// With --incremental: once the walk met everything (no unreadable directory, not
+    /// stopped early), delete the rows of files under DIR and through the filters that are
+    /// gone, in one transaction; counted as removed.
+    #[arg(long, env = "BATCHPROC_PRUNE", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub prune: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -487,7 +499,10 @@ fn processor_help(lead: &str) -> String {
 
 impl FilesArgs {
     pub fn pipeline(self) -> Invocation {
-        let mut p = Pipeline::files(self.dirs).follow(self.follow);
+        let mut p = Pipeline::files(self.dirs)
+            .follow(self.follow)
+            .incremental(self.incremental)
+            .prune(self.prune);
         for glob in self.include {
             p = p.include(glob);
         }

@@ -16,7 +16,17 @@ pub fn print_runs(runs: &[RunRow], json: bool) -> std::io::Result<()> {
 
 fn table(runs: &[RunRow]) -> String {
     let mut rows = vec![[
-        "ID", "STATUS", "OK", "FAILED", "SKIPPED", "ATTEMPTS", "BUSY", "STARTED", "DURATION",
+        "ID",
+        "STATUS",
+        "OK",
+        "FAILED",
+        "SKIPPED",
+        "UNCHANGED",
+        "REMOVED",
+        "ATTEMPTS",
+        "BUSY",
+        "STARTED",
+        "DURATION",
         "COMMAND",
     ]
     .map(String::from)];
@@ -27,6 +37,8 @@ fn table(runs: &[RunRow]) -> String {
             r.ok.to_string(),
             r.failed.to_string(),
             r.skipped.to_string(),
+            r.unchanged.to_string(),
+            r.removed.to_string(),
             r.attempts.to_string(),
             busy(r.peak_busy, r.average_busy),
             r.started_at.clone(),
@@ -34,7 +46,7 @@ fn table(runs: &[RunRow]) -> String {
             r.command.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..10)
+    let widths: Vec<usize> = (0..12)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -43,7 +55,7 @@ fn table(runs: &[RunRow]) -> String {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 9 {
+                if i == 11 {
                     c.clone()
                 } else {
                     format!("{c:<w$}", w = widths[i])

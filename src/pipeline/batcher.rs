@@ -33,6 +33,8 @@ pub(super) struct Batcher<'a, S> {
     pub(super) batch_size: usize,
     pub(super) flush_interval: Duration,
     pub(super) abort: bool,
+    /// `--prune`: once everything is committed, delete the rows of items gone.
+    pub(super) prune: bool,
 }
 
 /// One finished item on its way to the sink.
@@ -117,7 +119,49 @@ impl<S: Source> Batcher<'_, S> {
             }
         }
         self.flush(&mut batch, true);
+        if self.prune {
+            summary.removed = self.prune();
+        }
         summary
+    }
+
+    /// `--prune`, after everything else is queued: the rows of items gone
+    /// from the source are deleted in one transaction, which also counts
+    /// them. Only after a walk that met everything it covers: never once
+    /// the run was cancelled (an item failing under fail-fast, an
+    /// interrupt, the source or the sink failing), and never when the
+    /// source says it cannot tell (a directory it could not read).
+    fn prune(&mut self) -> u64 {
+        if self.failure.cancelled() {
+            self.events
+                .warning("--prune: the run stopped early, so no rows were removed");
+            return 0;
+        }
+        let keys = match self.source.gone(self.ledger.resumed_after()) {
+            Ok(keys) => keys,
+            Err(why) => {
+                self.events
+                    .warning(&format!("--prune: {why}, so no rows were removed"));
+                return 0;
+            }
+        };
+        if keys.is_empty() {
+            return 0;
+        }
+        let mut update = self.ledger.plan(&[]);
+        update.removed = keys.len() as u64;
+        self.ledger.apply(&[], &update);
+        let removed = update.removed;
+        let job = Job {
+            records: Vec::new(),
+            encoded: None,
+            removed: keys,
+            checkpoint: self.checkpoint.then_some(update),
+        };
+        match self.committer.send(job) {
+            Ok(()) => removed,
+            Err(_) => 0,
+        }
     }
 
     fn label(&self, seq: Seq) -> String {
@@ -262,8 +306,17 @@ impl<S: Source> Batcher<'_, S> {
         batch.held_rows = batch.rows;
         batch.bytes = 0;
         batch.entries = held;
+        // Unchanged items the watermark passed need a write of their own
+        // (their count goes with the watermark); without checkpoints only
+        // the ledger moves on, so the window does not fill up with them.
         if entries.is_empty() && update.cleared.is_empty() {
-            return Ok(());
+            if update.unchanged == 0 {
+                return Ok(());
+            }
+            if !self.checkpoint {
+                self.ledger.apply(&[], &update);
+                return Ok(());
+            }
         }
         update.ok = entries.iter().filter(|e| e.ok).count() as u64;
         update.failed = 0;
@@ -296,6 +349,7 @@ impl<S: Source> Batcher<'_, S> {
         self.committer.send(Job {
             records,
             encoded,
+            removed: Vec::new(),
             checkpoint: self.checkpoint.then_some(update),
         })
     }

@@ -14,7 +14,7 @@ use crossbeam_channel::{bounded, Sender};
 use super::finish::{Failure, FirstFailure};
 use super::log;
 use crate::checkpoint::CheckpointUpdate;
-use crate::record::Record;
+use crate::record::{Record, Value};
 use crate::sink::{Sink, Stopped};
 
 /// One transaction's worth: records and the checkpoint that covers them.
@@ -22,6 +22,8 @@ pub(super) struct Job {
     pub(super) records: Vec<Record>,
     /// The sink's encoding of `records`, made on the batcher's thread.
     pub(super) encoded: Option<Vec<u8>>,
+    /// Keys of rows to delete instead (`--prune`; no records then).
+    pub(super) removed: Vec<Value>,
     pub(super) checkpoint: Option<CheckpointUpdate>,
 }
 
@@ -45,11 +47,14 @@ impl<'a> Committer<'a> {
         scope.spawn(move || {
             for (n, job) in (1..).zip(rx) {
                 let started = Instant::now();
-                let written = sink.write(
-                    &job.records,
-                    job.encoded.as_deref(),
-                    job.checkpoint.as_ref(),
-                );
+                let written = match job.removed.is_empty() {
+                    true => sink.write(
+                        &job.records,
+                        job.encoded.as_deref(),
+                        job.checkpoint.as_ref(),
+                    ),
+                    false => sink.remove(&job.removed, job.checkpoint.as_ref()),
+                };
                 if written.is_ok() {
                     let checkpoint = job.checkpoint.is_some();
                     log::batch_committed(n, job.records.len(), checkpoint, started.elapsed());

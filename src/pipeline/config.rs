@@ -29,6 +29,8 @@ pub(super) struct Options {
     pub(super) on_error: OnError,
     pub(super) resume: bool,
     pub(super) checkpoint: bool,
+    pub(super) incremental: bool,
+    pub(super) prune: bool,
 }
 
 impl Default for Options {
@@ -49,6 +51,8 @@ impl Default for Options {
             on_error: OnError::Abort,
             resume: false,
             checkpoint: true,
+            incremental: false,
+            prune: false,
         }
     }
 }
@@ -75,6 +79,10 @@ pub(crate) struct RunConfig {
     pub(crate) max_runtime: Option<Duration>,
     pub(crate) resume: bool,
     pub(crate) checkpoint: bool,
+    /// Pass items whose row from an earlier run is current (`--incremental`).
+    pub(crate) incremental: bool,
+    /// Delete the rows of items gone (`--prune`, with `--incremental`).
+    pub(crate) prune: bool,
     /// Items the source may run ahead of the checkpoint watermark.
     pub(crate) window: usize,
 }
@@ -105,6 +113,15 @@ impl RunConfig {
         if options.max_runtime == Some(Duration::ZERO) {
             bail!("--max-runtime must be more than 0");
         }
+        if options.prune && !options.incremental {
+            bail!("--prune needs --incremental: it deletes the rows the incremental walk no longer meets");
+        }
+        if options.incremental && !matches!(sink, SinkSpec::Database(_)) {
+            bail!(
+                "--incremental needs a database sink (SQLite or Postgres): a CSV file is \
+                 rewritten by every run, so it keeps no earlier rows to compare with"
+            );
+        }
         for (name, value) in [
             ("--batch-size", options.batch_size),
             ("--queue", options.queue),
@@ -131,6 +148,8 @@ impl RunConfig {
             max_runtime: options.max_runtime,
             resume: options.resume,
             checkpoint: options.checkpoint,
+            incremental: options.incremental,
+            prune: options.prune,
             window: 100_000,
         })
     }

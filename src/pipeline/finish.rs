@@ -59,6 +59,11 @@ pub struct Summary {
     pub failed: u64,
     /// Items met but not processed (not regular files, vanished).
     pub skipped: u64,
+    /// Items unchanged since an earlier run (`--incremental`): not
+    /// processed, their rows left as they were.
+    pub unchanged: u64,
+    /// Rows deleted because their items were gone (`--prune`).
+    pub removed: u64,
     /// Bytes of the items processed.
     pub bytes: u64,
     pub elapsed: Duration,
@@ -70,16 +75,23 @@ pub struct Summary {
 
 impl Summary {
     /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`,
-    /// with `, 3 skipped` after `failed` when items were skipped.
+    /// with `, 3 skipped`, `, 5 unchanged` and `, 1 removed` after `failed`
+    /// when there were any.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let items = self.ok + self.failed;
-        let skipped = match self.skipped {
-            0 => String::new(),
-            n => format!(", {n} skipped"),
-        };
+        let mut counts = String::new();
+        for (n, what) in [
+            (self.skipped, "skipped"),
+            (self.unchanged, "unchanged"),
+            (self.removed, "removed"),
+        ] {
+            if n > 0 {
+                counts.push_str(&format!(", {n} {what}"));
+            }
+        }
         format!(
-            "{} ok, {} failed{skipped} in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
+            "{} ok, {} failed{counts} in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",
             self.ok,
             self.failed,
             secs,
@@ -142,6 +154,11 @@ impl<'a> FirstFailure<'a> {
         }
     }
 
+    /// Whether the run was cancelled: failed, or interrupted from outside.
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// Whether the sink has failed (no batch may be queued after that).
     pub(super) fn sink_failed(&self) -> bool {
         matches!(self.slot.get(), Some(Failure::Sink(_)))
@@ -180,6 +197,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
     } = ended;
     let recorded = run_id.is_some();
     summary.skipped = ledger.skipped.load(Ordering::Relaxed);
+    summary.unchanged = ledger.unchanged.load(Ordering::Relaxed);
     let end = |ending| RunEnd {
         ending,
         skipped: summary.skipped,

@@ -296,6 +296,29 @@ impl Pipeline {
         self
     }
 
+    /// Leave out files whose row from an earlier run is current: same
+    /// path, size and mtime, no error, every column of this run's
+    /// processors filled (files source, database sinks). Counted as
+    /// unchanged; not opened, not written.
+    pub fn incremental(mut self, incremental: bool) -> Self {
+        self.options.incremental = incremental;
+        match incremental {
+            true => self.files_only("incremental", |_| {}),
+            false => self,
+        }
+    }
+
+    /// With [`incremental`](Self::incremental): once the walk met
+    /// everything, delete the rows of files under the directories (and
+    /// through the filters) that are gone. Counted as removed.
+    pub fn prune(mut self, prune: bool) -> Self {
+        self.options.prune = prune;
+        match prune {
+            true => self.files_only("prune", |_| {}),
+            false => self,
+        }
+    }
+
     /// Whether to keep run and checkpoint rows (default true; without them
     /// a run cannot be resumed).
     pub fn checkpoint(mut self, checkpoint: bool) -> Self {

@@ -83,14 +83,14 @@ where
     W: Work<Item = S::Item>,
 {
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
-    let incremental = source.incremental().is_some();
+    let cursored = source.cursored().is_some();
     let spec = cfg.checkpoint.then(|| RunSpec {
         fingerprint: fingerprint(&cfg, command, &source, &work).digest(),
         legacy_fingerprint: fingerprint(&cfg, command, &source, &work).legacy(),
         command: command_line(),
         table: Some(cfg.table.clone()),
         resume: cfg.resume,
-        cursor: incremental,
+        cursor: cursored,
     });
     let sink = cfg
         .sink
@@ -98,7 +98,7 @@ where
         .map_err(|e| Error::Config(e.context(format!("sink {}", cfg.sink))))?;
     source.leave_out(&cfg.sink.own_files());
     let mut notes = Vec::new();
-    if let (Some(range), Some(source)) = (&sink.cursor, source.incremental()) {
+    if let (Some(range), Some(source)) = (&sink.cursor, source.cursored()) {
         let after = range.after.as_deref();
         let upto = match &range.upto {
             Some(upto) => upto.clone(),

@@ -29,7 +29,8 @@ use crate::record::{Column, ColumnType, Quoted, Schema};
 use crate::sink::{Busy, Sink};
 use crate::source::cutoff::Cutoff;
 use crate::source::driver::{drive, Queue};
-use crate::source::{Incremental, Pace, Source};
+use crate::source::files::Previous;
+use crate::source::{Cursored, Pace, Source};
 
 /// A run refused before any work: busy (another run holds the sink) or
 /// misconfigured.
@@ -56,8 +57,8 @@ where
 {
     let started = Instant::now();
     let sink_name = cfg.sink.to_string();
-    let incremental = source.incremental().is_some();
-    if incremental && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
+    let cursored = source.cursored().is_some();
+    if cursored && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
         return Err(Error::Config(anyhow::anyhow!(
             "--cursor needs run records to find the last run's cursor: a database sink or a CSV \
              file, without --no-checkpoint"
@@ -70,6 +71,10 @@ where
         .open(&cfg.table, &events, cancel)
         .map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
+    if cfg.incremental {
+        let previous = earlier_rows(sink.as_mut(), &schema).map_err(config_error)?;
+        source.remember(previous);
+    }
     let checker = sink.checker();
     let encoder = sink.encoder();
     // Only now do the sink's files exist, to be left out of a walk.
@@ -84,7 +89,7 @@ where
                 command: command_line(),
                 table: Some(cfg.table.clone()),
                 resume: cfg.resume,
-                cursor: incremental,
+                cursor: cursored,
             };
             sink.start_run(&spec).map_err(config_error)?
         }
@@ -94,7 +99,7 @@ where
         events.notice(notice);
     }
     let range = run.as_ref().and_then(|r| r.cursor.as_ref());
-    if let (Some(range), Some(source)) = (range, source.incremental()) {
+    if let (Some(range), Some(source)) = (range, source.cursored()) {
         let line = settle_range(range, source, sink.as_mut()).map_err(Error::Config)?;
         events.notice(&line);
     }
@@ -184,6 +189,7 @@ where
             batch_size: cfg.batch_size,
             flush_interval: cfg.flush_interval,
             abort,
+            prune: cfg.prune,
         };
         let summary = batcher.drain(out_rx);
         ended.cancel();
@@ -212,7 +218,7 @@ where
 /// record commits. A line saying what the run reads.
 fn settle_range(
     range: &CursorRange,
-    source: &mut dyn Incremental,
+    source: &mut dyn Cursored,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<String> {
     let after = range.after.as_deref();
@@ -225,6 +231,26 @@ fn settle_range(
         }
     };
     source.restrict(after, &upto)
+}
+
+/// `--incremental`: the rows an earlier run left in the table, each with
+/// whether it holds every column this run's processors write.
+fn earlier_rows(sink: &mut dyn Sink, schema: &Schema) -> anyhow::Result<Previous> {
+    let processors: Vec<String> = schema
+        .columns
+        .iter()
+        .filter(|c| {
+            schema
+                .stale
+                .as_ref()
+                .is_some_and(|s| s.columns.contains(&c.name))
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    let mut previous = Previous::default();
+    let resolution = sink.earlier_rows(&processors, &mut |row| previous.insert(row))?;
+    previous.set_resolution(resolution);
+    Ok(previous)
 }
 
 /// Whether some CPU has no busy worker of `pool` on it: then a worker's

@@ -123,6 +123,8 @@ fn run_flaky(ids: Vec<i64>, on_error: OnError) -> (Report, Vec<Stored>, HashMap<
         on_error,
         resume: false,
         checkpoint: true,
+        incremental: false,
+        prune: false,
         window: 1000,
     };
     let work = Flaky {

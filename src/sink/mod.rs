@@ -24,7 +24,8 @@ use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn, Url};
 use crate::events::Shared;
 use crate::pool::Cancel;
-use crate::record::{Quoted, Record, Schema};
+use crate::record::{Quoted, Record, Schema, Value};
+use sql::EarlierRow;
 
 /// Why a record cannot be stored, or None when it can.
 pub(crate) type Checker = Box<dyn Fn(&Record) -> Option<Refusal> + Send + Sync>;
@@ -77,6 +78,22 @@ pub(crate) trait Sink: Send {
         encoded: Option<&[u8]>,
         checkpoint: Option<&CheckpointUpdate>,
     ) -> Result<()>;
+    /// `--incremental`: hands `each` every row of the table (after
+    /// `prepare`), `processors` being the columns this run's processors
+    /// write; returns how finely the table keeps a time, in nanoseconds.
+    /// Only a database sink keeps rows to compare with.
+    fn earlier_rows(
+        &mut self,
+        _processors: &[String],
+        _each: &mut dyn FnMut(EarlierRow),
+    ) -> Result<i64> {
+        bail!("this sink keeps no rows to compare with")
+    }
+    /// `--prune`: deletes the rows of `keys` (items gone from the source)
+    /// in one transaction together with `checkpoint`.
+    fn remove(&mut self, _keys: &[Value], _checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        bail!("this sink cannot remove rows")
+    }
     /// Records how the run ended (after the last batch).
     fn end_run(&mut self, end: &RunEnd) -> Result<()>;
     /// Makes everything written durable and closes the sink.

@@ -244,7 +244,9 @@ fn dispatch<S: Source>(
         };
         for found in group {
             let (mut key, item) = match found {
-                Found::Item(key, item) => (key, item),
+                Found::Item(key, item) => (key, Some(item)),
+                // Nothing to process: registered, never queued.
+                Found::Unchanged(key) => (key, None),
                 Found::Skipped => {
                     ledger.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -258,7 +260,11 @@ fn dispatch<S: Source>(
                 return;
             }
             let seq = loop {
-                match ledger.dispatch(key) {
+                let dispatched = match item {
+                    Some(_) => ledger.dispatch(key),
+                    None => ledger.pass(key),
+                };
+                match dispatched {
                     Dispatch::Go(seq) => break Some(seq),
                     Dispatch::Done => break None,
                     Dispatch::Full(back) => {
@@ -274,7 +280,7 @@ fn dispatch<S: Source>(
                     }
                 }
             };
-            if let Some(seq) = seq {
+            if let (Some(seq), Some(item)) = (seq, item) {
                 bytes += S::item_size(&item);
                 chunk.push_back((seq, item));
             }

@@ -27,6 +27,7 @@ pub(crate) use driver::Pace;
 
 use crate::checkpoint::{Fingerprint, ItemKey};
 use crate::pool::Cancel;
+use crate::record::Value;
 
 /// A producer of items in a deterministic order.
 pub(crate) trait Source: Sync {
@@ -85,8 +86,20 @@ pub(crate) trait Source: Sync {
     /// inside a tree the run walks). Called once the sink has created them.
     fn leave_out(&mut self, _files: &[PathBuf]) {}
 
-    /// A source read incrementally (`query --cursor`), or None.
-    fn incremental(&mut self) -> Option<&mut dyn Incremental> {
+    /// `--incremental`: the rows an earlier run left in the sink, so that
+    /// items whose row is current are yielded as [`Found::Unchanged`].
+    /// Only files have a size and an mtime to compare.
+    fn remember(&mut self, _previous: files::Previous) {}
+
+    /// `--prune`, once every item is done: the keys, as the sink stores
+    /// them, of the remembered rows whose items are gone, or why that
+    /// cannot be told.
+    fn gone(&self, _resumed_after: Option<&ItemKey>) -> Result<Vec<Value>, String> {
+        Err("this source cannot tell which items are gone".into())
+    }
+
+    /// A source read from a cursor on (`query --cursor`), or None.
+    fn cursored(&mut self) -> Option<&mut dyn Cursored> {
         None
     }
 }
@@ -94,7 +107,7 @@ pub(crate) trait Source: Sync {
 /// A source whose runs each read only what lies beyond the pipeline's
 /// cursor, up to a bound read when the run starts. Bounds are handed
 /// around in their stored form (text), which only the source reads.
-pub(crate) trait Incremental {
+pub(crate) trait Cursored {
     /// The upper bound of a new run's range, read now: the largest value
     /// beyond `after` (the end of the last succeeded run's range; None:
     /// there is none).
@@ -139,6 +152,9 @@ pub(crate) enum Found<T> {
     /// Something met but not processed (a FIFO, a symlink not followed):
     /// counted as skipped.
     Skipped,
+    /// An item whose row from an earlier run is still current
+    /// (`--incremental`): not processed, not written, counted as unchanged.
+    Unchanged(ItemKey),
 }
 
 /// The sources there are, as configured: the registry of sources.

@@ -9,13 +9,14 @@
 
 mod conn;
 mod copy;
+mod earlier;
 pub(super) mod table;
 
 use anyhow::{Context, Result};
 use sqlx::Connection;
 use tokio::runtime::Runtime;
 
-use super::sql::{self, Postgres};
+use super::sql::{self, Dialect, EarlierRow, Postgres};
 use super::{Checker, Encoder, Refusal, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
@@ -269,6 +270,25 @@ impl Sink for PostgresSink {
         };
         self.rt
             .block_on(runs::set_cursor(Conn::Postgres(conn), run_id, upto))
+    }
+
+    fn earlier_rows(
+        &mut self,
+        processors: &[String],
+        each: &mut dyn FnMut(EarlierRow),
+    ) -> Result<i64> {
+        let w = &mut self.writer;
+        self.rt
+            .block_on(w.earlier_rows(processors, each))
+            .with_context(|| format!("reading table {}", w.table))?;
+        Ok(Postgres::TIME_RESOLUTION_NS)
+    }
+
+    fn remove(&mut self, keys: &[Value], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        let w = &mut self.writer;
+        self.rt
+            .block_on(w.remove(keys, checkpoint))
+            .with_context(|| format!("removing rows from table {}", w.table))
     }
 
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {

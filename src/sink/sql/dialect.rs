@@ -11,12 +11,28 @@ pub(crate) trait Dialect {
     fn column_type(ty: ColumnType) -> &'static str;
     /// Whether an existing column declared as `declared` holds `ty` values.
     fn fits(declared: &str, ty: ColumnType) -> bool;
+    /// A text (or, in SQLite, possibly BLOB) column's value as bytes.
+    fn bytes(column: &str) -> String;
+    /// A time column's value as RFC 3339 UTC text.
+    fn time_text(column: &str) -> String;
+    /// How finely a stored time keeps a file's mtime, in nanoseconds.
+    const TIME_RESOLUTION_NS: i64;
 }
 
 pub(crate) struct Sqlite;
 
 impl Dialect for Sqlite {
     const SAME: &'static str = "IS";
+    /// Times are stored as the RFC 3339 text batchproc wrote, nanoseconds and all.
+    const TIME_RESOLUTION_NS: i64 = 1;
+
+    fn bytes(column: &str) -> String {
+        format!("CAST({column} AS BLOB)")
+    }
+
+    fn time_text(column: &str) -> String {
+        column.to_owned()
+    }
 
     fn column_type(ty: ColumnType) -> &'static str {
         match ty {
@@ -54,6 +70,17 @@ pub(crate) struct Postgres;
 
 impl Dialect for Postgres {
     const SAME: &'static str = "IS NOT DISTINCT FROM";
+    /// TIMESTAMPTZ keeps microseconds.
+    const TIME_RESOLUTION_NS: i64 = 1000;
+
+    fn bytes(column: &str) -> String {
+        format!("convert_to({column}, 'UTF8')")
+    }
+
+    /// Spelt out, so neither DateStyle nor the session's time zone matters.
+    fn time_text(column: &str) -> String {
+        format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    }
 
     fn column_type(ty: ColumnType) -> &'static str {
         match ty {

@@ -1,13 +1,16 @@
 //! The SQL both database sinks generate, written once: creating the table
 //! or checking an existing one, adding the columns it lacks, and the upsert
-//! that writes a record (with the rule that clears columns gone stale). What
+//! that writes a record (with the rule that clears columns gone stale), and
+//! what `--incremental` reads and `--prune` deletes ([`earlier`]). What
 //! differs between the databases is a small [`Dialect`].
 
 mod dialect;
+mod earlier;
 
 use anyhow::Result;
 
 pub(crate) use dialect::{Dialect, Postgres, Sqlite};
+pub(crate) use earlier::{delete_keys, select_earlier, EarlierRow, DELETE_CHUNK};
 
 use crate::record::{Column, Schema};
 

@@ -7,12 +7,13 @@
 pub(super) mod table;
 
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sqlx::{Connection, SqliteConnection};
 use tokio::runtime::Runtime;
 
+use super::sql::{self, Dialect, EarlierRow};
 use super::{Busy, Sink};
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
@@ -83,7 +84,10 @@ impl StateDb {
 pub(crate) struct SqliteSink {
     /// None once finished.
     db: Option<StateDb>,
+    path: PathBuf,
     table: String,
+    /// The key column, once prepared.
+    key: String,
     run_id: Option<i64>,
     insert: Option<Insert>,
 }
@@ -92,7 +96,9 @@ impl SqliteSink {
     pub(crate) fn open(path: &Path, table: &str, cancel: Cancel) -> Result<Self> {
         Ok(SqliteSink {
             db: Some(open_state(path, cancel)?),
+            path: path.to_owned(),
             table: table.to_owned(),
+            key: String::new(),
             run_id: None,
             insert: None,
         })
@@ -127,7 +133,56 @@ impl Sink for SqliteSink {
             anyhow::Ok(plan.existing)
         })?;
         self.insert = Some(Insert::new(&table, schema, &existing));
+        self.key = schema.key_column().name.clone();
         Ok(())
+    }
+
+    /// Read on a connection of rusqlite's: sqlx-sqlite hands every row
+    /// across threads (see the query source), and a re-run reads them all.
+    fn earlier_rows(
+        &mut self,
+        processors: &[String],
+        each: &mut dyn FnMut(EarlierRow),
+    ) -> Result<i64> {
+        let sql = sql::select_earlier::<sql::Sqlite>(&self.table, processors);
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        let mut statement = conn.prepare(&sql)?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            each(EarlierRow {
+                path: row.get(0)?,
+                size: row.get(1).ok().flatten(),
+                // Anything but batchproc's own text (a user's value)
+                // reads as changed.
+                mtime: row.get(2).ok().flatten(),
+                current: row.get(3).unwrap_or(false),
+            });
+        }
+        Ok(sql::Sqlite::TIME_RESOLUTION_NS)
+    }
+
+    fn remove(&mut self, keys: &[Value], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
+        let (table, key) = (self.table.clone(), self.key.clone());
+        let checkpoint = checkpoint.zip(self.run_id);
+        self.db()
+            .write(async |conn| {
+                for chunk in keys.chunks(sql::DELETE_CHUNK) {
+                    let sql = sql::delete_keys(&table, &key, chunk.len());
+                    let mut query = sqlx::query(&sql);
+                    for value in chunk {
+                        query = bind(query, value);
+                    }
+                    query.execute(&mut *conn).await?;
+                }
+                if let Some((update, run_id)) = checkpoint {
+                    runs::record(Conn::Sqlite(conn), run_id, update, None).await?;
+                }
+                Ok(())
+            })
+            .with_context(|| format!("removing rows from table {}", self.table))
     }
 
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
@@ -206,17 +261,7 @@ async fn write_batch(
         let mut query = sqlx::query(&sql);
         for record in chunk {
             for value in &record.values {
-                query = match value {
-                    Value::Null => query.bind(None::<String>),
-                    Value::Int(i) => query.bind(*i),
-                    Value::Float(f) => query.bind(*f),
-                    Value::Text(s) => query.bind(s.as_str()),
-                    // Non-UTF-8 paths go into the TEXT column as BLOBs:
-                    // SQLite keeps each value's own type, so nothing is lost.
-                    Value::Bytes(b) => query.bind(b.as_slice()),
-                    Value::Time(t) => query.bind(Value::format_time(t)),
-                    Value::Bool(b) => query.bind(*b),
-                };
+                query = bind(query, value);
             }
         }
         query.execute(&mut *conn).await?;
@@ -225,4 +270,21 @@ async fn write_batch(
         runs::record(Conn::Sqlite(conn), run_id, update, None).await?;
     }
     Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds one value as SQLite stores it.
+fn bind<'q>(query: Query<'q>, value: &'q Value) -> Query<'q> {
+    match value {
+        Value::Null => query.bind(None::<String>),
+        Value::Int(i) => query.bind(*i),
+        Value::Float(f) => query.bind(*f),
+        Value::Text(s) => query.bind(s.as_str()),
+        // Non-UTF-8 paths go into the TEXT column as BLOBs: SQLite keeps
+        // each value's own type, so nothing is lost.
+        Value::Bytes(b) => query.bind(b.as_slice()),
+        Value::Time(t) => query.bind(Value::format_time(t)),
+        Value::Bool(b) => query.bind(*b),
+    }
 }

@@ -5,6 +5,7 @@
 
 mod content;
 mod filters;
+mod incremental;
 mod read;
 mod walk;
 
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 pub(crate) use filters::Filters;
+pub(crate) use incremental::Previous;
 pub(crate) use read::FileWork;
 pub(crate) use walk::FileItem;
 
@@ -64,6 +66,7 @@ impl Spec {
             max_depth: self.max_depth,
             follow: self.follow,
             exclude_files: HashSet::new(),
+            previous: None,
         };
         let work = FileWork::new(specs, self.follow, timeout);
         Ok((source, work))
@@ -83,6 +86,9 @@ pub(crate) struct FileSource {
     /// Files never to yield, by (device, inode): the sink's own files, so a
     /// run writing inside the tree it walks does not read its own output.
     exclude_files: HashSet<(u64, u64)>,
+    /// `--incremental`: the rows of an earlier run, to pass files whose
+    /// row is current and, with `--prune`, to find the rows of files gone.
+    previous: Option<std::sync::Arc<Previous>>,
 }
 
 impl Source for FileSource {
@@ -110,6 +116,14 @@ impl Source for FileSource {
             .add("exclude", Part::Texts(self.exclude.clone()))
             .add("max_depth", Part::Depth(self.max_depth))
             .add("follow", Part::Flag(self.follow));
+    }
+
+    fn remember(&mut self, previous: Previous) {
+        self.previous = Some(std::sync::Arc::new(previous));
+    }
+
+    fn gone(&self, resumed_after: Option<&ItemKey>) -> Result<Vec<crate::record::Value>, String> {
+        self.gone_rows(resumed_after)
     }
 
     fn leave_out(&mut self, files: &[PathBuf]) {

@@ -197,15 +197,22 @@ impl FileSource {
         after: Option<&ItemKey>,
     ) -> Option<Found<FileItem>> {
         let (key, item) = match entry {
-            Err(err) => failed_item(index, root, err),
+            Err(err) => self.failed(index, root, err),
             Ok(e) if e.file_type().is_dir() => return None,
             Ok(e) if !self.filters.included(relative(root, e.path())) => return None,
             Ok(e) if !e.file_type().is_file() => {
+                self.met(e.path());
                 let key = ItemKey::path(index, e.path());
                 return after.is_none_or(|w| key > *w).then_some(Found::Skipped);
             }
             Ok(e) => match e.metadata() {
                 Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => return None,
+                Ok(meta) if self.unchanged(e.path(), &meta) => {
+                    let key = ItemKey::path(index, e.path());
+                    return after
+                        .is_none_or(|w| key > *w)
+                        .then_some(Found::Unchanged(key));
+                }
                 Ok(meta) => {
                     let item = FileItem {
                         path: e.into_path(),
@@ -214,7 +221,7 @@ impl FileSource {
                     };
                     (ItemKey::path(index, &item.path), item)
                 }
-                Err(err) => failed_item(index, root, err),
+                Err(err) => self.failed(index, root, err),
             },
         };
         after
@@ -293,6 +300,16 @@ impl FileSource {
             item,
             known: true,
         });
+    }
+}
+
+impl FileSource {
+    /// A place the walk could not read, as an item (see [`failed_item`]),
+    /// noted for `--prune`.
+    fn failed(&self, index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
+        let (key, item) = failed_item(index, root, err);
+        self.met_failure(&item);
+        (key, item)
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::runtime::Runtime;
 
 pub(crate) use work::RowWork;
 
-use super::{Again, Found, Incremental, Items, Source};
+use super::{Again, Cursored, Found, Items, Source};
 use crate::checkpoint::{Fingerprint, ItemKey, Part};
 use crate::db::{self, Url};
 use crate::pool::Cancel;
@@ -88,7 +88,7 @@ pub(crate) struct QuerySource {
     key: String,
     page_size: usize,
     shape: Shape,
-    /// With `--cursor`: the run's range, once [`Incremental::restrict`] set it.
+    /// With `--cursor`: the run's range, once [`Cursored::restrict`] set it.
     range: Option<Range>,
 }
 
@@ -173,7 +173,7 @@ impl Source for QuerySource {
         }
     }
 
-    fn incremental(&mut self) -> Option<&mut dyn Incremental> {
+    fn cursored(&mut self) -> Option<&mut dyn Cursored> {
         match self.range {
             Some(_) => Some(self),
             None => None,
@@ -181,7 +181,7 @@ impl Source for QuerySource {
     }
 }
 
-impl Incremental for QuerySource {
+impl Cursored for QuerySource {
     fn bound(&self, after: Option<&str>) -> Result<String> {
         let range = self.range.as_ref().expect("an incremental query");
         let after = cursor::decode(after)?;
