@@ -100,6 +100,15 @@ fn the_readme_crontab_line_runs_its_pipeline() {
         serde_json::from_slice(&std::fs::read(batch.join("last-run.json")).unwrap()).unwrap();
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(summary["ok"], expected.len());
+    // The next night: the pipeline is incremental, nothing changed.
+    let out = as_cron_would(&command, tmp.path());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(batch.join("last-run.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(summary["ok"], 0, "{summary}");
+    assert_eq!(summary["unchanged"], expected.len(), "{summary}");
+    assert_eq!(digests(&batch.join("hashes.db"), "files"), expected);
 }
 
 #[test]
