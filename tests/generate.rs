@@ -171,3 +171,29 @@ fn man_dir_writes_a_page_per_command() {
         .code(1)
         .stderr(predicates::str::contains("no/such/dir"));
 }
+
+#[test]
+fn help_of_every_command_that_runs_lists_the_exit_codes() {
+    for command in [&[][..], &["files"], &["query"], &["run"]] {
+        let args: Vec<&str> = command.iter().copied().chain(["--help"]).collect();
+        // clap wraps the help to the terminal's width.
+        let text = output(&args)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for code in [
+            "0 every item",
+            "1 an item failed",
+            "2 usage",
+            "3 paused at --max-runtime",
+            "75 another run",
+            "130 interrupted",
+            "141 stdout closed",
+        ] {
+            assert!(
+                text.contains(code),
+                "{args:?} --help lacks {code:?}:\n{text}"
+            );
+        }
+    }
+}

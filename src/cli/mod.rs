@@ -20,15 +20,19 @@ pub use generate::{completions, man, man_pages};
 pub use runs::print_runs;
 pub use terminal::{say, Terminal};
 
+/// The exit codes, under `--help` of every command that runs a pipeline.
+const EXIT_CODES: &str = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or \
+    configuration error; 3 paused at --max-runtime (what finished is committed; --resume \
+    continues); 75 another run of this pipeline is live (try again later); 130 interrupted (what \
+    finished is committed; --resume continues); 141 stdout closed.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "batchproc",
     version,
     about = "Batch jobs over many files or database rows: a bounded worker pool, fail-fast, \
              exactly-once results in SQLite, Postgres or CSV",
-    after_help = "Exit codes: 0 every item succeeded; 1 an item failed; 2 usage or configuration error; \
-                  3 paused at --max-runtime (what finished is committed; --resume continues); 75 another run of this pipeline is live (try again later); \
-                  130 interrupted (what finished is committed; --resume continues); 141 stdout closed."
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,12 +42,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Process every regular file under one or more directories.
+    #[command(after_help = EXIT_CODES)]
     Files(FilesArgs),
     /// Process every row of a database query, read page by page.
+    #[command(after_help = EXIT_CODES)]
     Query(QueryArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
     /// Run a named pipeline from batchproc.toml; flags after NAME win over the file.
+    #[command(after_help = EXIT_CODES)]
     Run(NamedArgs),
     /// List the pipelines in batchproc.toml, one line each.
     List {
