@@ -269,6 +269,16 @@ pub(crate) enum Conn<'c> {
     Postgres(&'c mut PgConnection),
 }
 
+impl Conn<'_> {
+    /// The same connection, borrowed again for one call that takes a `Conn`.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
 /// `on_conn!(conn, |c| body)`: `body` with `c` the `&mut` connection of
 /// either kind. The body is written once and type-checked for each driver.
 macro_rules! on_conn {
@@ -282,9 +292,30 @@ macro_rules! on_conn {
 pub(crate) use on_conn;
 
 /// The bookkeeping tables' migrations for this connection's database.
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The versions of the bookkeeping migrations this database has not had
+/// yet (a sink an older batchproc wrote), changing nothing.
+pub(crate) async fn pending_migrations(mut conn: Conn<'_>) -> Result<Vec<i64>> {
+    let migrator = match conn {
+        Conn::Sqlite(_) => &SQLITE,
+        Conn::Postgres(_) => &POSTGRES,
+    };
+    let applied: Vec<i64> = on_conn!(&mut conn, |c| {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut **c)
+            .await
+            .unwrap_or_default()
+    });
+    Ok(migrator
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
+
 pub(crate) async fn migrate(conn: Conn<'_>) -> Result<()> {
-    static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-    static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
     match conn {
         Conn::Sqlite(c) => SQLITE.run(c).await,
         Conn::Postgres(c) => POSTGRES.run(c).await,

@@ -95,15 +95,15 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         max_runtime,
     } = invocation;
     cli::log::init(logging);
-    if dry_run {
-        return plan(pipeline);
-    }
     let to_stdout = summary_json.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && (sink == "-" || sink == "csv:-") {
         return fail(
             "--summary-json -: stdout carries the CSV records (-o -); give the summary a file",
             USAGE,
         );
+    }
+    if dry_run {
+        return plan(pipeline);
     }
     let ending = Ending { quiet, max_runtime };
     let (code, summary) = execute(pipeline, ending, &sink);

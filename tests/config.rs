@@ -416,3 +416,46 @@ fn a_missing_config_file_is_a_usage_error() {
     );
     assert!(err.contains("--config PATH or BATCHPROC_CONFIG"), "{err}");
 }
+
+#[test]
+fn a_directory_may_start_with_a_dash() {
+    let tmp = scratch(
+        "[pipelines.p]\ncommand = \"files\"\ndirs = [\"-data\"]\nprocessor = [\"sha256\"]\n",
+    );
+    many_csv_files(&tmp.path().join("-data"), 2);
+    batchproc(tmp.path())
+        .args(["run", "p", "-q"])
+        .assert()
+        .success();
+    let rows = query(
+        &tmp.path().join("batchproc.db"),
+        "SELECT path FROM files ORDER BY path",
+    );
+    let paths: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // Stored as the same directory typed on the command line would be.
+    assert_eq!(paths, ["-data/f00000.csv", "-data/f00001.csv"]);
+}
+
+#[test]
+fn config_without_a_path_is_a_usage_error() {
+    let tmp = scratch(TABLED);
+    // Right after NAME clap reads --config itself; after another flag it
+    // is among the pipeline's flags, and taken out of them.
+    for args in [
+        &["run", "p", "--config"][..],
+        &["run", "p", "-q", "--config"],
+    ] {
+        let out = batchproc(tmp.path())
+            .args(args)
+            .env("BATCHPROC_CONFIG", "elsewhere.toml")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr_of(&out);
+        assert_eq!(
+            err.lines().next(),
+            Some("error: a value is required for '--config <PATH>' but none was supplied"),
+            "{args:?}: {err}"
+        );
+    }
+}

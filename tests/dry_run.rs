@@ -257,3 +257,135 @@ fn a_cursor_dry_run_counts_only_the_rows_beyond_the_cursor() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["ok"], 2, "{summary}");
 }
+
+#[test]
+fn a_dry_run_after_a_csv_run_leaves_the_file_and_its_state_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 4);
+    std::fs::create_dir(tmp.path().join("out")).unwrap();
+    let args = ["files", "d", "-p", "sha256", "-o", "csv:out/x.csv"];
+    batchproc(tmp.path())
+        .args(args)
+        .arg("-q")
+        .assert()
+        .success();
+    let before = snapshot(&tmp.path().join("out"));
+    assert_eq!(
+        before.len(),
+        2,
+        "the CSV and its closed state file: {:?}",
+        before.keys()
+    );
+    assert_eq!(
+        plan(tmp.path(), &args),
+        "would process 4 items\ninto csv:out/x.csv\n  replace out/x.csv\n"
+    );
+    let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+    assert!(plan(tmp.path(), &resume)
+        .starts_with("nothing to resume: would process 4 items in a new run\n"));
+    assert_eq!(snapshot(&tmp.path().join("out")), before);
+}
+
+#[test]
+fn a_dry_run_refuses_the_combinations_a_run_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    execute(
+        &tmp.path().join("src.db"),
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, seq INTEGER);",
+    );
+    let query = [
+        "query",
+        "--from",
+        "sqlite:src.db",
+        "--sql",
+        "SELECT id, seq FROM t",
+        "--key",
+        "id",
+    ];
+    for extra in [
+        &["--cursor", "seq", "--no-checkpoint"][..],
+        &["--cursor", "seq", "-o", "-"],
+        &["-o", "-", "--summary-json", "-"],
+    ] {
+        let args: Vec<&str> = query.iter().chain(extra).copied().collect();
+        let real = batchproc(tmp.path()).args(&args).output().unwrap();
+        let dry = batchproc(tmp.path())
+            .args(&args)
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        assert_eq!(
+            real.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&real)
+        );
+        assert_eq!(
+            dry.status.code(),
+            Some(2),
+            "{args:?} --dry-run: {}",
+            stderr_of(&dry)
+        );
+        assert_eq!(stderr_of(&dry), stderr_of(&real), "{args:?}");
+    }
+}
+
+#[test]
+fn a_dry_run_on_run_tables_of_an_older_batchproc_plans_their_upgrade() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 3);
+    let args = ["files", "d", "-p", "sha256"];
+    batchproc(tmp.path())
+        .args(args)
+        .arg("-q")
+        .assert()
+        .success();
+    // As a batchproc before migration 0005 left them.
+    execute(
+        &tmp.path().join("batchproc.db"),
+        "ALTER TABLE batchproc_runs DROP COLUMN cursor_after; \
+         ALTER TABLE batchproc_runs DROP COLUMN cursor_upto; \
+         DELETE FROM _sqlx_migrations WHERE version = 5;",
+    );
+    let before = snapshot(tmp.path());
+    let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+    let text = plan(tmp.path(), &resume);
+    assert!(
+        text.contains("  upgrade batchproc's run tables (migrations 0005)\n"),
+        "{text}"
+    );
+    assert!(text.contains("from an older batchproc"), "{text}");
+    assert_eq!(snapshot(tmp.path()), before);
+    // The run itself upgrades them and goes on.
+    batchproc(tmp.path())
+        .args(&resume)
+        .arg("-q")
+        .assert()
+        .success();
+    assert!(plan(tmp.path(), &args).ends_with("the sink needs no changes\n"));
+}
+
+#[test]
+fn a_dry_run_names_a_run_still_marked_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_csv_files(&tmp.path().join("d"), 3);
+    let args = ["files", "d", "-p", "sha256"];
+    batchproc(tmp.path())
+        .args(args)
+        .arg("-q")
+        .assert()
+        .success();
+    // As a run killed with SIGKILL leaves its row (or a live one has it).
+    execute(
+        &tmp.path().join("batchproc.db"),
+        "UPDATE batchproc_runs SET status = 'running'",
+    );
+    let text = plan(tmp.path(), &args);
+    assert!(text.contains("run 1 ("), "{text}");
+    assert!(
+        text.contains(
+            "is marked running: if it is still working, a run now would be refused (exit 75)"
+        ),
+        "{text}"
+    );
+}

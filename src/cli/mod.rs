@@ -377,7 +377,7 @@ fn parse_from(line: Vec<OsString>) -> Result<Cli, clap::Error> {
     let matches = command.try_get_matches_from_mut(line)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
     if let Command::Run(named) = cli.command {
-        let (path, name, flags) = named.split();
+        let (path, name, flags) = named.split()?;
         let config = config::Config::load(path.as_deref())?;
         // A pipeline's command is files or query, never run: one level deep.
         return parse_from(config.command_line(&name, &flags)?);
@@ -430,7 +430,7 @@ pub fn list(config: Option<&std::path::Path>) -> Result<String, clap::Error> {
 impl NamedArgs {
     /// The config file, with a `--config` among the flags after NAME taken
     /// out (clap hands everything after NAME over as the pipeline's flags).
-    fn split(self) -> (Option<PathBuf>, String, Vec<OsString>) {
+    fn split(self) -> Result<(Option<PathBuf>, String, Vec<OsString>), clap::Error> {
         let (mut config, mut flags) = (self.config, Vec::new());
         let mut given = self.flags.into_iter();
         while let Some(flag) = given.next() {
@@ -438,14 +438,19 @@ impl NamedArgs {
                 flags.push(flag);
                 flags.extend(given.by_ref());
             } else if flag == "--config" {
-                config = given.next().map(PathBuf::from);
+                let Some(path) = given.next() else {
+                    let message =
+                        "a value is required for '--config <PATH>' but none was supplied\n";
+                    return Err(clap::Error::raw(ErrorKind::InvalidValue, message));
+                };
+                config = Some(PathBuf::from(path));
             } else if let Some(path) = flag.to_str().and_then(|f| f.strip_prefix("--config=")) {
                 config = Some(PathBuf::from(path));
             } else {
                 flags.push(flag);
             }
         }
-        (config, self.name, flags)
+        Ok((config, self.name, flags))
     }
 }
 

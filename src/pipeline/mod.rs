@@ -397,6 +397,13 @@ fn open<T: Start>(source: Spec, options: &config::Options, then: T) -> Result<T:
         Spec::Query(_) => ("query", "rows"),
     };
     let cfg = config::RunConfig::resolve(options, table).map_err(Error::Config)?;
+    let cursored = matches!(&source, Spec::Query(spec) if spec.cursor.is_some());
+    if cursored && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
+        return Err(Error::Config(anyhow::anyhow!(
+            "--cursor needs run records to find the last run's cursor: a database sink or a CSV \
+             file, without --no-checkpoint"
+        )));
+    }
     let (processors, timeout) = (&options.processors, cfg.timeout);
     match source {
         Spec::Files(spec) => {

@@ -43,15 +43,16 @@ impl std::fmt::Display for Plan {
         match self.resumes {
             Some(run) => writeln!(
                 f,
-                "would resume run {run}: {} items, {} already done, {to_do} to do",
-                self.items, self.done
+                "would resume run {run}: {}, {} already done, {to_do} to do",
+                items(self.items),
+                self.done
             )?,
             None if self.resume => writeln!(
                 f,
-                "nothing to resume: would process {} items in a new run",
-                self.items
+                "nothing to resume: would process {} in a new run",
+                items(self.items)
             )?,
-            None => writeln!(f, "would process {} items", self.items)?,
+            None => writeln!(f, "would process {}", items(self.items))?,
         }
         match &self.table {
             Some(table) => writeln!(f, "into {}, table {table}", self.sink)?,
@@ -67,6 +68,14 @@ impl std::fmt::Display for Plan {
             writeln!(f, "  {change}")?;
         }
         Ok(())
+    }
+}
+
+/// `1 item`, `2 items`.
+fn items(n: u64) -> String {
+    match n {
+        1 => "1 item".into(),
+        n => format!("{n} items"),
     }
 }
 
@@ -92,12 +101,12 @@ where
         resume: cfg.resume,
         cursor: cursored,
     });
-    let sink = cfg
+    let mut sink = cfg
         .sink
         .plan(&cfg.table, &schema, spec.as_ref())
         .map_err(|e| Error::Config(e.context(format!("sink {}", cfg.sink))))?;
     source.leave_out(&cfg.sink.own_files());
-    let mut notes = Vec::new();
+    let mut notes = std::mem::take(&mut sink.notes);
     if let (Some(range), Some(source)) = (&sink.cursor, source.cursored()) {
         let after = range.after.as_deref();
         let upto = match &range.upto {

@@ -57,13 +57,8 @@ where
 {
     let started = Instant::now();
     let sink_name = cfg.sink.to_string();
+    // pipeline::open has checked that a cursor has run records to live in.
     let cursored = source.cursored().is_some();
-    if cursored && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
-        return Err(Error::Config(anyhow::anyhow!(
-            "--cursor needs run records to find the last run's cursor: a database sink or a CSV \
-             file, without --no-checkpoint"
-        )));
-    }
     let config_error = |e: anyhow::Error| refused(e.context(format!("sink {sink_name}")));
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
     let mut sink = cfg

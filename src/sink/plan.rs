@@ -25,6 +25,8 @@ pub(crate) struct SinkPlan {
     /// With `--cursor`: the range the run would read (its upper bound not
     /// read yet, unless a resumed run stored one).
     pub(crate) cursor: Option<CursorRange>,
+    /// What the plan should say besides (an older schema, a live run).
+    pub(crate) notes: Vec<String>,
 }
 
 const BOOKKEEPING: &str =
@@ -91,6 +93,11 @@ impl SinkSpec {
                 }
                 // The state file's tables are not the CSV's business to list.
                 plan.changes.retain(|c| c != BOOKKEEPING);
+                // A CSV resume does not retry earlier failures (their rows
+                // are in the file already; see CsvSink::start_run).
+                if let Some((_, point)) = &mut plan.resume {
+                    point.retry.clear();
+                }
                 plan.changes.push(match (&plan.resume, path.exists()) {
                     (Some(_), _) => format!("append to {}", path.display()),
                     (None, true) => format!("replace {}", path.display()),
@@ -125,7 +132,29 @@ impl SinkPlan {
             self.first_run(run);
             return Ok(());
         }
+        let pending = db::pending_migrations(conn.reborrow()).await?;
+        if !pending.is_empty() {
+            // Columns the lookups below read may not exist yet: a run
+            // migrates first, so say so, and plan as for a fresh start.
+            let versions: Vec<String> = pending.iter().map(|v| format!("{v:04}")).collect();
+            self.changes.push(format!(
+                "upgrade batchproc's run tables (migrations {})",
+                versions.join(", ")
+            ));
+            self.notes.push(
+                "the run tables are from an older batchproc: what --resume or --cursor would \
+                 continue is read after the upgrade, so this plan starts afresh"
+                    .into(),
+            );
+            self.first_run(run);
+            return Ok(());
+        }
         let Some(spec) = run else { return Ok(()) };
+        if let Some(live) = runs::live_run(conn.reborrow(), Some(&spec.fingerprint)).await {
+            self.notes.push(format!(
+                "{live} is marked running: if it is still working, a run now would be refused (exit 75)"
+            ));
+        }
         if spec.resume {
             if let Some((id, point, cursor)) = runs::resumable(&mut conn, spec).await? {
                 self.resume = Some((id, point));
@@ -149,8 +178,11 @@ impl SinkPlan {
 }
 
 /// Opens an existing SQLite file without changing it: read-only, and
-/// immutable unless a write-ahead log holds part of its content (read
-/// through it then, as any reader does; SQLite changes no database page).
+/// immutable unless a write-ahead log holds part of its content. A log is
+/// left only by a run that did not close the file (killed, or live); it is
+/// then read through as any reader does, which updates the read marks in
+/// the `-shm` index beside it (SQLite has no way to read a log without
+/// that index), but no page of the database or the log.
 async fn read_only(path: &Path) -> Result<SqliteConnection> {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");

@@ -25,8 +25,17 @@ pub fn interpolate(text: &str, var: impl Fn(&str) -> Option<String>) -> Result<S
             continue;
         };
         let Some(end) = inner.find('}') else {
-            return Err(format!("'${{' without a closing '}}' in \"{text}\""));
+            return Err(format!(
+                "'${{{}' has no closing '}}'",
+                inner.lines().next().unwrap_or_default()
+            ));
         };
+        if inner[..end].contains("${") {
+            return Err(format!(
+                "'${{{}' nests a '${{': not supported",
+                &inner[..end]
+            ));
+        }
         let (name, default) = match inner[..end].split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (&inner[..end], None),

@@ -178,7 +178,7 @@ impl Config {
                 }
             }
             if arg.is_positional() {
-                positional.extend(texts.into_iter().map(|t| OsString::from(as_positional(t))));
+                positional.extend(texts.into_iter().map(OsString::from));
             } else if !arg.get_action().takes_values() {
                 flags.extend(
                     texts
@@ -194,9 +194,15 @@ impl Config {
             }
         }
         let mut line = vec![OsString::from("batchproc"), OsString::from(command)];
-        line.extend(positional);
         line.extend(flags);
         line.extend(given.iter().cloned());
+        // Last and after `--`, so that a directory may start with `-`. The
+        // file's directories are only here when the flags given hold none,
+        // though they may end in a bare `--`.
+        if !positional.is_empty() && !given.iter().any(|g| g == "--") {
+            line.push(OsString::from("--"));
+        }
+        line.extend(positional);
         Ok(line)
     }
 
@@ -324,15 +330,17 @@ fn user_sources(
 /// Whether clap takes `text` as a value of `arg`: the same check, and the
 /// same message, as on the command line.
 fn check(arg: &Arg, text: &str) -> Result<(), clap::Error> {
-    let given = if arg.is_positional() {
-        OsString::from(text)
-    } else {
-        OsString::from(format!("--{}={text}", arg.get_long().unwrap_or_default()))
+    let given = match arg.is_positional() {
+        true => vec![OsString::from("--"), OsString::from(text)],
+        false => vec![OsString::from(format!(
+            "--{}={text}",
+            arg.get_long().unwrap_or_default()
+        ))],
     };
     clap::Command::new("batchproc")
         .no_binary_name(true)
         .arg(arg.clone().required(false))
-        .try_get_matches_from([given])
+        .try_get_matches_from(given)
         .map(drop)
 }
 
@@ -350,15 +358,6 @@ fn key_of(arg: &Arg) -> Option<String> {
     match arg.get_long() {
         Some("help" | "version") | None => None,
         Some(long) => Some(long.to_string()),
-    }
-}
-
-/// A directory that starts with `-` would be read as a flag.
-fn as_positional(dir: String) -> String {
-    if dir.starts_with('-') {
-        format!("./{dir}")
-    } else {
-        dir
     }
 }
 

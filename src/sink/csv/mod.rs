@@ -219,6 +219,15 @@ impl Sink for CsvSink {
             self.start_fresh()?;
         }
         self.sync()?;
+        // Closed, SQLite folds the state file's log back into it and
+        // removes it, as the SQLite sink's close does: a dry run later
+        // reads the file alone, touching nothing.
+        if let Some(State { db, .. }) = self.state.take() {
+            use sqlx::Connection;
+            db.rt
+                .block_on(db.conn.close())
+                .context("closing the CSV state file")?;
+        }
         Ok(())
     }
 }
