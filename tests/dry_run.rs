@@ -330,8 +330,9 @@ fn a_dry_run_refuses_the_combinations_a_run_refuses() {
     }
 }
 
-#[test]
-fn a_dry_run_on_run_tables_of_an_older_batchproc_plans_their_upgrade() {
+/// A scratch dir with `d/` (3 files) after one run over it into
+/// `batchproc.db`, and that run's arguments.
+fn after_one_run() -> (tempfile::TempDir, [&'static str; 4]) {
     let tmp = tempfile::tempdir().unwrap();
     many_csv_files(&tmp.path().join("d"), 3);
     let args = ["files", "d", "-p", "sha256"];
@@ -340,6 +341,12 @@ fn a_dry_run_on_run_tables_of_an_older_batchproc_plans_their_upgrade() {
         .arg("-q")
         .assert()
         .success();
+    (tmp, args)
+}
+
+#[test]
+fn a_dry_run_on_run_tables_of_an_older_batchproc_plans_their_upgrade() {
+    let (tmp, args) = after_one_run();
     // As a batchproc before migration 0005 left them.
     execute(
         &tmp.path().join("batchproc.db"),
@@ -367,14 +374,7 @@ fn a_dry_run_on_run_tables_of_an_older_batchproc_plans_their_upgrade() {
 
 #[test]
 fn a_dry_run_names_a_run_still_marked_running() {
-    let tmp = tempfile::tempdir().unwrap();
-    many_csv_files(&tmp.path().join("d"), 3);
-    let args = ["files", "d", "-p", "sha256"];
-    batchproc(tmp.path())
-        .args(args)
-        .arg("-q")
-        .assert()
-        .success();
+    let (tmp, args) = after_one_run();
     // As a run killed with SIGKILL leaves its row (or a live one has it).
     execute(
         &tmp.path().join("batchproc.db"),
