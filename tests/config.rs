@@ -384,7 +384,7 @@ fn config_errors_name_the_file_the_line_and_the_key() {
     );
     config_error(
         &format!("{head}on-error = \"ignore\"\n"),
-        "batchproc.toml:4: pipelines.p.on-error: invalid value 'ignore' for '--on-error <POLICY>'",
+        "batchproc.toml:4: pipelines.p.on-error: invalid value 'ignore' for '--on-error <POLICY>' [possible values: abort, skip]",
     );
     config_error(
         "[pipelines.p]\ncommand = \"walk\"\n",

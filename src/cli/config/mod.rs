@@ -361,11 +361,19 @@ fn key_of(arg: &Arg) -> Option<String> {
     }
 }
 
-/// clap's own reason, without its `error: ` and the usage lines after it.
+/// clap's own reason on one line: its `error: ` and usage lines left out,
+/// the possible values and a suggestion kept.
 fn clap_message(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .collect();
+    let line = kept.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
 
 /// A value as `batchproc list` shows it: a list's items joined by commas.
