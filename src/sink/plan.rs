@@ -151,7 +151,7 @@ impl SinkPlan {
 /// Opens an existing SQLite file without changing it: read-only, and
 /// immutable unless a write-ahead log holds part of its content (read
 /// through it then, as any reader does; SQLite changes no database page).
-async fn read_only(path: &Path) -> Result<SqliteConnection> {
+pub(super) async fn read_only(path: &Path) -> Result<SqliteConnection> {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     let has_log = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
