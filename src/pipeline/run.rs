@@ -243,17 +243,7 @@ fn settle_range(
 /// `--incremental`: the rows an earlier run left in the table, each with
 /// whether it holds every column this run's processors write.
 fn earlier_rows(sink: &mut dyn Sink, schema: &Schema) -> anyhow::Result<Previous> {
-    let processors: Vec<String> = schema
-        .columns
-        .iter()
-        .filter(|c| {
-            schema
-                .stale
-                .as_ref()
-                .is_some_and(|s| s.columns.contains(&c.name))
-        })
-        .map(|c| c.name.clone())
-        .collect();
+    let processors = crate::sink::sql::processor_columns(schema);
     let mut previous = Previous::default();
     let resolution = sink.earlier_rows(&processors, &mut |row| previous.insert(row))?;
     previous.set_resolution(resolution);

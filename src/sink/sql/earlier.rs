@@ -5,6 +5,7 @@
 //! `error`), and deleting the rows of files that are gone.
 
 use super::{quote_ident, Dialect};
+use crate::record::Schema;
 
 /// One row of an earlier run, as the files source compares it.
 pub(crate) struct EarlierRow {
@@ -56,6 +57,22 @@ pub(crate) fn select_earlier<D: Dialect>(
         col("error"),
         quote_ident(table)
     )
+}
+
+/// The columns of `schema` a processor writes (those a row must hold to be
+/// current).
+pub(crate) fn processor_columns(schema: &Schema) -> Vec<String> {
+    schema
+        .columns
+        .iter()
+        .filter(|c| {
+            schema
+                .stale
+                .as_ref()
+                .is_some_and(|s| s.columns.contains(&c.name))
+        })
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// `DELETE FROM table WHERE key IN ($1, …, $n)`.
