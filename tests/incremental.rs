@@ -29,14 +29,8 @@ fn logger(dir: &Path) -> String {
     format!("exec:{} {{}}", script.display())
 }
 
-/// The paths logged since the last call, sorted; the log starts over.
 fn processed(dir: &Path) -> Vec<String> {
-    let log = dir.join("log.txt");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    let mut paths: Vec<String> = text.lines().map(String::from).collect();
-    paths.sort();
-    paths
+    logged_paths(dir)
 }
 
 /// `files d -p sha256 -p <logger> -o SINK`, run in `dir`.
