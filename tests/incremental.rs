@@ -261,9 +261,17 @@ fn a_failed_row_and_a_row_without_a_new_processors_columns_are_processed_again()
     assert_eq!(processed(dir).len(), 5);
     let s = json(&["-p", "json", "-p", "lines", "--incremental"]);
     assert_eq!(counts(&s), [0, 1, 5, 0], "{s}");
-    // Fewer processors than the rows hold: still current (bad.json, whose
-    // row failed, passes with `lines` alone).
+    // bad.json failed in 3 consecutive incremental runs: quarantined (the
+    // poison ledger, tests/poison.rs), even for other processors.
     let s = json(&["-p", "lines", "--incremental"]);
+    assert_eq!(counts(&s), [0, 0, 5, 0], "{s}");
+    assert_eq!(
+        (s["skipped"].as_u64(), s["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // Fewer processors than the rows hold: still current (bad.json, whose
+    // row failed, passes with `lines` alone once let through).
+    let s = json(&["-p", "lines", "--incremental", "--retry-failed"]);
     assert_eq!(counts(&s), [1, 0, 5, 0], "{s}");
 }
 
