@@ -34,6 +34,7 @@ pub use checkpoint::RunRow;
 pub use events::Events;
 pub use pipeline::{Error, OnError, Pipeline, Plan, Rate, Report, RunStatus, Summary, LOG_TARGET};
 pub use redact::redact;
+pub use sink::failures::FailureRow;
 
 /// The README's Rust examples, run as doctests so they stay true.
 #[cfg(doctest)]
@@ -44,6 +45,18 @@ pub struct ReadmeDoctests;
 /// it does and writes.
 pub fn processors_help() -> String {
     processor::registry::help()
+}
+
+/// The rows of a files table (`table`) in a sink that hold an error, most
+/// consecutive failed runs first, with at least `min` of them: the poison
+/// ledger `--incremental` keeps. Paths and errors come out redacted.
+pub fn failures(sink: &str, table: &str, min: i64) -> Result<Vec<FailureRow>, Error> {
+    let mut rows = sink::list_failures(sink, table, min).map_err(Error::Config)?;
+    for row in &mut rows {
+        row.path = redact(&row.path);
+        row.error = redact(&row.error);
+    }
+    Ok(rows)
 }
 
 /// The runs recorded in a sink (`sqlite:PATH`, `postgres://…`, or a CSV

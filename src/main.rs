@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(&e.to_string(), USAGE),
         },
+        Command::Failures(args) => match batchproc::failures(&args.sink, &args.table, args.min) {
+            Ok(rows) => written(cli::print_failures(&rows, args.json)),
+            Err(e) => fail(&e.to_string(), USAGE),
+        },
         Command::List { config } => match cli::list(config.as_deref()) {
             Ok(lines) => written(std::io::Write::write_all(
                 &mut std::io::stdout(),

@@ -68,7 +68,7 @@ fn every_shell_gets_a_script_that_knows_the_commands() {
     ] {
         let script = output(&["completions", shell]);
         assert!(script.contains(marker), "{shell}: no {marker:?}");
-        for command in ["files", "query", "runs", "man"] {
+        for command in ["files", "query", "runs", "failures", "man"] {
             assert!(script.contains(command), "{shell}: no {command}");
         }
     }
@@ -152,6 +152,7 @@ fn man_dir_writes_a_page_per_command() {
         pages,
         [
             "batchproc-completions.1",
+            "batchproc-failures.1",
             "batchproc-files.1",
             "batchproc-list.1",
             "batchproc-man.1",

@@ -29,14 +29,8 @@ fn logger(dir: &Path) -> String {
     format!("exec:{} {{}}", script.display())
 }
 
-/// The paths logged since the last call, sorted; the log starts over.
 fn processed(dir: &Path) -> Vec<String> {
-    let log = dir.join("log.txt");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    let mut paths: Vec<String> = text.lines().map(String::from).collect();
-    paths.sort();
-    paths
+    logged_paths(dir)
 }
 
 /// `files d -p sha256 -p <logger> -o SINK`, run in `dir`.
@@ -267,9 +261,17 @@ fn a_failed_row_and_a_row_without_a_new_processors_columns_are_processed_again()
     assert_eq!(processed(dir).len(), 5);
     let s = json(&["-p", "json", "-p", "lines", "--incremental"]);
     assert_eq!(counts(&s), [0, 1, 5, 0], "{s}");
-    // Fewer processors than the rows hold: still current (bad.json, whose
-    // row failed, passes with `lines` alone).
+    // bad.json failed in 3 consecutive incremental runs: quarantined (the
+    // poison ledger, tests/poison.rs), even for other processors.
     let s = json(&["-p", "lines", "--incremental"]);
+    assert_eq!(counts(&s), [0, 0, 5, 0], "{s}");
+    assert_eq!(
+        (s["skipped"].as_u64(), s["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // Fewer processors than the rows hold: still current (bad.json, whose
+    // row failed, passes with `lines` alone once let through).
+    let s = json(&["-p", "lines", "--incremental", "--retry-failed"]);
     assert_eq!(counts(&s), [1, 0, 5, 0], "{s}");
 }
 

@@ -84,6 +84,8 @@ pub(crate) struct Ledger {
     pub(crate) skipped: AtomicU64,
     /// Items unchanged since an earlier run, passed without a worker.
     pub(crate) unchanged: AtomicU64,
+    /// Of the skipped, those quarantined by the poison ledger.
+    pub(crate) quarantined: AtomicU64,
 }
 
 /// What the source driver should do with an item.
@@ -114,6 +116,7 @@ impl Ledger {
             window: window.max(1),
             skipped: AtomicU64::new(0),
             unchanged: AtomicU64::new(0),
+            quarantined: AtomicU64::new(0),
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`Pipeline`] (which checks everything; a bad value is exit 2 from there).
 
 mod config;
+mod failures;
 mod generate;
 pub mod log;
 mod runs;
@@ -16,6 +17,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+pub use failures::print_failures;
 pub use generate::{completions, man, man_pages};
 pub use runs::print_runs;
 pub use terminal::{say, Terminal};
@@ -49,6 +51,8 @@ pub enum Command {
     Query(QueryArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
+    /// List the files whose row holds an error, most consecutive failed runs first.
+    Failures(FailuresArgs),
     /// Run a named pipeline from batchproc.toml; flags after NAME win over the file.
     #[command(after_help = EXIT_CODES)]
     Run(NamedArgs),
@@ -102,6 +106,44 @@ pub struct RunsArgs {
         hide_env_values = true
     )]
     pub sink: String,
+
+    /// Print JSON (one array of objects) for scripts.
+    #[arg(long, env = "BATCHPROC_JSON", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailuresArgs {
+    /// The sink holding the files table: sqlite:PATH, postgres://…, or a .db path.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "URL",
+        default_value = "sqlite:batchproc.db",
+        env = "BATCHPROC_SINK",
+        hide_env_values = true
+    )]
+    pub sink: String,
+
+    /// The table the files runs wrote.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "files",
+        env = "BATCHPROC_TABLE",
+        hide_env_values = true
+    )]
+    pub table: String,
+
+    /// Only files that failed in at least N consecutive runs (as --incremental counts them).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "BATCHPROC_MIN",
+        hide_env_values = true
+    )]
+    pub min: i64,
 
     /// Print JSON (one array of objects) for scripts.
     #[arg(long, env = "BATCHPROC_JSON", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
@@ -174,6 +216,18 @@ pub struct FilesArgs {
     /// gone, in one transaction; counted as removed.
     #[arg(long, env = "BATCHPROC_PRUNE", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub prune: bool,
+
+    /// With --incremental and --on-error skip: a file that failed in N consecutive runs (at
+    /// its current size and mtime) is quarantined: not opened, counted as skipped and
+    /// quarantined, until it changes or --retry-failed [default: 3]. `batchproc failures`
+    /// lists them.
+    #[arg(long, value_name = "N", env = "BATCHPROC_MAX_FAILURES", hide_env_values = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: Option<u32>,
+
+    /// With --incremental and --on-error skip: process quarantined files again (a failure
+    /// still adds to their count).
+    #[arg(long, env = "BATCHPROC_RETRY_FAILED", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub retry_failed: bool,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -514,7 +568,11 @@ impl FilesArgs {
         let mut p = Pipeline::files(self.dirs)
             .follow(self.follow)
             .incremental(self.incremental)
-            .prune(self.prune);
+            .prune(self.prune)
+            .retry_failed(self.retry_failed);
+        if let Some(n) = self.max_failures {
+            p = p.max_failures(n);
+        }
         for glob in self.include {
             p = p.include(glob);
         }

@@ -31,6 +31,8 @@ pub(super) struct Options {
     pub(super) checkpoint: bool,
     pub(super) incremental: bool,
     pub(super) prune: bool,
+    pub(super) max_failures: Option<u32>,
+    pub(super) retry_failed: bool,
 }
 
 impl Default for Options {
@@ -53,6 +55,8 @@ impl Default for Options {
             checkpoint: true,
             incremental: false,
             prune: false,
+            max_failures: None,
+            retry_failed: false,
         }
     }
 }
@@ -83,6 +87,9 @@ pub(crate) struct RunConfig {
     pub(crate) incremental: bool,
     /// Delete the rows of items gone (`--prune`, with `--incremental`).
     pub(crate) prune: bool,
+    /// Consecutive failed runs after which an unchanged file is passed as
+    /// quarantined; None: never (fail-fast, `--retry-failed`).
+    pub(crate) quarantine_at: Option<u32>,
     /// Items the source may run ahead of the checkpoint watermark.
     pub(crate) window: usize,
 }
@@ -122,6 +129,7 @@ impl RunConfig {
                  rewritten by every run, so it keeps no earlier rows to compare with"
             );
         }
+        let quarantine_at = quarantine_at(options)?;
         for (name, value) in [
             ("--batch-size", options.batch_size),
             ("--queue", options.queue),
@@ -150,6 +158,7 @@ impl RunConfig {
             checkpoint: options.checkpoint,
             incremental: options.incremental,
             prune: options.prune,
+            quarantine_at,
             window: 100_000,
         })
     }
@@ -158,6 +167,25 @@ impl RunConfig {
     pub(crate) fn attempts_column(&self) -> bool {
         self.retry.retries() > 0
     }
+}
+
+/// The poison ledger's threshold. Its flags need `--incremental` (the
+/// counts live in the rows it reads) and `--on-error skip`: under fail-fast
+/// a failure stops the run, and quarantining would turn that stop into a
+/// quiet skip. Failures are still counted under fail-fast.
+fn quarantine_at(options: &Options) -> Result<Option<u32>> {
+    let given = options.max_failures.is_some() || options.retry_failed;
+    if given && !options.incremental {
+        bail!("--max-failures and --retry-failed need --incremental: the failure counts live in the rows it reads");
+    }
+    if given && options.on_error != OnError::Skip {
+        bail!("--max-failures and --retry-failed need --on-error skip: under fail-fast the first failure stops the run");
+    }
+    if options.max_failures == Some(0) {
+        bail!("--max-failures must be at least 1");
+    }
+    let skip = options.incremental && options.on_error == OnError::Skip;
+    Ok((skip && !options.retry_failed).then(|| options.max_failures.unwrap_or(3)))
 }
 
 /// `--workers N` is a fixed pool (N, N); `--min-workers`/`--max-workers` a

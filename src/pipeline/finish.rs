@@ -59,6 +59,10 @@ pub struct Summary {
     pub failed: u64,
     /// Items met but not processed (not regular files, vanished).
     pub skipped: u64,
+    /// Of the skipped, items quarantined by the poison ledger (failed in
+    /// `--max-failures` consecutive runs, unchanged since). Not kept in
+    /// the run records: this run's count only.
+    pub quarantined: u64,
     /// Items unchanged since an earlier run (`--incremental`): not
     /// processed, their rows left as they were.
     pub unchanged: u64,
@@ -75,14 +79,19 @@ pub struct Summary {
 
 impl Summary {
     /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`,
-    /// with `, 3 skipped`, `, 5 unchanged` and `, 1 removed` after `failed`
+    /// with `, 3 skipped` (or `, 3 skipped (1 quarantined)`), `, 5 unchanged`
+    /// and `, 1 removed` after `failed`
     /// when there were any.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let items = self.ok + self.failed;
         let mut counts = String::new();
+        let skipped = match self.quarantined {
+            0 => "skipped".to_owned(),
+            q => format!("skipped ({q} quarantined)"),
+        };
         for (n, what) in [
-            (self.skipped, "skipped"),
+            (self.skipped, skipped.as_str()),
             (self.unchanged, "unchanged"),
             (self.removed, "removed"),
         ] {
@@ -198,6 +207,7 @@ pub(super) fn finish(sink: &mut dyn Sink, ended: Ended, cancel: &Cancel) -> Resu
     let recorded = run_id.is_some();
     summary.skipped = ledger.skipped.load(Ordering::Relaxed);
     summary.unchanged = ledger.unchanged.load(Ordering::Relaxed);
+    summary.quarantined = ledger.quarantined.load(Ordering::Relaxed);
     let end = |ending| RunEnd {
         ending,
         skipped: summary.skipped,

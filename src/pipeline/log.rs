@@ -128,8 +128,16 @@ pub(super) fn item_skipped(item: &str, failed: bool, cause: &str) {
     );
 }
 
-// Quarantined items (issue 14's poison ledger: an item that failed in
-// --max-failures consecutive runs is skipped until it changes) belong here
-// too, at info, as `item quarantined` with `item`, `failures` (consecutive
-// failed runs) and `cause` (its last error, redacted), emitted where the
-// source driver decides not to hand the item out.
+/// The run passed `item` without opening it: it failed in `failures`
+/// consecutive runs (`--max-failures`) and has not changed since (the
+/// poison ledger); `cause` is its last error. Emitted where the source
+/// driver decides not to hand the item out.
+pub(crate) fn item_quarantined(item: &str, failures: i64, cause: &str) {
+    info!(
+        target: TARGET,
+        item = redact(item),
+        failures,
+        cause = redact(cause),
+        "item quarantined"
+    );
+}

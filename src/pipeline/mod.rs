@@ -17,7 +17,7 @@ mod batcher;
 mod committer;
 mod config;
 mod finish;
-mod log;
+pub(crate) mod log;
 mod plan;
 mod rate;
 mod retry;
@@ -303,7 +303,25 @@ impl Pipeline {
     pub fn incremental(mut self, incremental: bool) -> Self {
         self.options.incremental = incremental;
         match incremental {
-            true => self.files_only("incremental", |_| {}),
+            true => self.files_only("incremental", |s| s.ledger = true),
+            false => self,
+        }
+    }
+
+    /// With [`incremental`](Self::incremental) and [`OnError::Skip`]: pass
+    /// (as skipped and quarantined, without opening it) a file that failed
+    /// in `runs` consecutive runs and has not changed since (default 3).
+    pub fn max_failures(mut self, runs: u32) -> Self {
+        self.options.max_failures = Some(runs);
+        self.files_only("max_failures", |_| {})
+    }
+
+    /// With [`incremental`](Self::incremental): process quarantined files
+    /// again (their count goes on from where it was).
+    pub fn retry_failed(mut self, retry: bool) -> Self {
+        self.options.retry_failed = retry;
+        match retry {
+            true => self.files_only("retry_failed", |_| {}),
             false => self,
         }
     }

@@ -2,16 +2,24 @@
 //! opens, the processors and their programs, the sink and its table), then
 //! what the run would do — how many items, how many an unfinished run
 //! already did, what it would create or change in the sink — with nothing
-//! written: no database file, no table, no runs row.
+//! written: no database file, no table, no runs row. With `--incremental`
+//! the earlier rows are read as a run reads them and the walk itself says
+//! which files it would pass (unchanged, quarantined), so the plan's
+//! numbers are the run's.
 
 use std::cell::Cell;
 
 use super::run::{fingerprint, output_schema};
 use super::{config::RunConfig, Error};
+use crate::checkpoint::ItemKey;
 use crate::checkpoint::{command_line, RunSpec};
+use crate::db::Url;
 use crate::pool::Cancel;
 use crate::processor::Work;
-use crate::source::Source;
+use crate::sink::sql::{Dialect, Postgres, Sqlite};
+use crate::sink::SinkSpec;
+use crate::source::files::Previous;
+use crate::source::{Found, Source};
 
 /// What a run would do, as a dry run found it.
 #[derive(Debug, Clone)]
@@ -19,8 +27,15 @@ pub struct Plan {
     /// The sink, password redacted, and the table (database sinks).
     pub sink: String,
     pub table: Option<String>,
-    /// Items the source holds now.
+    /// Items the source holds now (with `--incremental`: those it would
+    /// process, not counting the files it would pass).
     pub items: u64,
+    /// With `--incremental`: files whose row is current, which the run
+    /// would pass without opening them.
+    pub unchanged: Option<u64>,
+    /// With `--incremental`: of the files it would pass, those quarantined
+    /// by the poison ledger (counted as skipped by the run).
+    pub quarantined: u64,
     /// Of those, the ones the unfinished run `--resume` would continue
     /// already committed.
     pub done: u64,
@@ -35,6 +50,17 @@ pub struct Plan {
     /// What else the run would say before its first item (the range a
     /// `--cursor` run reads).
     pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// ` (95 unchanged, 2 quarantined)` with `--incremental`.
+    fn passed(&self) -> String {
+        match (self.unchanged, self.quarantined) {
+            (None, _) => String::new(),
+            (Some(u), 0) => format!(" ({u} unchanged)"),
+            (Some(u), q) => format!(" ({u} unchanged, {q} quarantined)"),
+        }
+    }
 }
 
 impl std::fmt::Display for Plan {
@@ -52,7 +78,7 @@ impl std::fmt::Display for Plan {
                 "nothing to resume: would process {} in a new run",
                 items(self.items)
             )?,
-            None => writeln!(f, "would process {}", items(self.items))?,
+            None => writeln!(f, "would process {}{}", items(self.items), self.passed())?,
         }
         match &self.table {
             Some(table) => writeln!(f, "into {}, table {table}", self.sink)?,
@@ -101,10 +127,22 @@ where
         resume: cfg.resume,
         cursor: cursored,
     });
+    let mut previous = Previous::default();
+    let mut insert = |row| previous.insert(row);
+    let earlier: Option<&mut dyn FnMut(_)> = cfg.incremental.then_some(&mut insert);
     let mut sink = cfg
         .sink
-        .plan(&cfg.table, &schema, spec.as_ref())
+        .plan(&cfg.table, &schema, spec.as_ref(), earlier)
         .map_err(|e| Error::Config(e.context(format!("sink {}", cfg.sink))))?;
+    if cfg.incremental {
+        previous.set_resolution(match &cfg.sink {
+            SinkSpec::Database(Url::Postgres(_)) => Postgres::TIME_RESOLUTION_NS,
+            _ => Sqlite::TIME_RESOLUTION_NS,
+        });
+        previous.set_run(sink.resume.as_ref().map(|(id, _)| *id));
+        previous.quarantine_at(cfg.quarantine_at);
+        source.remember(previous);
+    }
     source.leave_out(&cfg.sink.own_files());
     let mut notes = std::mem::take(&mut sink.notes);
     if let (Some(range), Some(source)) = (&sink.cursor, source.cursored()) {
@@ -125,7 +163,13 @@ where
         }
         Ok(n.get())
     };
-    let items = count(None)?;
+    let (items, unchanged, quarantined) = match cfg.incremental {
+        true => {
+            let walked = walk(&source, None, cancel)?;
+            (walked.0, Some(walked.1), walked.2)
+        }
+        false => (count(None)?, None, 0),
+    };
     let done = match &sink.resume {
         Some((_, point)) => {
             let beyond = count(point.watermark.as_ref())?;
@@ -139,10 +183,34 @@ where
         sink: crate::redact::redact(&cfg.sink.to_string()),
         table: database.then(|| cfg.table.clone()),
         items,
+        unchanged,
+        quarantined,
         done,
         resumes: sink.resume.map(|(id, _)| id),
         resume: cfg.resume,
         changes: sink.changes,
         notes,
     })
+}
+
+/// Walks the source as a run would: the items it would process, the files
+/// it would pass unchanged, and those it would pass quarantined.
+fn walk<S: Source>(
+    source: &S,
+    after: Option<&ItemKey>,
+    cancel: &Cancel,
+) -> Result<(u64, u64, u64), Error> {
+    let mut counts = (0, 0, 0);
+    for found in source.items(after).map_err(Error::Config)? {
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        match found.map_err(Error::Config)? {
+            Found::Item(..) => counts.0 += 1,
+            Found::Unchanged(_) => counts.1 += 1,
+            Found::Quarantined(_) => counts.2 += 1,
+            Found::Skipped => {}
+        }
+    }
+    Ok(counts)
 }

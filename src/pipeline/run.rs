@@ -66,10 +66,12 @@ where
         .open(&cfg.table, &events, cancel)
         .map_err(refused)?;
     sink.prepare(&schema).map_err(config_error)?;
-    if cfg.incremental {
-        let previous = earlier_rows(sink.as_mut(), &schema).map_err(config_error)?;
-        source.remember(previous);
-    }
+    // Read before the run row exists (a resume changes no record row), but
+    // handed to the source once the run's id is known.
+    let previous = match cfg.incremental {
+        true => Some(earlier_rows(sink.as_mut(), &schema).map_err(config_error)?),
+        false => None,
+    };
     let checker = sink.checker();
     let encoder = sink.encoder();
     // Only now do the sink's files exist, to be left out of a walk.
@@ -90,6 +92,11 @@ where
         }
         false => None,
     };
+    if let Some(mut previous) = previous {
+        previous.set_run(run.as_ref().map(|r| r.run_id));
+        previous.quarantine_at(cfg.quarantine_at);
+        source.remember(previous);
+    }
     if let Some(notice) = run.as_ref().and_then(|r| r.notice.as_ref()) {
         events.notice(notice);
     }
@@ -231,17 +238,7 @@ fn settle_range(
 /// `--incremental`: the rows an earlier run left in the table, each with
 /// whether it holds every column this run's processors write.
 fn earlier_rows(sink: &mut dyn Sink, schema: &Schema) -> anyhow::Result<Previous> {
-    let processors: Vec<String> = schema
-        .columns
-        .iter()
-        .filter(|c| {
-            schema
-                .stale
-                .as_ref()
-                .is_some_and(|s| s.columns.contains(&c.name))
-        })
-        .map(|c| c.name.clone())
-        .collect();
+    let processors = crate::sink::sql::processor_columns(schema);
     let mut previous = Previous::default();
     let resolution = sink.earlier_rows(&processors, &mut |row| previous.insert(row))?;
     previous.set_resolution(resolution);

@@ -109,6 +109,7 @@ fn run_flaky(ids: Vec<i64>, on_error: OnError) -> (Report, Vec<Stored>, HashMap<
         .with_min_delay(Duration::from_millis(1))
         .with_max_delay(Duration::from_millis(5));
     let cfg = RunConfig {
+        quarantine_at: None,
         sink: SinkSpec::parse(&format!("sqlite:{}", db.display())).unwrap(),
         table: "flaky".into(),
         min_workers: 2,

@@ -9,6 +9,7 @@
 //! [`SinkSpec`] with its URL form, and its line in [`SinkSpec::open`].
 
 mod csv;
+pub(crate) mod failures;
 mod plan;
 mod postgres;
 pub(crate) mod sql;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+pub(crate) use failures::list_failures;
 pub(crate) use sqlite::open_state;
 
 use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};

@@ -14,6 +14,7 @@ use super::{csv, postgres, sql, sqlite, SinkSpec};
 use crate::checkpoint::{runs, CursorRange, ResumePoint, RunSpec};
 use crate::db::{self, Conn, Url};
 use crate::record::Schema;
+use sql::EarlierRow;
 
 /// What a run would do to its sink.
 #[derive(Debug, Default)]
@@ -40,6 +41,7 @@ impl SinkSpec {
         table: &str,
         schema: &Schema,
         run: Option<&RunSpec>,
+        earlier: Option<&mut dyn FnMut(EarlierRow)>,
     ) -> Result<SinkPlan> {
         match self {
             SinkSpec::Database(Url::Sqlite(path)) => {
@@ -58,10 +60,18 @@ impl SinkSpec {
                 }
                 db::runtime()?.block_on(async {
                     let mut conn = read_only(path).await?;
+                    let table_plan = sqlite::table::plan(&mut conn, table, schema).await?;
+                    if let Some(each) = earlier {
+                        let has = has_column(&table_plan.existing);
+                        let sql = sql::select_earlier::<sql::Sqlite>(
+                            table,
+                            &sql::processor_columns(schema),
+                            &has,
+                        );
+                        sqlite_earlier(&mut conn, &sql, &table_plan.existing, each).await?;
+                    }
                     let mut plan = SinkPlan {
-                        changes: sqlite::table::plan(&mut conn, table, schema)
-                            .await?
-                            .statements,
+                        changes: table_plan.statements,
                         ..SinkPlan::default()
                     };
                     plan.bookkeeping(Conn::Sqlite(&mut conn), run).await?;
@@ -71,7 +81,14 @@ impl SinkSpec {
             }
             SinkSpec::Database(Url::Postgres(url)) => db::runtime()?.block_on(async {
                 let mut conn = db::postgres(url).await?;
-                let (table, _) = postgres::table::plan(&mut conn, table, schema).await?;
+                let (table_plan, _) = postgres::table::plan(&mut conn, table, schema).await?;
+                if let (Some(each), false) = (earlier, table_plan.existing.is_empty()) {
+                    let has = has_column(&table_plan.existing);
+                    let processors = sql::processor_columns(schema);
+                    postgres::earlier::read_earlier(&mut conn, table, &processors, &has, each)
+                        .await?;
+                }
+                let table = table_plan;
                 let mut plan = SinkPlan {
                     changes: table.statements,
                     ..SinkPlan::default()
@@ -177,13 +194,49 @@ impl SinkPlan {
     }
 }
 
+/// Whether a table with the columns `existing` has `name` (a dry run reads
+/// a table the run would first add columns to).
+fn has_column(existing: &[String]) -> impl Fn(&str) -> bool + '_ {
+    |name| existing.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// `--incremental`'s earlier rows, read on the dry run's own connection:
+/// its read-only, immutable open is what leaves the file untouched (the
+/// sink's rusqlite read rides on a database the run already opened).
+async fn sqlite_earlier(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    existing: &[String],
+    each: &mut dyn FnMut(EarlierRow),
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let mut rows = sqlx::query(sql).fetch(conn);
+    while let Some(row) = rows.try_next().await? {
+        each(EarlierRow {
+            path: row.try_get(0)?,
+            size: row.try_get(1).ok().flatten(),
+            // Anything but batchproc's own text reads as changed.
+            mtime: row.try_get(2).ok().flatten(),
+            current: row.try_get::<Option<bool>, _>(3)?.unwrap_or(false),
+            failures: row.try_get(4).ok().flatten(),
+            failed_run: row.try_get(5).ok().flatten(),
+            error: row.try_get(6).ok().flatten(),
+        });
+    }
+    Ok(())
+}
+
 /// Opens an existing SQLite file without changing it: read-only, and
 /// immutable unless a write-ahead log holds part of its content. A log is
 /// left only by a run that did not close the file (killed, or live); it is
 /// then read through as any reader does, which updates the read marks in
 /// the `-shm` index beside it (SQLite has no way to read a log without
 /// that index), but no page of the database or the log.
-async fn read_only(path: &Path) -> Result<SqliteConnection> {
+pub(super) async fn read_only(path: &Path) -> Result<SqliteConnection> {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     let has_log = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);

@@ -251,6 +251,18 @@ fn dispatch<S: Source>(
                     ledger.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                // Like a skipped item: no row written, nothing to commit,
+                // so nothing for the watermark to wait for.
+                Found::Quarantined(q) => {
+                    ledger.skipped.fetch_add(1, Ordering::Relaxed);
+                    ledger.quarantined.fetch_add(1, Ordering::Relaxed);
+                    crate::pipeline::log::item_quarantined(
+                        &q.key.to_string(),
+                        q.failures,
+                        &q.error,
+                    );
+                    continue;
+                }
             };
             // For every item, not every chunk: the reader may have many
             // ready, and none may start after the cutoff. The chunk in

@@ -155,6 +155,17 @@ pub(crate) enum Found<T> {
     /// An item whose row from an earlier run is still current
     /// (`--incremental`): not processed, not written, counted as unchanged.
     Unchanged(ItemKey),
+    /// An item that failed in `--max-failures` consecutive runs and has not
+    /// changed since (`--incremental`): not processed, not written, counted
+    /// as skipped and as quarantined.
+    Quarantined(Quarantine),
+}
+
+/// A quarantined item: its key, its consecutive failed runs, its last error.
+pub(crate) struct Quarantine {
+    pub(crate) key: ItemKey,
+    pub(crate) failures: i64,
+    pub(crate) error: String,
 }
 
 /// The sources there are, as configured: the registry of sources.

@@ -348,3 +348,14 @@ pub fn on_terminal(dir: &Path, command: &str, env: &[(&str, &str)]) -> Option<(b
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();
     Some((out.status.success(), screen))
 }
+
+/// The paths an `exec:` logger script appended to `log.txt` in `dir` since
+/// the last call, sorted; the log starts over.
+pub fn logged_paths(dir: &Path) -> Vec<String> {
+    let log = dir.join("log.txt");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let mut paths: Vec<String> = text.lines().map(String::from).collect();
+    paths.sort();
+    paths
+}

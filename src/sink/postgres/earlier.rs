@@ -14,6 +14,31 @@ use crate::db::Conn;
 use crate::record::Value;
 use crate::sink::sql::{self, EarlierRow};
 
+/// Streams the rows of `table` to `each` on any connection (a dry run's
+/// too, which only reads); a column `has` denies reads as NULL.
+pub(in crate::sink) async fn read_earlier(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    processors: &[String],
+    has: &dyn Fn(&str) -> bool,
+    each: &mut dyn FnMut(EarlierRow),
+) -> Result<()> {
+    let sql = sql::select_earlier::<sql::Postgres>(table, processors, has);
+    let mut rows = sqlx::query(&sql).fetch(conn);
+    while let Some(row) = rows.try_next().await? {
+        each(EarlierRow {
+            path: row.try_get(0)?,
+            size: row.try_get(1)?,
+            mtime: row.try_get(2)?,
+            current: row.try_get::<Option<bool>, _>(3)?.unwrap_or(false),
+            failures: row.try_get(4)?,
+            failed_run: row.try_get(5)?,
+            error: row.try_get(6)?,
+        });
+    }
+    Ok(())
+}
+
 impl Writer {
     /// Streams the table's rows to `each` (never all in memory at once here).
     pub(super) async fn earlier_rows(
@@ -21,17 +46,14 @@ impl Writer {
         processors: &[String],
         each: &mut dyn FnMut(EarlierRow),
     ) -> Result<()> {
-        let sql = sql::select_earlier::<sql::Postgres>(&self.table, processors);
-        let mut rows = sqlx::query(&sql).fetch(self.session.conn());
-        while let Some(row) = rows.try_next().await? {
-            each(EarlierRow {
-                path: row.try_get(0)?,
-                size: row.try_get(1)?,
-                mtime: row.try_get(2)?,
-                current: row.try_get(3)?,
-            });
-        }
-        Ok(())
+        read_earlier(
+            self.session.conn(),
+            &self.table,
+            processors,
+            &|_| true,
+            each,
+        )
+        .await
     }
 
     pub(super) async fn remove(

@@ -9,7 +9,7 @@
 
 mod conn;
 mod copy;
-mod earlier;
+pub(in crate::sink) mod earlier;
 pub(super) mod table;
 
 use anyhow::{Context, Result};

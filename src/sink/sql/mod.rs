@@ -10,7 +10,9 @@ mod earlier;
 use anyhow::Result;
 
 pub(crate) use dialect::{Dialect, Postgres, Sqlite};
-pub(crate) use earlier::{delete_keys, select_earlier, EarlierRow, DELETE_CHUNK};
+pub(crate) use earlier::{
+    delete_keys, processor_columns, select_earlier, EarlierRow, DELETE_CHUNK, LEDGER_COLUMNS,
+};
 
 use crate::record::{Column, Schema};
 

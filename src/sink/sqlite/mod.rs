@@ -144,7 +144,7 @@ impl Sink for SqliteSink {
         processors: &[String],
         each: &mut dyn FnMut(EarlierRow),
     ) -> Result<i64> {
-        let sql = sql::select_earlier::<sql::Sqlite>(&self.table, processors);
+        let sql = sql::select_earlier::<sql::Sqlite>(&self.table, processors, &|_| true);
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
@@ -159,6 +159,9 @@ impl Sink for SqliteSink {
                 // reads as changed.
                 mtime: row.get(2).ok().flatten(),
                 current: row.get(3).unwrap_or(false),
+                failures: row.get(4).ok().flatten(),
+                failed_run: row.get(5).ok().flatten(),
+                error: row.get(6).ok().flatten(),
             });
         }
         Ok(sql::Sqlite::TIME_RESOLUTION_NS)

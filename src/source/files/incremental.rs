@@ -9,10 +9,19 @@
 //! file is not opened, processed nor written again. Columns of a kind, not
 //! of a command: a row `exec:a` wrote is current for `exec:b` too.
 //!
+//! The poison ledger rides on the same rows: a file whose row holds an
+//! error at its current size and mtime has failed `failures` consecutive
+//! runs; the walk hands that count on with the item ([`Tally`]), so that a
+//! failure writes it plus one, and passes the file as quarantined once it
+//! reached `--max-failures` (unless `--retry-failed`). A failure the
+//! running run itself counted (an earlier attempt of it, before a kill or
+//! an interrupt: `failed_run` is this run) is not counted again.
+//!
 //! Memory: one hash map entry per row of the table, held for the run: the
 //! path's bytes in an allocation of their own, size, mtime and two flags
 //! (measured: 100,000 rows of 45-byte paths add about 15 MB of peak RSS,
-//! some 150 bytes a row). Reading them takes a few percent of a re-run.
+//! some 150 bytes a row), and for failed rows their count and error.
+//! Reading them takes a few percent of a re-run.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -36,6 +45,12 @@ pub(crate) struct Previous {
     /// The walk met a directory it could not read: rows under it were not
     /// met, and none can be told gone.
     unreadable: AtomicBool,
+    /// This run's id (None without run records): failures it counted
+    /// already are not counted again.
+    run: Option<i64>,
+    /// Consecutive failed runs after which a file is quarantined; None:
+    /// never (`--retry-failed`, or fail-fast).
+    quarantine_at: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -46,12 +61,49 @@ struct Row {
     current: bool,
     /// The walk met this path (as anything but a directory).
     met: AtomicBool,
+    /// Only for a row that holds an error.
+    failed: Option<Box<Failed>>,
+}
+
+#[derive(Debug)]
+struct Failed {
+    failures: i64,
+    failed_run: Option<i64>,
+    error: String,
+}
+
+/// What a failure of this item writes in the ledger's columns: the count
+/// of consecutive failed runs before this one, and this run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tally {
+    pub(crate) before: i64,
+    pub(crate) run: Option<i64>,
+}
+
+/// What the walk makes of a file with an earlier row.
+pub(crate) enum Verdict {
+    /// Its row is current: not opened.
+    Unchanged,
+    /// It failed in `failures` consecutive runs, as it is now: not opened.
+    Quarantined { failures: i64, error: String },
+    /// To be processed; a failure counts from `Tally`.
+    Process(Tally),
 }
 
 impl Previous {
     /// How finely the sink keeps a time, in nanoseconds (1 until said).
     pub(crate) fn set_resolution(&mut self, nanos: i64) {
         self.resolution = nanos.max(1);
+    }
+
+    /// This run's id, once its run row exists.
+    pub(crate) fn set_run(&mut self, run: Option<i64>) {
+        self.run = run;
+    }
+
+    /// Quarantine files after `failures` consecutive failed runs (None: never).
+    pub(crate) fn quarantine_at(&mut self, failures: Option<u32>) {
+        self.quarantine_at = failures.map(i64::from);
     }
 
     pub(crate) fn insert(&mut self, row: EarlierRow) {
@@ -66,26 +118,81 @@ impl Previous {
                 mtime,
                 current: row.current,
                 met: AtomicBool::new(false),
+                failed: row.error.map(|error| {
+                    Box::new(Failed {
+                        failures: row.failures.unwrap_or(0).max(0),
+                        failed_run: row.failed_run,
+                        error,
+                    })
+                }),
             },
         );
         self.rows.insert(row.0, row.1);
     }
 
-    /// Whether the row of the file at `path` is current; marks it met.
-    fn unchanged(&self, path: &Path, meta: &Metadata) -> bool {
+    /// What to do with the file at `path`; marks its row met.
+    fn verdict(&self, path: &Path, meta: &Metadata) -> Verdict {
         let Some(row) = self.rows.get(path.as_os_str().as_bytes()) else {
-            return false;
+            return Verdict::Process(self.fresh());
         };
         row.met.store(true, Ordering::Relaxed);
+        if !self.same(row, meta) {
+            return Verdict::Process(self.fresh());
+        }
+        if row.current {
+            return Verdict::Unchanged;
+        }
+        let tally = self.tally(row);
+        match (&row.failed, self.quarantine_at) {
+            (Some(f), Some(at)) if tally.before >= at => Verdict::Quarantined {
+                failures: tally.before,
+                error: f.error.clone(),
+            },
+            _ => Verdict::Process(tally),
+        }
+    }
+
+    /// The count a failure of the file at `path` (with `meta` if known)
+    /// starts from, when no verdict was asked (an earlier failure retried
+    /// by a resume, a place the walk could not read).
+    fn tally_of(&self, path: &Path, meta: Option<&Metadata>) -> Tally {
+        match (self.rows.get(path.as_os_str().as_bytes()), meta) {
+            (Some(row), Some(meta)) if self.same(row, meta) => self.tally(row),
+            _ => self.fresh(),
+        }
+    }
+
+    /// Whether the row was written for this size and mtime.
+    fn same(&self, row: &Row, meta: &Metadata) -> bool {
         let mtime = meta
             .mtime()
             .checked_mul(1_000_000_000)
             .and_then(|s| s.checked_add(meta.mtime_nsec()));
-        row.current
-            && row.size == Some(meta.len() as i64)
+        row.size == Some(meta.len() as i64)
             // The sink may have kept the time truncated or rounded to its
             // resolution: within it is the same time.
             && matches!((row.mtime, mtime), (Some(a), Some(b)) if (a - b).abs() < self.resolution)
+    }
+
+    /// Failed runs before this one, of a row written for the file as it is.
+    fn tally(&self, row: &Row) -> Tally {
+        let before = match &row.failed {
+            // This run counted it already (an attempt before a resume).
+            Some(f) if self.run.is_some() && f.failed_run == self.run => f.failures - 1,
+            Some(f) => f.failures,
+            None => 0,
+        };
+        Tally {
+            before: before.max(0),
+            run: self.run,
+        }
+    }
+
+    fn fresh(&self) -> Tally {
+        Tally {
+            before: 0,
+            run: self.run,
+        }
     }
 
     /// The walk met `path`, as something other than a directory.
@@ -97,11 +204,19 @@ impl Previous {
 }
 
 impl FileSource {
-    /// Whether the file's earlier row is current (marking it met).
-    pub(super) fn unchanged(&self, path: &Path, meta: &Metadata) -> bool {
+    /// What the walk does with a file, by its earlier row (marking it met).
+    pub(super) fn verdict(&self, path: &Path, meta: &Metadata) -> Verdict {
+        match &self.previous {
+            Some(p) => p.verdict(path, meta),
+            None => Verdict::Process(Tally::default()),
+        }
+    }
+
+    /// The count a failure of this file starts from (see [`Tally`]).
+    pub(super) fn tally(&self, path: &Path, meta: Option<&Metadata>) -> Tally {
         self.previous
             .as_ref()
-            .is_some_and(|p| p.unchanged(path, meta))
+            .map_or_else(Tally::default, |p| p.tally_of(path, meta))
     }
 
     /// The walk met something that is not a regular file (a link, a FIFO).

@@ -34,6 +34,8 @@ pub(crate) struct Spec {
     pub(crate) exclude: Vec<String>,
     pub(crate) max_depth: Option<usize>,
     pub(crate) follow: bool,
+    /// `--incremental`: records carry the poison ledger's columns.
+    pub(crate) ledger: bool,
 }
 
 impl Spec {
@@ -68,7 +70,7 @@ impl Spec {
             exclude_files: HashSet::new(),
             previous: None,
         };
-        let work = FileWork::new(specs, self.follow, timeout);
+        let work = FileWork::new(specs, self.follow, timeout, self.ledger);
         Ok((source, work))
     }
 }

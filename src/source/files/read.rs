@@ -1,8 +1,10 @@
 //! What a worker does with one file: read it once for the content
 //! processors ([`content`](super::content)), run the item processors
 //! (`exec:`, `http:`) on its path, and build the record: `path`, `size`,
-//! `mtime`, the processors' columns, `error`. With only item processors the
-//! file is never opened: its size and mtime come from the walk.
+//! `mtime`, the processors' columns, with `--incremental` the poison
+//! ledger's `failures` and `failed_run`, then `error`. With only item
+//! processors the file is never opened: its size and mtime come from the
+//! walk.
 
 use std::fs::Metadata;
 use std::path::Path;
@@ -28,6 +30,8 @@ pub(crate) struct FileWork {
     reads: bool,
     follow: bool,
     timeout: Option<Duration>,
+    /// `--incremental`: the `failures` and `failed_run` columns.
+    ledger: bool,
     schema: Schema,
 }
 
@@ -50,7 +54,12 @@ impl From<anyhow::Error> for Failure {
 }
 
 impl FileWork {
-    pub(super) fn new(specs: Vec<Spec>, follow: bool, timeout: Option<Duration>) -> Self {
+    pub(super) fn new(
+        specs: Vec<Spec>,
+        follow: bool,
+        timeout: Option<Duration>,
+        ledger: bool,
+    ) -> Self {
         let mut columns = vec![
             Column::new("path", ColumnType::Text),
             Column::new("size", ColumnType::Int),
@@ -64,6 +73,11 @@ impl FileWork {
             slots.push((columns.len() - 3, produced.len()));
             columns.extend(produced);
         }
+        if ledger {
+            for name in crate::sink::sql::LEDGER_COLUMNS {
+                columns.push(Column::new(name, ColumnType::Int));
+            }
+        }
         columns.push(Column::new("error", ColumnType::Text));
         FileWork {
             reads: processors
@@ -74,6 +88,7 @@ impl FileWork {
             slots,
             follow,
             timeout,
+            ledger,
             schema: Schema {
                 columns,
                 key: 0,
@@ -89,7 +104,14 @@ impl FileWork {
 
     /// Columns written by processors.
     fn width(&self) -> usize {
-        self.schema.columns.len() - 4
+        self.schema.columns.len() - 4 - self.ledger_width()
+    }
+
+    fn ledger_width(&self) -> usize {
+        match self.ledger {
+            true => crate::sink::sql::LEDGER_COLUMNS.len(),
+            false => 0,
+        }
     }
 }
 
@@ -122,7 +144,9 @@ impl Work for FileWork {
             Ok((meta, mut produced)) => {
                 push_meta(&mut values, meta.as_ref());
                 values.append(&mut produced);
-                values.push(Value::Null);
+                // A success ends the run of failures, and the error.
+                let cleared = 1 + self.ledger_width();
+                values.extend(std::iter::repeat_n(Value::Null, cleared));
                 Outcome::Done {
                     record: Record { values },
                     bytes: meta.map_or(0, |m| m.len()),
@@ -136,6 +160,11 @@ impl Work for FileWork {
                 match failure.values {
                     Some(mut produced) => values.append(&mut produced),
                     None => values.extend(std::iter::repeat_n(Value::Null, self.width())),
+                }
+                if self.ledger {
+                    // One more consecutive failed run, counted by this run.
+                    values.push(Value::Int(item.tally.before + 1));
+                    values.push(item.tally.run.map_or(Value::Null, Value::Int));
                 }
                 let error = error_line(&failure.error);
                 values.push(Value::Text(error.clone()));

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use walkdir::{DirEntry, WalkDir};
 
+use super::incremental::{Tally, Verdict};
 use super::FileSource;
 use crate::checkpoint::ItemKey;
 use crate::record::DisplayPath;
-use crate::source::{Again, Found};
+use crate::source::{Again, Found, Quarantine};
 
 /// One file found by the walk, or a place the walk could not read.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub(crate) struct FileItem {
     pub(crate) meta: Option<Metadata>,
     /// Set when the walk failed here (unreadable directory, broken link, loop).
     pub(crate) walk_error: Option<WalkError>,
+    /// `--incremental`: what a failure of this item counts from.
+    pub(crate) tally: Tally,
 }
 
 /// Why the walk could not give an item its metadata.
@@ -207,17 +210,28 @@ impl FileSource {
             }
             Ok(e) => match e.metadata() {
                 Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => return None,
-                Ok(meta) if self.unchanged(e.path(), &meta) => {
-                    let key = ItemKey::path(index, e.path());
-                    return after
-                        .is_none_or(|w| key > *w)
-                        .then_some(Found::Unchanged(key));
-                }
                 Ok(meta) => {
+                    let tally = match self.verdict(e.path(), &meta) {
+                        Verdict::Process(tally) => tally,
+                        passed => {
+                            let key = ItemKey::path(index, e.path());
+                            return after.is_none_or(|w| key > *w).then_some(match passed {
+                                Verdict::Quarantined { failures, error } => {
+                                    Found::Quarantined(Quarantine {
+                                        key,
+                                        failures,
+                                        error,
+                                    })
+                                }
+                                _ => Found::Unchanged(key),
+                            });
+                        }
+                    };
                     let item = FileItem {
                         path: e.into_path(),
                         meta: Some(meta),
                         walk_error: None,
+                        tally,
                     };
                     (ItemKey::path(index, &item.path), item)
                 }
@@ -257,10 +271,14 @@ impl FileSource {
             path: path.clone(),
             meta: None,
             walk_error: Some(WalkError::Failed(e.to_string())),
+            tally: self.tally(path, None),
         };
+        // Retried without a verdict: an earlier failure is never
+        // quarantined, and a count this run made is not made again.
         let item = match meta {
             Ok(meta) if meta.is_file() => Some(FileItem {
                 path: path.clone(),
+                tally: self.tally(path, Some(&meta)),
                 meta: Some(meta),
                 walk_error: None,
             }),
@@ -307,8 +325,9 @@ impl FileSource {
     /// A place the walk could not read, as an item (see [`failed_item`]),
     /// noted for `--prune`.
     fn failed(&self, index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
-        let (key, item) = failed_item(index, root, err);
+        let (key, mut item) = failed_item(index, root, err);
         self.met_failure(&item);
+        item.tally = self.tally(&item.path, None);
         (key, item)
     }
 }
@@ -354,6 +373,7 @@ fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileIt
         path,
         meta: None,
         walk_error: Some(error),
+        tally: Tally::default(),
     };
     (ItemKey::path(index, &item.path), item)
 }
