@@ -227,7 +227,8 @@ impl FileSource {
             Ok(e) => match e.metadata() {
                 Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => return None,
                 Ok(meta) if self.unchanged(e.path(), &meta) => {
-                    let key = ItemKey::path(index, e.path());
+                    // The entry's path becomes the key: no copy per file.
+                    let key = ItemKey::path(index, e.into_path());
                     return after
                         .is_none_or(|w| key > *w)
                         .then_some(Found::Unchanged(key));
