@@ -4,6 +4,7 @@
 //! Items are keyed by `(root index, path as walked)`.
 
 mod content;
+mod dirwalk;
 mod filters;
 mod incremental;
 mod read;

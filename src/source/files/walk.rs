@@ -1,5 +1,6 @@
-//! The directory walk (walkdir, siblings sorted by name, so the order is
-//! the same on every run and is the order of `(root index, path)` keys). It
+//! The directory walk (siblings sorted by name, so the order is the same on
+//! every run and is the order of `(root index, path)` keys): [`dirwalk`]'s
+//! walk, or walkdir's with `--follow` (see there for why two). It
 //! yields regular files only; symlinks are followed only with `--follow`
 //! (walkdir detects loops); FIFOs, sockets and devices are met but never
 //! opened. What vanished while the walk went on, and a symlink loop, are a
@@ -9,12 +10,14 @@
 //! prunes directories wholly at or below the watermark without reading them.
 
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use walkdir::{DirEntry, WalkDir};
+use walkdir::WalkDir;
 
+use super::dirwalk::{self, Entry, Walk};
 use super::incremental::{Tally, Verdict};
 use super::FileSource;
 use crate::checkpoint::ItemKey;
@@ -132,19 +135,16 @@ impl FileSource {
         depth: usize,
         children: bool,
     ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
-        let mut walk = WalkDir::new(start)
-            .follow_links(false)
-            .follow_root_links(false)
-            .min_depth(children as usize)
-            .sort_by_file_name();
-        if let Some(max) = self.max_depth {
-            walk = walk.max_depth(max.saturating_sub(depth));
-        }
+        let walk = Walk::new(
+            start,
+            children as usize,
+            self.max_depth.map(|max| max.saturating_sub(depth)),
+            false,
+            move |e: &Entry| !self.filters.excluded(relative(root, e.path())),
+        );
         // Deeper than --max-depth: not even opened.
         let beyond = self.max_depth.is_some_and(|max| depth > max);
-        walk.into_iter()
-            .filter_entry(move |e| !self.filters.excluded(relative(root, e.path())))
-            .take(if beyond { 0 } else { usize::MAX })
+        walk.take(if beyond { 0 } else { usize::MAX })
             .filter_map(move |entry| self.visit(index, root, entry, None).map(Ok))
     }
 
@@ -167,26 +167,45 @@ impl FileSource {
         start: &Path,
         after: Option<ItemKey>,
     ) -> impl Iterator<Item = Result<Found<FileItem>>> + 's {
-        let mut walk = WalkDir::new(start)
-            .follow_links(self.follow)
-            .sort_by_file_name();
-        if let Some(depth) = self.max_depth {
+        let max_depth = self.max_depth.map(|depth| {
             let below = start
                 .strip_prefix(root)
                 .map_or(0, |p| p.components().count());
-            walk = walk.max_depth(depth.saturating_sub(below));
-        }
+            depth.saturating_sub(below)
+        });
         let prune = after.clone();
-        walk.into_iter()
-            .filter_entry(move |e| {
-                e.depth() == 0
-                    || !(self.filters.excluded(relative(root, e.path()))
-                        || e.file_type().is_dir()
-                            && prune
-                                .as_ref()
-                                .is_some_and(|w| dir_done(w, &ItemKey::path(index, e.path()))))
-            })
-            .filter_map(move |entry| self.visit(index, root, entry, after.as_ref()).map(Ok))
+        let keep = move |path: &Path, depth: usize, dir: bool| {
+            depth == 0
+                || !(self.filters.excluded(relative(root, path))
+                    || dir
+                        && prune
+                            .as_ref()
+                            .is_some_and(|w| dir_done(w, &ItemKey::path(index, path))))
+        };
+        let entries: Box<dyn Iterator<Item = dirwalk::Result<Entry>> + 's> = if self.follow {
+            // Loop detection and following are walkdir's; only without
+            // links does the faster walk stand in for it.
+            let mut walk = WalkDir::new(start)
+                .follow_links(true)
+                .sort_by(dirwalk::by_name);
+            if let Some(max) = max_depth {
+                walk = walk.max_depth(max);
+            }
+            Box::new(
+                walk.into_iter()
+                    .filter_entry(move |e| keep(e.path(), e.depth(), e.file_type().is_dir()))
+                    .map(|e| e.map(Entry::from).map_err(dirwalk::Error::from)),
+            )
+        } else {
+            Box::new(Walk::new(
+                start.to_path_buf(),
+                0,
+                max_depth,
+                true,
+                move |e: &Entry| keep(e.path(), e.depth(), e.file_type().is_dir()),
+            ))
+        };
+        entries.filter_map(move |entry| self.visit(index, root, entry, after.as_ref()).map(Ok))
     }
 
     /// What one walk entry is: None for directories, filtered-out files,
@@ -196,7 +215,7 @@ impl FileSource {
         &self,
         index: u32,
         root: &Path,
-        entry: walkdir::Result<DirEntry>,
+        entry: dirwalk::Result<Entry>,
         after: Option<&ItemKey>,
     ) -> Option<Found<FileItem>> {
         let (key, item) = match entry {
@@ -214,7 +233,8 @@ impl FileSource {
                     let tally = match self.verdict(e.path(), &meta) {
                         Verdict::Process(tally) => tally,
                         passed => {
-                            let key = ItemKey::path(index, e.path());
+                            // The entry's path becomes the key: no copy per file.
+                            let key = ItemKey::path(index, e.into_path());
                             return after.is_none_or(|w| key > *w).then_some(match passed {
                                 Verdict::Quarantined { failures, error } => {
                                     Found::Quarantined(Quarantine {
@@ -324,7 +344,7 @@ impl FileSource {
 impl FileSource {
     /// A place the walk could not read, as an item (see [`failed_item`]),
     /// noted for `--prune`.
-    fn failed(&self, index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
+    fn failed(&self, index: u32, root: &Path, err: dirwalk::Error) -> (ItemKey, FileItem) {
         let (key, mut item) = failed_item(index, root, err);
         self.met_failure(&item);
         item.tally = self.tally(&item.path, None);
@@ -346,6 +366,20 @@ fn dir_done(watermark: &ItemKey, dir: &ItemKey) -> bool {
 
 /// The path below its root; a root that is itself a file is matched as given.
 fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
+    // Every walked path is the root as given joined with listed names, so
+    // the bytes after the root's are the relative path (Path::strip_prefix
+    // parses both into components: a few percent of a walk, per entry).
+    let (root_bytes, bytes) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
+    if let Some(rest) = bytes.strip_prefix(root_bytes) {
+        let rest = match rest.iter().position(|&b| b != b'/') {
+            Some(at) if at > 0 || root_bytes.ends_with(b"/") => &rest[at..],
+            // "root" + "x..." is a sibling ("rootx"), not below it.
+            _ => &[][..],
+        };
+        if !rest.is_empty() {
+            return Path::new(std::ffi::OsStr::from_bytes(rest));
+        }
+    }
     match path.strip_prefix(root) {
         Ok(rel) if !rel.as_os_str().is_empty() => rel,
         _ => path,
@@ -353,7 +387,7 @@ fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
 }
 
 /// A place the walk could not read, as an item that fails with the reason.
-fn failed_item(index: u32, root: &Path, err: walkdir::Error) -> (ItemKey, FileItem) {
+fn failed_item(index: u32, root: &Path, err: dirwalk::Error) -> (ItemKey, FileItem) {
     let path = err.path().unwrap_or(root).to_path_buf();
     let error = match (err.loop_ancestor(), err.io_error()) {
         (Some(ancestor), _) => WalkError::Skip(format!(
