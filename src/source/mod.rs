@@ -18,6 +18,7 @@ pub(crate) mod cutoff;
 pub(crate) mod driver;
 pub(crate) mod files;
 pub(crate) mod query;
+pub(crate) mod queue;
 
 use std::path::PathBuf;
 
