@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Files(args) => run(args.pipeline()),
         Command::Query(args) => run(args.pipeline()),
+        Command::Queue(args) => run(args.pipeline()),
         Command::Runs(args) => match batchproc::runs(&args.sink) {
             Ok(runs) => match cli::print_runs(&runs, args.json) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -226,9 +227,13 @@ fn summarize(report: &batchproc::Report, ending: Ending) {
             .map(|d| format!(" {}", humantime::format_duration(d)))
             .unwrap_or_default();
         let items = report.summary.ok + report.summary.failed;
+        // A queue run goes on from the queue itself, not from a resume.
+        let next = match report.summary.held {
+            Some(_) => "run again to go on with the queue",
+            None => "run again with --resume to continue",
+        };
         cli::say(&format!(
-            "batchproc: paused: max runtime{limit} reached after {items} items; \
-             run again with --resume to continue"
+            "batchproc: paused: max runtime{limit} reached after {items} items; {next}"
         ));
         return;
     }

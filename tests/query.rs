@@ -544,7 +544,7 @@ fn bad_queries_get_a_clear_answer() {
     );
     let mut args = q("SELECT id, name FROM docs", "id");
     args.extend(["-p", "sha256:body"]);
-    assert_fails(tmp.path(), &args, 2, "the query has no column \"body\"");
+    assert_fails(tmp.path(), &args, 2, "there is no column \"body\"");
     let mut args = q("SELECT id, name FROM docs", "id");
     args.extend(["-p", "sha256"]);
     assert_fails(tmp.path(), &args, 2, "query processors take a column");

@@ -19,6 +19,14 @@ pub(crate) enum ItemKey {
 }
 
 impl ItemKey {
+    /// The integer of an integer key.
+    pub(crate) fn as_int(&self) -> Option<i64> {
+        match self {
+            ItemKey::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
     pub(crate) fn path(root: u32, path: impl Into<PathBuf>) -> Self {
         ItemKey::Path {
             root,

@@ -50,6 +50,9 @@ pub(crate) struct RunSpec {
     /// An incremental run (`query --cursor`): it starts from the cursor of
     /// the pipeline's last succeeded run.
     pub(crate) cursor: bool,
+    /// A queue run: never resumed, and several may work at once (consumers
+    /// of one queue share its messages), so no lock keeps them apart.
+    pub(crate) queue: bool,
 }
 
 /// The range of cursor values a run reads, in the stored form the source
@@ -98,6 +101,10 @@ pub(crate) struct CheckpointUpdate {
     pub(crate) unchanged: u64,
     /// Rows of items gone from the source, deleted in this transaction (`--prune`).
     pub(crate) removed: u64,
+    /// Queue messages this batch is done with (records committed, or
+    /// skipped), to be settled with the queue once it commits — or in its
+    /// transaction, by a sink in the queue's database.
+    pub(crate) acks: Vec<ItemKey>,
     /// The ledger's own: the sequence number after the planned prefix.
     pub(crate) upto: Seq,
 }

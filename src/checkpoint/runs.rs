@@ -128,6 +128,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         (_, true) => Some(format!(
             "nothing to resume for this pipeline; starting run {run_id}"
         )),
+        (Some(_), false) if spec.queue => None,
         (Some(old), false) => Some(format!(
             "run {} of this pipeline did not finish; --resume would continue it (starting run {run_id})",
             old.id

@@ -90,6 +90,9 @@ pub struct FilesArgs {
     pub retry_failed: bool,
 
     #[command(flatten)]
+    pub capacity: Capacity,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -149,7 +152,19 @@ pub struct QueryArgs {
     pub processors: Vec<String>,
 
     #[command(flatten)]
+    pub capacity: Capacity,
+
+    #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The capacity of the work queue (`files`, `query`; in `queue`, `--queue`
+/// names the queue to drain).
+#[derive(Debug, Args)]
+pub struct Capacity {
+    /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_QUEUE", hide_env_values = true)]
+    pub queue: Option<u32>,
 }
 
 /// Options every pipeline has.
@@ -188,10 +203,6 @@ pub struct RunArgs {
     )]
     pub rate: Option<Rate>,
 
-    /// Capacity of the bounded queue between the source and the workers [default: 64 per (maximum) worker].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "BATCHPROC_QUEUE", hide_env_values = true)]
-    pub queue: Option<u32>,
-
     /// Where results go: sqlite:PATH, postgres://…, csv:PATH, - (CSV on stdout), or a path ending in .db/.sqlite/.csv.
     #[arg(
         short = 'o',
@@ -204,7 +215,7 @@ pub struct RunArgs {
     pub sink: String,
 
     /// Table to write (database sinks); created if missing, rows keyed by the key column
-    /// [default: files for `files`, rows for `query`].
+    /// [default: files for `files`, rows for `query`, messages for `queue`].
     #[arg(
         short,
         long,
@@ -336,7 +347,7 @@ impl RunArgs {
     }
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be more than 0".into()),
         Ok(d) => Ok(d),
@@ -345,7 +356,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// A flag's long help: its lead, then the processor table.
-fn processor_help(lead: &str) -> String {
+pub(super) fn processor_help(lead: &str) -> String {
     format!("{lead}\n{}", batchproc::processors_help())
 }
 
@@ -368,7 +379,7 @@ impl FilesArgs {
         if let Some(depth) = self.max_depth {
             p = p.max_depth(depth);
         }
-        self.run.apply(p, self.processors)
+        self.run.apply(p, self.processors, self.capacity.queue)
     }
 }
 
@@ -379,13 +390,19 @@ impl QueryArgs {
         if let Some(column) = self.cursor {
             p = p.cursor(column);
         }
-        self.run.apply(p, self.processors)
+        self.run.apply(p, self.processors, self.capacity.queue)
     }
 }
 
 impl RunArgs {
-    /// The options every pipeline has; and whether the run is quiet.
-    fn apply(self, mut p: Pipeline, processors: Vec<String>) -> Invocation {
+    /// The options every pipeline has (and the work queue's capacity);
+    /// and whether the run is quiet.
+    pub(super) fn apply(
+        self,
+        mut p: Pipeline,
+        processors: Vec<String>,
+        capacity: Option<u32>,
+    ) -> Invocation {
         for spec in processors {
             p = p.processor(spec);
         }
@@ -406,7 +423,7 @@ impl RunArgs {
             ),
             (self.min_workers, Pipeline::min_workers),
             (self.max_workers, Pipeline::max_workers),
-            (self.queue, Pipeline::queue),
+            (capacity, Pipeline::queue),
             (self.batch_size, Pipeline::batch_size),
         ];
         for (value, set) in options {

@@ -9,6 +9,7 @@ mod config;
 mod failures;
 mod generate;
 pub mod log;
+mod queue;
 mod runs;
 pub mod summary;
 mod terminal;
@@ -23,6 +24,7 @@ use args::EXCLUSIVE;
 pub use args::{FilesArgs, Invocation, QueryArgs};
 pub use failures::print_failures;
 pub use generate::{completions, man, man_pages};
+pub use queue::QueueArgs;
 pub use runs::print_runs;
 pub use terminal::{say, Terminal};
 
@@ -53,6 +55,9 @@ pub enum Command {
     /// Process every row of a database query, read page by page.
     #[command(after_help = EXIT_CODES)]
     Query(QueryArgs),
+    /// Drain a queue (NATS JetStream, pgmq): each message's record exactly once, acked after it commits.
+    #[command(after_help = EXIT_CODES)]
+    Queue(QueueArgs),
     /// List the runs recorded in a sink, newest first.
     Runs(RunsArgs),
     /// List the files whose row holds an error, most consecutive failed runs first.
@@ -173,6 +178,7 @@ fn parse_from(line: Vec<OsString>) -> Result<Cli, clap::Error> {
     let run = match &mut cli.command {
         Command::Files(args) => Some(&mut args.run),
         Command::Query(args) => Some(&mut args.run),
+        Command::Queue(args) => Some(&mut args.run),
         _ => None,
     };
     if let (Some(run), Some((_, sub))) = (run, matches.subcommand()) {

@@ -35,6 +35,8 @@ pub(super) struct Batcher<'a, S> {
     pub(super) abort: bool,
     /// `--prune`: once everything is committed, delete the rows of items gone.
     pub(super) prune: bool,
+    /// A queue: each batch lists the messages it is done with.
+    pub(super) acks: bool,
 }
 
 /// One finished item on its way to the sink.
@@ -172,6 +174,8 @@ impl<S: Source> Batcher<'_, S> {
     }
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, seq: Seq, outcome: Outcome) {
+        // A poison message is settled whatever --on-error says.
+        let abort = self.abort && !matches!(outcome, Outcome::Poison { .. });
         let (mut record, mut error, bytes) = match outcome {
             Outcome::Done { record, bytes } => (record, None, bytes),
             Outcome::Failed {
@@ -179,6 +183,11 @@ impl<S: Source> Batcher<'_, S> {
                 error,
                 bytes,
                 ..
+            }
+            | Outcome::Poison {
+                record,
+                error,
+                bytes,
             } => (record, Some(error), bytes),
             Outcome::Skipped(reason) => {
                 // No row, and nothing to retry; the run goes on.
@@ -206,7 +215,7 @@ impl<S: Source> Batcher<'_, S> {
                 summary.failed += 1;
                 let label = self.label(seq);
                 let line = format!("{label}: {}", refusal.reason);
-                if self.abort {
+                if abort {
                     self.failure.set(Failure::Item(line));
                     return;
                 }
@@ -232,7 +241,7 @@ impl<S: Source> Batcher<'_, S> {
             if let Some(last) = record.values.last_mut() {
                 *last = Value::Text(message.clone());
             }
-            if self.abort {
+            if abort {
                 let line = format!("{}: {message}", self.label(seq));
                 self.failure.set(Failure::Item(line));
             }
@@ -242,7 +251,7 @@ impl<S: Source> Batcher<'_, S> {
         match &error {
             Some(error) => {
                 summary.failed += 1;
-                if !self.abort {
+                if !abort {
                     let label = self.label(seq);
                     self.events.warning(&format!("{label}: {error}"));
                     log::item_skipped(&label, true, error);
@@ -252,7 +261,7 @@ impl<S: Source> Batcher<'_, S> {
         }
         // Fail-fast: the failed item's row says so (an earlier run's row must
         // not look current), but it gets no checkpoint: a resume retries it.
-        let checkpointed = !(failed && self.abort);
+        let checkpointed = !(failed && abort);
         batch.push(Entry {
             record: Some(record),
             seq: checkpointed.then_some(seq),
@@ -337,6 +346,13 @@ impl<S: Source> Batcher<'_, S> {
                 }
                 (_, false) => {}
             }
+        }
+        if self.acks {
+            // Before `apply`, which may let the ledger forget the keys.
+            update.acks = seqs(&entries)
+                .into_iter()
+                .filter_map(|seq| self.ledger.key(seq))
+                .collect();
         }
         let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
         // The ledger moves on as the batch is queued: if its write fails,

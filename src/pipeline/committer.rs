@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use super::finish::{Failure, FirstFailure};
 use super::log;
-use crate::checkpoint::CheckpointUpdate;
+use crate::checkpoint::{CheckpointUpdate, ItemKey};
 use crate::record::{Record, Value};
 use crate::sink::{Sink, Stopped};
 
@@ -38,6 +38,7 @@ impl<'a> Committer<'a> {
     pub(super) fn spawn<'scope>(
         scope: &'scope Scope<'scope, '_>,
         sink: &'scope mut dyn Sink,
+        settle: Option<&'scope (dyn Fn(&[ItemKey]) + Sync)>,
         failure: &'a FirstFailure<'a>,
     ) -> Self
     where
@@ -56,8 +57,16 @@ impl<'a> Committer<'a> {
                     false => sink.remove(&job.removed, job.checkpoint.as_ref()),
                 };
                 if written.is_ok() {
-                    let checkpoint = job.checkpoint.is_some();
-                    log::batch_committed(n, job.records.len(), checkpoint, started.elapsed());
+                    let checkpoint = job.checkpoint.as_ref();
+                    let took = started.elapsed();
+                    log::batch_committed(n, job.records.len(), checkpoint.is_some(), took);
+                    // A queue's messages are settled only now that their
+                    // records are safe.
+                    if let (Some(settle), Some(update)) = (settle, checkpoint) {
+                        if !update.acks.is_empty() {
+                            settle(&update.acks);
+                        }
+                    }
                 }
                 if let Err(e) = written {
                     // Given up at Ctrl-C while the database kept it waiting:

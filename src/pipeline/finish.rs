@@ -68,6 +68,13 @@ pub struct Summary {
     pub unchanged: u64,
     /// Rows deleted because their items were gone (`--prune`).
     pub removed: u64,
+    /// Queue messages delivered again whose record was committed already:
+    /// acknowledged without a second record.
+    pub redelivered: u64,
+    /// Queue messages left held under a lease when the run ended (by a
+    /// consumer that may have died): the queue delivers them again once
+    /// the lease expires. None for other sources.
+    pub held: Option<u64>,
     /// Bytes of the items processed.
     pub bytes: u64,
     pub elapsed: Duration,
@@ -79,9 +86,9 @@ pub struct Summary {
 
 impl Summary {
     /// `1000 ok, 2 failed in 1.23s (813 items/s, 12.3 MB/s; workers busy: peak 4, avg 3.2)`,
-    /// with `, 3 skipped` (or `, 3 skipped (1 quarantined)`), `, 5 unchanged`
-    /// and `, 1 removed` after `failed`
-    /// when there were any.
+    /// with `, 3 skipped` (or `, 3 skipped (1 quarantined)`), `, 5 unchanged`,
+    /// `, 1 removed` and `, 2 redelivered (done before)` after `failed`
+    /// when there were any, and a queue's `, held: 0`.
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let items = self.ok + self.failed;
@@ -94,10 +101,15 @@ impl Summary {
             (self.skipped, skipped.as_str()),
             (self.unchanged, "unchanged"),
             (self.removed, "removed"),
+            (self.redelivered, "redelivered (done before)"),
         ] {
             if n > 0 {
                 counts.push_str(&format!(", {n} {what}"));
             }
+        }
+        // Always for a queue: a scheduler reads it to know more will come.
+        if let Some(held) = self.held {
+            counts.push_str(&format!(", held: {held}"));
         }
         format!(
             "{} ok, {} failed{counts} in {:.2}s ({:.0} items/s, {:.1} MB/s; workers busy: peak {}, avg {:.1})",

@@ -141,3 +141,25 @@ pub(crate) fn item_quarantined(item: &str, failures: i64, cause: &str) {
         "item quarantined"
     );
 }
+
+/// The lease keeper could not extend the leases of `messages` queue
+/// messages (it tries again at its next turn).
+pub(crate) fn lease_not_extended(messages: usize, cause: &anyhow::Error) {
+    info!(
+        target: TARGET,
+        messages,
+        cause = redact(&crate::record::error_line(cause)),
+        "lease not extended"
+    );
+}
+
+/// Queue messages whose records committed could not be acknowledged: they
+/// will be delivered again and recognised then.
+pub(crate) fn ack_failed(messages: usize, cause: &anyhow::Error) {
+    info!(
+        target: TARGET,
+        messages,
+        cause = redact(&crate::record::error_line(cause)),
+        "messages not acknowledged"
+    );
+}

@@ -126,6 +126,7 @@ where
         table: Some(cfg.table.clone()),
         resume: cfg.resume,
         cursor: cursored,
+        queue: source.queue().is_some(),
     });
     let mut previous = Previous::default();
     let mut insert = |row| previous.insert(row);
@@ -209,7 +210,7 @@ fn walk<S: Source>(
             Found::Item(..) => counts.0 += 1,
             Found::Unchanged(_) => counts.1 += 1,
             Found::Quarantined(_) => counts.2 += 1,
-            Found::Skipped => {}
+            Found::Skipped | Found::Wait => {}
         }
     }
     Ok(counts)

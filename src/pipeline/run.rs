@@ -72,6 +72,9 @@ where
         true => Some(earlier_rows(sink.as_mut(), &schema).map_err(config_error)?),
         false => None,
     };
+    if source.queue().is_some() {
+        set_up_queue(&mut source, sink.as_mut()).map_err(config_error)?;
+    }
     let checker = sink.checker();
     let encoder = sink.encoder();
     // Only now do the sink's files exist, to be left out of a walk.
@@ -87,6 +90,7 @@ where
                 table: Some(cfg.table.clone()),
                 resume: cfg.resume,
                 cursor: cursored,
+                queue: source.queue().is_some(),
             };
             sink.start_run(&spec).map_err(config_error)?
         }
@@ -127,6 +131,15 @@ where
     let (item_tx, item_rx) = bounded(cfg.queue);
     let (out_tx, out_rx) = bounded(cfg.queue);
 
+    // A queue's messages are settled on the sink's thread after each commit.
+    let settle = source.queue().map(|queue| {
+        move |keys: &[crate::checkpoint::ItemKey]| {
+            if let Err(e) = queue.committed(keys) {
+                log::ack_failed(keys.len(), &e);
+            }
+        }
+    });
+    let settle = settle.as_ref().map(|f| f as &(dyn Fn(&[_]) + Sync));
     let (summary, pool_stats) = std::thread::scope(|scope| {
         if events.wants_total() {
             let (source, point, events, ended) = (&source, &point, &events, &ended);
@@ -178,7 +191,7 @@ where
                 }
             }
         });
-        let committer = Committer::spawn(scope, sink.as_mut(), failure);
+        let committer = Committer::spawn(scope, sink.as_mut(), settle, failure);
         let batcher = Batcher {
             committer,
             checker: checker.as_ref(),
@@ -192,6 +205,7 @@ where
             flush_interval: cfg.flush_interval,
             abort,
             prune: cfg.prune,
+            acks: source.queue().is_some(),
         };
         let summary = batcher.drain(out_rx);
         ended.cancel();
@@ -199,6 +213,17 @@ where
     });
 
     let mut summary = summary;
+    if let Some(queue) = source.queue() {
+        let (end, error) = queue.end();
+        summary.redelivered = end.redelivered;
+        summary.held = end.held;
+        if let Some(e) = error {
+            events.warning(&format!(
+                "queue: {}",
+                crate::record::error_line(&e.context("settling the messages left"))
+            ));
+        }
+    }
     summary.elapsed = started.elapsed();
     summary.pool = pool_stats;
     let ended = Ended {
@@ -213,6 +238,22 @@ where
     let result = finish(sink.as_mut(), ended, cancel);
     log::run_ended(&result);
     result
+}
+
+/// A queue run's sink: it looks up the records of redelivered messages,
+/// and when it is the queue's own database it consumes messages in the
+/// transactions that commit their records.
+fn set_up_queue<S: Source>(source: &mut S, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    sink.durable()?;
+    let lookup = sink.lookup()?;
+    let queue = source.queue_mut().expect("a queue source");
+    queue.recognise(lookup);
+    if let Some(offer) = queue.in_transaction() {
+        if sink.consume_in_transaction(&offer)? {
+            queue.consumed_by_sink();
+        }
+    }
+    Ok(())
 }
 
 /// Fixes an incremental run's range: a resumed run keeps the one it

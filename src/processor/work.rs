@@ -72,6 +72,15 @@ pub(crate) enum Outcome {
         retry: Option<Retry>,
         bytes: u64,
     },
+    /// A queue message delivered more than `--max-deliveries` times: not
+    /// tried, its record holds why. Counted failed, yet committed (and the
+    /// message settled) under fail-fast too, and it never cancels the run:
+    /// otherwise it would come back forever.
+    Poison {
+        record: Record,
+        error: String,
+        bytes: u64,
+    },
     /// Met but not processed, for the reason given in a warning (a file
     /// deleted after the walk, a symlink loop): no row; counted as skipped.
     Skipped(String),
@@ -92,7 +101,9 @@ impl Outcome {
     /// The record and bytes read, for the outcomes that have a row.
     pub(crate) fn record_mut(&mut self) -> Option<&mut Record> {
         match self {
-            Outcome::Done { record, .. } | Outcome::Failed { record, .. } => Some(record),
+            Outcome::Done { record, .. }
+            | Outcome::Failed { record, .. }
+            | Outcome::Poison { record, .. } => Some(record),
             Outcome::Skipped(_) | Outcome::Abandoned => None,
         }
     }

@@ -27,6 +27,8 @@ use crate::db::{self, Conn, Url};
 use crate::events::Shared;
 use crate::pool::Cancel;
 use crate::record::{Quoted, Record, Schema, Value};
+use crate::source::queue::broker::InTransaction;
+use crate::source::queue::Lookup;
 use sql::EarlierRow;
 
 /// Why a record cannot be stored, or None when it can.
@@ -95,6 +97,23 @@ pub(crate) trait Sink: Send {
     /// in one transaction together with `checkpoint`.
     fn remove(&mut self, _keys: &[Value], _checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
         bail!("this sink cannot remove rows")
+    }
+    /// A queue run: which message ids have a record without an error in
+    /// the table, asked on a connection of the look-up's own (the sink is
+    /// busy on its thread). Only a database sink keeps rows to look up.
+    fn lookup(&self) -> Result<Lookup> {
+        bail!("this sink keeps no rows to look up")
+    }
+    /// A queue run whose queue lives in a database: when it is this sink's,
+    /// the sink takes `offer`'s statement into each transaction, with the
+    /// ids of the messages the batch is done with, and says true.
+    fn consume_in_transaction(&mut self, _offer: &InTransaction) -> Result<bool> {
+        Ok(false)
+    }
+    /// Commits survive a crash of the machine, not only of the process
+    /// (a queue run acks what a commit holds).
+    fn durable(&mut self) -> Result<()> {
+        Ok(())
     }
     /// Records how the run ended (after the last batch).
     fn end_run(&mut self, end: &RunEnd) -> Result<()>;

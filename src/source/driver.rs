@@ -198,6 +198,17 @@ fn read<S: Source>(
                 return Err(e);
             }
         };
+        if let Found::Wait = found {
+            // The source is about to wait: what it found goes out now.
+            if !group.is_empty() {
+                bytes = 0;
+                let ready = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
+                if groups.send(ready).is_err() {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
         if let Found::Item(_, item) = &found {
             bytes += S::item_size(item);
         }
@@ -247,6 +258,7 @@ fn dispatch<S: Source>(
                 Found::Item(key, item) => (key, Some(item)),
                 // Nothing to process: registered, never queued.
                 Found::Unchanged(key) => (key, None),
+                Found::Wait => continue,
                 Found::Skipped => {
                     ledger.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;

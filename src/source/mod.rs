@@ -99,6 +99,17 @@ pub(crate) trait Source: Sync {
         Err("this source cannot tell which items are gone".into())
     }
 
+    /// A queue (`batchproc queue`), whose messages are settled with the
+    /// queue server once their records committed; None for other sources.
+    fn queue(&self) -> Option<&queue::QueueSource> {
+        None
+    }
+
+    /// The same, to set up before the run.
+    fn queue_mut(&mut self) -> Option<&mut queue::QueueSource> {
+        None
+    }
+
     /// A source read from a cursor on (`query --cursor`), or None.
     fn cursored(&mut self) -> Option<&mut dyn Cursored> {
         None
@@ -160,6 +171,9 @@ pub(crate) enum Found<T> {
     /// changed since (`--incremental`): not processed, not written, counted
     /// as skipped and as quarantined.
     Quarantined(Quarantine),
+    /// Nothing: the source is about to wait for more (a queue), so the
+    /// items before this go to the workers now.
+    Wait,
 }
 
 /// A quarantined item: its key, its consecutive failed runs, its last error.
@@ -173,4 +187,5 @@ pub(crate) struct Quarantine {
 pub(crate) enum Spec {
     Files(files::Spec),
     Query(query::Spec),
+    Queue(queue::Spec),
 }

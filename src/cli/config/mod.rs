@@ -29,7 +29,7 @@ use interpolate::interpolate;
 const DEFAULT_PATH: &str = "batchproc.toml";
 
 /// The commands a pipeline may run.
-const COMMANDS: [&str; 2] = ["files", "query"];
+const COMMANDS: [&str; 3] = ["files", "query", "queue"];
 
 type Keys = BTreeMap<Spanned<String>, Spanned<Value>>;
 

@@ -50,6 +50,21 @@ impl Session {
         })
     }
 
+    pub(super) fn options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    /// Commits wait for the server's WAL flush again (a queue acks what a
+    /// commit holds: a commit lost in a server crash would lose messages),
+    /// on this connection and any made after it.
+    pub(super) async fn durable(&mut self) -> Result<()> {
+        self.options = self.options.clone().options([("synchronous_commit", "on")]);
+        sqlx::query("SET synchronous_commit = on")
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         self.conn.as_mut().expect("connected")
     }

@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 
 use super::sql::{self, Dialect, EarlierRow, Postgres};
 use super::{Checker, Encoder, Refusal, Sink};
-use crate::checkpoint::{runs, CheckpointUpdate, RunEnd, RunSpec, RunStart};
+use crate::checkpoint::{runs, CheckpointUpdate, ItemKey, RunEnd, RunSpec, RunStart};
 use crate::db::{self, Conn};
 use crate::events::Shared;
 use crate::pool::Cancel;
@@ -42,6 +42,9 @@ struct Writer {
     /// was quicker), after which every batch takes the upsert path.
     direct: bool,
     events: Shared,
+    /// A queue in this database: the statement that consumes a batch's
+    /// messages in its transaction (`$1`: their ids).
+    consume: Option<String>,
 }
 
 #[derive(Default)]
@@ -84,6 +87,7 @@ impl PostgresSink {
                 statements: Statements::default(),
                 direct: true,
                 events,
+                consume: None,
             },
         })
     }
@@ -144,6 +148,12 @@ impl Writer {
                         .await?;
                 }
             }
+            if let (Some(sql), Some(update)) = (&self.consume, checkpoint) {
+                let ids: Vec<i64> = update.acks.iter().filter_map(ItemKey::as_int).collect();
+                if !ids.is_empty() {
+                    sqlx::query(sql).bind(ids).execute(&mut *tx).await?;
+                }
+            }
             if let (Some(update), Some(run_id)) = (checkpoint, self.run_id) {
                 runs::record(Conn::Postgres(&mut tx), run_id, update, None)
                     .await
@@ -195,7 +205,10 @@ impl Sink for PostgresSink {
     fn start_run(&mut self, spec: &RunSpec) -> Result<Option<RunStart>> {
         let session = &mut self.writer.session;
         let start = self.rt.block_on(async {
-            session.lock(&spec.fingerprint).await?;
+            // Consumers of one queue share it: no lock keeps them apart.
+            if !spec.queue {
+                session.lock(&spec.fingerprint).await?;
+            }
             runs::start_run(Conn::Postgres(session.conn()), spec).await
         })?;
         self.writer.run_id = Some(start.run_id);
@@ -289,6 +302,47 @@ impl Sink for PostgresSink {
         self.rt
             .block_on(w.remove(keys, checkpoint))
             .with_context(|| format!("removing rows from table {}", w.table))
+    }
+
+    fn lookup(&self) -> Result<crate::source::queue::Lookup> {
+        let w = &self.writer;
+        let schema = w
+            .session
+            .stage
+            .as_ref()
+            .context("the table is not prepared")?;
+        let sql = format!(
+            "SELECT {key} FROM {table} WHERE {key} = ANY($1) AND error IS NULL",
+            key = sql::quote_ident(&schema.key_column().name),
+            table = sql::quote_ident(&w.table),
+        );
+        let options = w.session.options().clone();
+        let rt = db::runtime()?;
+        let mut conn = rt.block_on(db::postgres_with(&options))?;
+        Ok(Box::new(move |ids: &[i64]| {
+            let found = rt.block_on(sqlx::query_scalar(&sql).bind(ids).fetch_all(&mut conn))?;
+            Ok(found)
+        }))
+    }
+
+    fn consume_in_transaction(
+        &mut self,
+        offer: &crate::source::queue::broker::InTransaction,
+    ) -> Result<bool> {
+        let queue = db::postgres_options(&offer.url)?;
+        let w = &mut self.writer;
+        let ours = w.session.options();
+        let same = queue.get_host() == ours.get_host()
+            && queue.get_port() == ours.get_port()
+            && queue.get_database() == ours.get_database();
+        if same {
+            w.consume = Some(offer.sql.clone());
+        }
+        Ok(same)
+    }
+
+    fn durable(&mut self) -> Result<()> {
+        self.rt.block_on(self.writer.session.durable())
     }
 
     fn end_run(&mut self, end: &RunEnd) -> Result<()> {

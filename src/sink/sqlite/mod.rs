@@ -167,6 +167,36 @@ impl Sink for SqliteSink {
         Ok(sql::Sqlite::TIME_RESOLUTION_NS)
     }
 
+    /// On a read-only connection of rusqlite's: in WAL mode it reads
+    /// beside the sink's writes. The ids go as one JSON array.
+    fn lookup(&self) -> Result<crate::source::queue::Lookup> {
+        let sql = format!(
+            "SELECT {key} FROM {table} WHERE {key} IN (SELECT value FROM json_each(?1)) \
+             AND error IS NULL",
+            key = sql::quote_ident(&self.key),
+            table = sql::quote_ident(&self.table),
+        );
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(Box::new(move |ids: &[i64]| {
+            let ids = serde_json::to_string(ids)?;
+            let mut statement = conn.prepare_cached(&sql)?;
+            let found = statement
+                .query_map([ids], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(found)
+        }))
+    }
+
+    fn durable(&mut self) -> Result<()> {
+        let StateDb { rt, conn, .. } = self.db();
+        rt.block_on(sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn))?;
+        Ok(())
+    }
+
     fn remove(&mut self, keys: &[Value], checkpoint: Option<&CheckpointUpdate>) -> Result<()> {
         let (table, key) = (self.table.clone(), self.key.clone());
         let checkpoint = checkpoint.zip(self.run_id);

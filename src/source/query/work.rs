@@ -27,7 +27,7 @@ pub(crate) struct RowWork {
 impl RowWork {
     /// Checks the processors' columns and placeholders against the query's
     /// (exit 2 before any work when one is missing or an output name clashes).
-    pub(super) fn new(shape: &Shape, specs: Vec<Spec>, timeout: Option<Duration>) -> Result<Self> {
+    pub(crate) fn new(shape: &Shape, specs: Vec<Spec>, timeout: Option<Duration>) -> Result<Self> {
         let mut columns = shape.columns.clone();
         let mut bound = Vec::new();
         let fields = Fields::Row {
@@ -49,10 +49,12 @@ impl RowWork {
                 continue;
             };
             let Some(index) = shape.columns.iter().position(|c| c.name == column) else {
+                let names: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
                 bail!(
-                    "processor {}:{column}: the query has no column {}",
+                    "processor {}:{column}: there is no column {} (the columns are {})",
                     p.name(),
-                    Quoted(&column)
+                    Quoted(&column),
+                    names.join(", ")
                 );
             };
             for out in p.columns() {
