@@ -27,6 +27,9 @@ pub(super) struct Job {
     pub(super) checkpoint: Option<CheckpointUpdate>,
 }
 
+/// What a queue run does once a batch committed: settles its messages.
+pub(super) type Settle = dyn Fn(&[ItemKey]) + Sync;
+
 /// The batcher's end of the sink thread.
 pub(super) struct Committer<'a> {
     jobs: Sender<Job>,
@@ -38,7 +41,7 @@ impl<'a> Committer<'a> {
     pub(super) fn spawn<'scope>(
         scope: &'scope Scope<'scope, '_>,
         sink: &'scope mut dyn Sink,
-        settle: Option<&'scope (dyn Fn(&[ItemKey]) + Sync)>,
+        settle: Option<&'scope Settle>,
         failure: &'a FirstFailure<'a>,
     ) -> Self
     where

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 
 use super::batcher::Batcher;
-use super::committer::Committer;
+use super::committer::{Committer, Settle};
 use super::config::RunConfig;
 use super::finish::{finish, Ended, Failure, FirstFailure, Report};
 use super::log;
@@ -139,7 +139,7 @@ where
             }
         }
     });
-    let settle = settle.as_ref().map(|f| f as &(dyn Fn(&[_]) + Sync));
+    let settle = settle.as_ref().map(|f| f as &Settle);
     let (summary, pool_stats) = std::thread::scope(|scope| {
         if events.wants_total() {
             let (source, point, events, ended) = (&source, &point, &events, &ended);
