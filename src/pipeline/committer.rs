@@ -28,7 +28,7 @@ pub(super) struct Job {
 }
 
 /// What a queue run does once a batch committed: settles its messages.
-pub(super) type Settle = dyn Fn(&[ItemKey]) + Sync;
+pub(super) type Settle<'a> = dyn Fn(&[ItemKey]) + Sync + 'a;
 
 /// The batcher's end of the sink thread.
 pub(super) struct Committer<'a> {
@@ -41,7 +41,7 @@ impl<'a> Committer<'a> {
     pub(super) fn spawn<'scope>(
         scope: &'scope Scope<'scope, '_>,
         sink: &'scope mut dyn Sink,
-        settle: Option<&'scope Settle>,
+        settle: Option<&'scope Settle<'scope>>,
         failure: &'a FirstFailure<'a>,
     ) -> Self
     where

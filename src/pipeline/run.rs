@@ -139,7 +139,7 @@ where
             }
         }
     });
-    let settle = settle.as_ref().map(|f| f as &Settle);
+    let settle = settle.as_ref().map(|f| f as &Settle<'_>);
     let (summary, pool_stats) = std::thread::scope(|scope| {
         if events.wants_total() {
             let (source, point, events, ended) = (&source, &point, &events, &ended);
