@@ -388,7 +388,7 @@ fn config_errors_name_the_file_the_line_and_the_key() {
     );
     config_error(
         "[pipelines.p]\ncommand = \"walk\"\n",
-        "batchproc.toml:2: pipelines.p.command: expected one of files, query, found \"walk\"",
+        "batchproc.toml:2: pipelines.p.command: expected one of files, query, queue, found \"walk\"",
     );
     config_error(
         "[pipelines.p]\ndirs = [\"d\"]\n",

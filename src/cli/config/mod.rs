@@ -263,6 +263,11 @@ impl Config {
                 let command = get("command").unwrap_or_default();
                 let from = match command.as_str() {
                     "query" => get("from").unwrap_or_default(),
+                    "queue" => format!(
+                        "{} {}",
+                        get("from").unwrap_or_default(),
+                        get("queue").unwrap_or_default()
+                    ),
                     _ => get("dirs").unwrap_or_default(),
                 };
                 let sink = get("sink").unwrap_or_else(|| "sqlite:batchproc.db".into());

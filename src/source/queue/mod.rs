@@ -222,6 +222,7 @@ impl QueueSource {
     /// messages are done. A failure to ack is only a warning's worth: the
     /// record is safe, and the message, delivered again, is recognised.
     pub(crate) fn committed(&self, keys: &[ItemKey]) -> Result<()> {
+        ack_delay();
         let (mut acks, mut poison) = (Vec::with_capacity(keys.len()), Vec::new());
         {
             let mut held = self.held();
@@ -335,5 +336,21 @@ impl Source for QueueSource {
 
     fn queue_mut(&mut self) -> Option<&mut QueueSource> {
         Some(self)
+    }
+}
+
+/// Test hook: `BATCHPROC_TEST_ACK_DELAY_MS` waits that long between a
+/// commit and the acks that follow it, so the crash tests can land a
+/// SIGKILL there. Unset in normal use.
+fn ack_delay() {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("BATCHPROC_TEST_ACK_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
     }
 }
