@@ -261,6 +261,18 @@ pub(crate) fn cannot_connect(url: &str, e: &sqlx::Error) -> anyhow::Error {
     )
 }
 
+/// Postgres errors after which the same work may succeed on a new
+/// connection (the sink's batches, the pgmq queue's statements).
+pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// A connection to either database, for SQL written once for both (both
 /// drivers take `$N` placeholders). [`on_conn!`] runs one
 /// body against whichever it is.

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod pg;
+pub mod pgmq;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

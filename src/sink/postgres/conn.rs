@@ -120,16 +120,7 @@ impl Session {
     }
 }
 
-/// Errors after which the same batch may succeed on a new connection.
-pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
-}
+pub(super) use crate::db::connection_lost;
 
 /// How long a lock held by another session is waited for: the session of
 /// a run killed a moment ago lives on until the server notices its client
