@@ -31,11 +31,20 @@ fn payloads(n: usize) -> impl Iterator<Item = serde_json::Value> {
     (0..n).map(|i| serde_json::json!({ "n": i, "text": format!("message {i} ü"), "pad": "x".repeat(i % 200) }))
 }
 
+/// A short `--idle` unless `extra` gives one.
+fn idle(extra: &[&str]) -> &'static [&'static str] {
+    match extra.contains(&"--idle") {
+        true => &[],
+        false => &["--idle", "300ms"],
+    }
+}
+
 /// `batchproc queue` from the queue in `db` into `sink`.
 fn drain(dir: &Path, db: &PgDb, queue: &str, sink: &str, extra: &[&str]) -> std::process::Output {
     batchproc(dir)
         .args(["queue", "--from", &db.url, "--queue", queue, "-o", sink])
-        .args(["-p", "sha256:payload", "--idle", "300ms"])
+        .args(["-p", "sha256:payload"])
+        .args(idle(extra))
         .args(extra)
         .output()
         .unwrap()
@@ -51,7 +60,8 @@ fn spawn(
 ) -> Child {
     let mut cmd = batchproc_std(dir);
     cmd.args(["queue", "--from", &db.url, "--queue", queue, "-o", sink])
-        .args(["-p", "sha256:payload", "--idle", "300ms"])
+        .args(["-p", "sha256:payload"])
+        .args(idle(extra))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -26,10 +26,19 @@ pub(super) async fn prepare(
     table: &str,
     schema: &Schema,
 ) -> Result<Found> {
-    let (plan, existing) = plan(conn, table, schema).await?;
+    // Runs that start together (consumers of one queue) would race to
+    // create the table: one at a time, in a transaction whose lock ends
+    // with it (no session lock, which a pooler in transaction mode breaks).
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("batchproc table {table}"))
+        .execute(&mut *tx)
+        .await?;
+    let (plan, existing) = plan(&mut tx, table, schema).await?;
     for statement in &plan.statements {
-        sqlx::query(statement).execute(&mut *conn).await?;
+        sqlx::query(statement).execute(&mut *tx).await?;
     }
+    tx.commit().await?;
     let exact = existing.iter().all(|c| {
         schema
             .columns

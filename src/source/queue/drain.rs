@@ -22,6 +22,15 @@ use crate::source::Found;
 /// longer than this): the reader looks at the run's cutoff between fetches.
 const FOLLOW_WAIT: Duration = Duration::from_secs(1);
 
+/// About how much work a consumer keeps fetched ahead of its workers: the
+/// messages its workers start in this long. More would sit leased here
+/// while another consumer of the queue has nothing to do.
+const AHEAD: Duration = Duration::from_secs(1);
+/// Messages kept ahead however slow they are (and before a pace is known).
+const MIN_AHEAD: u64 = 16;
+/// How long the drain waits for the workers to catch up before it looks again.
+const CATCH_UP: Duration = Duration::from_millis(5);
+
 pub(super) struct Drain<'s> {
     source: &'s QueueSource,
     ready: VecDeque<Message>,
@@ -32,6 +41,10 @@ pub(super) struct Drain<'s> {
     /// Since when fetches have come back empty.
     idle_since: Option<Instant>,
     done: bool,
+    /// Messages to keep fetched ahead of the workers, from their pace.
+    ahead: u64,
+    /// Where the pace was last measured: when, and the items started by then.
+    mark: (Instant, u64),
 }
 
 impl<'s> Drain<'s> {
@@ -43,20 +56,42 @@ impl<'s> Drain<'s> {
             unflushed: false,
             idle_since: None,
             done: false,
+            ahead: MIN_AHEAD,
+            mark: (Instant::now(), 0),
         }
+    }
+
+    /// How many messages to fetch now: enough to keep about [`AHEAD`] of
+    /// work un-started, measured from how fast the workers start them; 0
+    /// while that much is waiting already.
+    fn room(&mut self) -> u64 {
+        let started = self.source.started.load(Ordering::Relaxed);
+        let (since, at) = self.mark;
+        let elapsed = since.elapsed();
+        if elapsed >= AHEAD / 4 {
+            let rate = started.saturating_sub(at) as f64 / elapsed.as_secs_f64();
+            let cap = 2 * self.source.spec.fetch as u64;
+            self.ahead = ((rate * AHEAD.as_secs_f64()) as u64).clamp(MIN_AHEAD, cap.max(MIN_AHEAD));
+            self.mark = (Instant::now(), started);
+        }
+        self.ahead
+            .saturating_sub(self.taken.saturating_sub(started))
     }
 
     /// The next batch into `ready`; sets `done` once the queue is drained.
     fn fetch(&mut self) -> Result<()> {
+        let room = self.room();
         let spec = &self.source.spec;
-        let max = match spec.max_messages {
-            Some(max) => (max - self.taken).min(spec.fetch as u64) as usize,
-            None => spec.fetch,
-        };
-        if max == 0 {
+        let left = spec.max_messages.map_or(u64::MAX, |max| max - self.taken);
+        if left == 0 {
             self.done = true;
             return Ok(());
         }
+        if room == 0 {
+            std::thread::sleep(CATCH_UP);
+            return Ok(());
+        }
+        let max = room.min(left).min(spec.fetch as u64) as usize;
         let idle_for = self.idle_since.map_or(Duration::ZERO, |t| t.elapsed());
         let wait = match spec.follow {
             true => FOLLOW_WAIT,

@@ -129,8 +129,15 @@ impl Spec {
             );
         };
         let shape = shape(nats);
-        let work = QueueWork::new(&shape, processors, timeout, self.max_deliveries)?;
-        Ok((QueueSource::new(self, broker, shape), work))
+        let started = Arc::new(AtomicU64::new(0));
+        let work = QueueWork::new(
+            &shape,
+            processors,
+            timeout,
+            self.max_deliveries,
+            started.clone(),
+        )?;
+        Ok((QueueSource::new(self, broker, shape, started), work))
     }
 }
 
@@ -179,13 +186,17 @@ pub(crate) struct QueueSource {
     /// sink's database): committed ones need no ack.
     in_sink: bool,
     redelivered: AtomicU64,
+    /// Messages the workers started (shared with the work): how far the
+    /// drain may fetch ahead.
+    started: Arc<AtomicU64>,
     /// Ends the lease keeper.
     stop: Cancel,
 }
 
 impl QueueSource {
-    fn new(spec: Spec, broker: Arc<dyn Broker>, shape: Shape) -> Self {
+    fn new(spec: Spec, broker: Arc<dyn Broker>, shape: Shape, started: Arc<AtomicU64>) -> Self {
         QueueSource {
+            started,
             spec,
             broker,
             shape,

@@ -4,6 +4,8 @@
 //! and terminated, never tried again (it may be what crashed the earlier
 //! attempts).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -21,6 +23,8 @@ pub(crate) struct QueueWork {
     deliveries: usize,
     /// A message's own columns.
     width: usize,
+    /// Messages started, for the drain's pace (retries count again).
+    started: Arc<AtomicU64>,
 }
 
 impl QueueWork {
@@ -29,6 +33,7 @@ impl QueueWork {
         processors: &[String],
         timeout: Option<Duration>,
         max_deliveries: i64,
+        started: Arc<AtomicU64>,
     ) -> Result<Self> {
         let specs = registry::parse(processors, Target::Rows)?;
         Ok(QueueWork {
@@ -36,6 +41,7 @@ impl QueueWork {
             max_deliveries,
             deliveries: shape.columns.len() - 1,
             width: shape.columns.len(),
+            started,
         })
     }
 }
@@ -52,6 +58,7 @@ impl Work for QueueWork {
     }
 
     fn process(&self, buf: &mut Buffer, values: RowItem, cancel: &Cancel) -> Outcome {
+        self.started.fetch_add(1, Ordering::Relaxed);
         let deliveries = match values.get(self.deliveries) {
             Some(Value::Int(n)) => *n,
             _ => 0,
