@@ -1,41 +1,957 @@
 //! NATS JetStream as a queue: a stream read through a durable pull consumer.
+//!
+//! The async client (async-nats) runs on a small tokio runtime owned here;
+//! every [`Broker`] method blocks its caller until its task on that runtime
+//! is done, so the reader, sink and lease-keeper threads can call at once.
+//!
+//! Settling (ack, term, nak, in-progress) asks the server to confirm each
+//! ack and waits for all of them: the server queues acks and applies them
+//! later, so only its reply says that a consumer info taken next counts
+//! them. Sent together, thousands take one round trip, not thousands.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, ensure, Result};
+use async_nats::connection::State;
+use async_nats::jetstream::consumer::pull::{Batch, BatchError};
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, FromConsumer, PullConsumer};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+use async_nats::jetstream::{self, AckKind, ErrorCode};
+use async_nats::{Client, Event, StatusCode, Subject};
+use futures_util::StreamExt;
+use tokio::runtime::Runtime;
 
 use super::broker::{Backlog, Broker, Message};
+use crate::redact::redact;
+
+/// How long connecting may take before `open` gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the server may leave a request unanswered, beyond any wait
+/// asked of it, before the call fails.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The expiry of a pull for what is available now. The server answers at
+/// once when messages are, so this is sat out only when none can be
+/// delivered; without an expiry, nats-server 2.9 leaves such a pull
+/// unanswered while the consumer's max_ack_pending is reached.
+const QUICK: Duration = Duration::from_millis(50);
+/// Acks unconfirmed after this long are sent again (a lost connection may
+/// have dropped them); an ack sent twice does no harm.
+const RESEND_AFTER: Duration = Duration::from_secs(3);
+/// How long the connection may stay lost (async-nats reconnects by itself
+/// meanwhile) before `fetch` fails rather than return nothing, and acks
+/// fail rather than wait for it.
+const DOWN_LIMIT: Duration = Duration::from_secs(30);
+/// Acks sent before their confirmations are read: the subscription that
+/// gets these holds 64 Ki messages, and drops any more.
+const SETTLE_CHUNK: usize = 8192;
 
 /// A stream and its durable pull consumer.
-pub(crate) struct Nats {}
+pub(crate) struct Nats {
+    /// An Option so that `drop` can shut it down without blocking.
+    rt: Option<Runtime>,
+    client: Client,
+    stream: jetstream::stream::Stream,
+    consumer: PullConsumer,
+    /// The URL as shown in messages (password hidden).
+    shown: String,
+    /// The ack subject of each message fetched and not settled yet.
+    replies: Mutex<HashMap<i64, Subject>>,
+    link: Arc<Link>,
+}
+
+/// The connection's ups and downs, as async-nats reports them.
+#[derive(Default)]
+struct Link {
+    down_since: Mutex<Option<Instant>>,
+    /// How many times it was lost: a fetch that failed while this changed
+    /// failed for that reason.
+    losses: AtomicU64,
+}
 
 impl Nats {
     /// Connects to `url`, checks that `stream` exists, and binds the durable
     /// pull consumer `consumer` (created when missing) with an ack wait of
     /// `lease`. Every error here is a configuration error (exit 2).
     pub(crate) fn open(url: &str, stream: &str, consumer: &str, lease: Duration) -> Result<Nats> {
-        let _ = (url, stream, consumer, lease);
-        bail!("NATS is not supported yet")
+        let shown = redact(url);
+        // An ack wait of 0 would mean the server's default (30 s).
+        ensure!(
+            lease >= Duration::from_millis(1),
+            "the lease must be at least 1 ms"
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("batchproc-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow!("cannot start the NATS client: {e}"))?;
+        let link = Arc::new(Link::default());
+        let watch = link.clone();
+        let options = async_nats::ConnectOptions::new()
+            .name("batchproc")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(REPLY_TIMEOUT))
+            .event_callback(move |event| {
+                match event {
+                    Event::Disconnected => {
+                        lock(&watch.down_since).get_or_insert_with(Instant::now);
+                        watch.losses.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Event::Connected => *lock(&watch.down_since) = None,
+                    _ => {}
+                }
+                async {}
+            });
+        let (url, stream, consumer) = (url.to_owned(), stream.to_owned(), consumer.to_owned());
+        let at = shown.clone();
+        let (client, stream, consumer) = run(&rt, async move {
+            let client = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(url)).await {
+                Ok(connected) => connected.map_err(|e| redact(&e.to_string())),
+                Err(_) => Err(format!("no answer in {CONNECT_TIMEOUT:?}")),
+            }
+            .map_err(|e| anyhow!("cannot connect to NATS at {at}: {e}"))?;
+            let (stream, consumer) = bind(&client, &stream, &consumer, lease, &at).await?;
+            anyhow::Ok((client, stream, consumer))
+        })??;
+        Ok(Nats {
+            rt: Some(rt),
+            client,
+            stream,
+            consumer,
+            shown,
+            replies: Mutex::default(),
+            link,
+        })
+    }
+
+    fn run<T: Send + 'static>(&self, task: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        run(self.rt.as_ref().ok_or_else(|| anyhow!("closed"))?, task)
+    }
+
+    /// Sends `kind` for each of `ids` not settled yet and waits until the
+    /// server confirms them all; `done` forgets them then.
+    fn settle(&self, kind: AckKind, ids: &[i64], done: bool) -> Result<()> {
+        let acks: Vec<(i64, Subject)> = {
+            let replies = lock(&self.replies);
+            let known = ids
+                .iter()
+                .filter_map(|id| Some((*id, replies.get(id)?.clone())));
+            known.collect()
+        };
+        for chunk in acks.chunks(SETTLE_CHUNK) {
+            let task = confirm(self.client.clone(), kind, chunk.to_vec());
+            match self.run(async move { tokio::time::timeout(DOWN_LIMIT, task).await })? {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => bail!("NATS at {}: {e}", self.shown),
+                Err(_) => bail!("NATS at {} confirmed no ack in {DOWN_LIMIT:?}", self.shown),
+            }
+            if done {
+                let mut replies = lock(&self.replies);
+                for (id, reply) in chunk {
+                    // Unless fetched again meanwhile (its lease ran out):
+                    // that delivery is not the one settled here.
+                    if replies.get(id) == Some(reply) {
+                        replies.remove(id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async context.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
 impl Broker for Nats {
-    fn fetch(&self, _max: usize, _wait: Duration) -> Result<Vec<Message>> {
-        bail!("not yet")
+    fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Message>> {
+        if let Some(since) = *lock(&self.link.down_since) {
+            let down = since.elapsed();
+            ensure!(
+                down < DOWN_LIMIT,
+                "lost the connection to NATS at {} {} s ago",
+                self.shown,
+                down.as_secs()
+            );
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let losses = self.link.losses.load(Ordering::SeqCst);
+        let (client, consumer) = (self.client.clone(), self.consumer.clone());
+        let pulled = self.run(async move {
+            if client.connection_state() == State::Connected {
+                return pull(&consumer, max, wait).await;
+            }
+            // Reconnecting: a pull now would go nowhere.
+            let until = Instant::now() + wait;
+            while client.connection_state() != State::Connected && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Vec::new())
+        })?;
+        let pulled = match pulled {
+            Ok(pulled) => pulled,
+            // The connection was lost meanwhile: nothing now, more later.
+            Err(_) if self.link.losses.load(Ordering::SeqCst) != losses => Vec::new(),
+            Err(e) => bail!("cannot fetch from NATS at {}: {e}", self.shown),
+        };
+        let mut replies = lock(&self.replies);
+        let mut messages = Vec::with_capacity(pulled.len());
+        for m in pulled {
+            let info = m
+                .info()
+                .map_err(|e| anyhow!("a message from NATS without its metadata: {e}"))?;
+            let id = i64::try_from(info.stream_sequence)?;
+            let published = i64::try_from(info.published.unix_timestamp_nanos()).ok();
+            messages.push(Message {
+                id,
+                subject: Some(m.message.subject.to_string()),
+                payload: m.message.payload.to_vec(),
+                published: published.map(chrono::DateTime::from_timestamp_nanos),
+                deliveries: info.delivered,
+            });
+            replies.extend(m.message.reply.clone().map(|reply| (id, reply)));
+        }
+        Ok(messages)
     }
-    fn ack(&self, _ids: &[i64]) -> Result<()> {
-        bail!("not yet")
+
+    fn ack(&self, ids: &[i64]) -> Result<()> {
+        self.settle(AckKind::Ack, ids, true)
     }
-    fn term(&self, _ids: &[i64]) -> Result<()> {
-        bail!("not yet")
+
+    fn term(&self, ids: &[i64]) -> Result<()> {
+        self.settle(AckKind::Term, ids, true)
     }
-    fn release(&self, _ids: &[i64]) -> Result<()> {
-        bail!("not yet")
+
+    fn release(&self, ids: &[i64]) -> Result<()> {
+        self.settle(AckKind::Nak(None), ids, true)
     }
-    fn extend(&self, _ids: &[i64]) -> Result<()> {
-        bail!("not yet")
+
+    fn extend(&self, ids: &[i64]) -> Result<()> {
+        self.settle(AckKind::Progress, ids, false)
     }
+
     fn backlog(&self) -> Result<Backlog> {
-        bail!("not yet")
+        // Rather than sit out a request's timeout.
+        if self.client.connection_state() != State::Connected {
+            bail!("not connected to NATS at {} (reconnecting)", self.shown);
+        }
+        let (stream, name) = (
+            self.stream.clone(),
+            self.consumer.cached_info().name.clone(),
+        );
+        let info = self
+            .run(async move { stream.consumer_info(name).await })?
+            .map_err(|e| anyhow!("cannot read the consumer on {}: {e}", self.shown))?;
+        Ok(Backlog {
+            waiting: info.num_pending,
+            held: info.num_ack_pending as u64,
+        })
+    }
+}
+
+/// Runs `task` on `rt` and waits for its output; unlike `block_on`, also
+/// from within an async context, and a panic in the task is an error here.
+fn run<T: Send + 'static>(
+    rt: &Runtime,
+    task: impl Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move { tx.send(task.await) });
+    rx.recv().map_err(|_| anyhow!("the NATS client failed"))
+}
+
+/// The stream, and the consumer created, updated or checked.
+async fn bind(
+    client: &Client,
+    stream: &str,
+    name: &str,
+    lease: Duration,
+    at: &str,
+) -> Result<(jetstream::stream::Stream, PullConsumer)> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(stream).await.map_err(|e| match e.kind() {
+        GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+            anyhow!("no stream {stream:?} on {at}")
+        }
+        _ => anyhow!("cannot read stream {stream:?} on {at}: {e}"),
+    })?;
+    let config = match stream.consumer_info(name).await {
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => consumer::pull::Config {
+            durable_name: Some(name.to_owned()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: lease,
+            // Unlimited: batchproc sets poison messages aside itself.
+            max_deliver: -1,
+            // The server's default (1000) would stall a run whose sink
+            // commits more at a time; the source bounds what it holds.
+            max_ack_pending: -1,
+            ..Default::default()
+        },
+        Err(e) => bail!("cannot read consumer {name:?} on {at}: {e}"),
+        Ok(info) => {
+            if let Err(problem) = check(&info.config) {
+                bail!(
+                    "consumer {name:?} of stream {:?} on {at} {problem}: name another with --consumer",
+                    info.stream_name
+                );
+            }
+            // The same config again changes nothing; another ack wait
+            // updates the consumer (nats-server 2.9 too), whose delivered
+            // and acked messages stay as they were.
+            let mut config = consumer::pull::Config::try_from_consumer_config(info.config)
+                .map_err(|e| anyhow!("consumer {name:?} on {at}: {e}"))?;
+            config.ack_wait = lease;
+            config
+        }
+    };
+    let created = stream.create_consumer(config).await;
+    let consumer = created.map_err(|e| anyhow!("cannot bind consumer {name:?} on {at}: {e}"))?;
+    Ok((stream, consumer))
+}
+
+/// Why an existing consumer cannot be batchproc's, if it cannot.
+fn check(config: &consumer::Config) -> Result<(), String> {
+    let mut filters = config.filter_subjects.clone();
+    filters.extend(Some(config.filter_subject.clone()).filter(|f| !f.is_empty()));
+    if config.deliver_subject.is_some() {
+        Err("is a push consumer (batchproc needs a pull consumer)".into())
+    } else if config.ack_policy != AckPolicy::Explicit {
+        Err(format!(
+            "acknowledges with policy {:?}, not explicitly",
+            config.ack_policy
+        ))
+    } else if !filters.is_empty() {
+        Err(format!(
+            "filters the stream on {} (batchproc reads it all)",
+            filters.join(", ")
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Up to `max` messages: those available now, else the first to come
+/// within `wait` and any more available then. So a partial batch returns
+/// at once, where a single pull for `max` would wait for `max` to come.
+async fn pull(
+    consumer: &PullConsumer,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<jetstream::Message>> {
+    let start = Instant::now();
+    let now = |n| consumer.fetch().max_messages(n).expires(QUICK).messages();
+    let mut got = take(now(max), QUICK).await?;
+    let left = wait.saturating_sub(start.elapsed());
+    if got.is_empty() && left >= QUICK {
+        got = take(
+            consumer.batch().max_messages(1).expires(left).messages(),
+            left,
+        )
+        .await?;
+        if !got.is_empty() && max > 1 {
+            got.extend(take(now(max - 1), QUICK).await?);
+        }
+    }
+    Ok(got)
+}
+
+/// Every message a pull request that expires after `expires` brings.
+async fn take(
+    batch: impl Future<Output = Result<Batch, BatchError>>,
+    expires: Duration,
+) -> Result<Vec<jetstream::Message>> {
+    let limit = expires + REPLY_TIMEOUT;
+    let all = async {
+        let mut batch = batch.await?;
+        let mut got = Vec::new();
+        while let Some(message) = batch.next().await {
+            got.push(message.map_err(|e| anyhow!("{e}"))?);
+        }
+        Ok(got)
+    };
+    let late = |_| anyhow!("no answer to a pull request in {limit:?}");
+    tokio::time::timeout(limit, all).await.map_err(late)?
+}
+
+/// Sends `kind` to each ack subject, asking for a reply on a subject that
+/// names the message, until every one is confirmed.
+async fn confirm(client: Client, kind: AckKind, acks: Vec<(i64, Subject)>) -> Result<()> {
+    let inbox = client.new_inbox();
+    let mut confirmations = client.subscribe(format!("{inbox}.*")).await?;
+    let mut left: HashMap<i64, Subject> = acks.into_iter().collect();
+    while !left.is_empty() {
+        for (id, reply) in &left {
+            let to = format!("{inbox}.{id}");
+            client
+                .publish_with_reply(reply.clone(), to, kind.into())
+                .await?;
+        }
+        client.flush().await?;
+        while let Ok(confirmed) = tokio::time::timeout(RESEND_AFTER, confirmations.next()).await {
+            let confirmed = confirmed.ok_or_else(|| anyhow!("ack confirmations ended"))?;
+            // 503: nobody listens on the ack subject any more.
+            if let Some(status) = confirmed.status.filter(|s| *s != StatusCode::OK) {
+                bail!("an ack was refused ({status}): consumer deleted?");
+            }
+            let id = confirmed
+                .subject
+                .rsplit('.')
+                .next()
+                .and_then(|id| id.parse().ok());
+            left.remove(&id.unwrap_or(0));
+            if left.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mutex's value, even if a thread panicked holding it: what it holds
+/// stays consistent whatever happens.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the NATS server the machines run (BATCHPROC_TEST_NATS,
+    //! default nats://127.0.0.1:4222), each test on a stream of its own.
+
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+
+    use async_nats::jetstream::stream;
+
+    use super::*;
+
+    fn server_url() -> String {
+        std::env::var("BATCHPROC_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    }
+
+    /// A stream `NAME` (subjects `NAME.>`) with a client of the test's own,
+    /// deleted on drop.
+    struct Fixture {
+        rt: Runtime,
+        js: jetstream::Context,
+        name: String,
+    }
+
+    impl Fixture {
+        /// None (said loudly) when there is no server, except under CI.
+        fn new() -> Option<Fixture> {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "bp_unit_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let url = server_url();
+            let created = rt.block_on(async {
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(2))
+                    .connect(url.as_str())
+                    .await?;
+                let js = jetstream::new(client);
+                js.create_stream(stream::Config {
+                    name: name.clone(),
+                    subjects: vec![format!("{name}.>")],
+                    ..Default::default()
+                })
+                .await?;
+                Ok::<_, async_nats::Error>(js)
+            });
+            match created {
+                Ok(js) => Some(Fixture { rt, js, name }),
+                Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!("NATS at {url} is unreachable under CI: {e}")
+                }
+                Err(e) => {
+                    eprintln!("\n*** SKIPPED: NATS at {url} is unreachable ({e}) ***\n");
+                    None
+                }
+            }
+        }
+
+        /// Publishes `m0`, `m1`… on `NAME.x`, stored once this returns.
+        fn publish(&self, n: usize) {
+            self.rt.block_on(async {
+                let mut acks = Vec::new();
+                for i in 0..n {
+                    let subject = format!("{}.x", self.name);
+                    acks.push(
+                        self.js
+                            .publish(subject, format!("m{i}").into())
+                            .await
+                            .unwrap(),
+                    );
+                }
+                for ack in acks {
+                    ack.await.unwrap();
+                }
+            })
+        }
+
+        fn open(&self, lease: Duration) -> Nats {
+            Nats::open(&server_url(), &self.name, "c", lease).unwrap()
+        }
+
+        fn add_consumer(&self, config: consumer::Config) {
+            self.rt.block_on(async {
+                let stream = self.js.get_stream(&self.name).await.unwrap();
+                stream.create_consumer(config).await.unwrap();
+            });
+        }
+
+        fn consumer_info(&self) -> consumer::Info {
+            self.rt.block_on(async {
+                let stream = self.js.get_stream(&self.name).await.unwrap();
+                stream.consumer_info("c").await.unwrap()
+            })
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = self.rt.block_on(self.js.delete_stream(&self.name));
+        }
+    }
+
+    /// Fetches until `n` messages came (or 10 s passed).
+    fn fetch_n(nats: &Nats, n: usize) -> Vec<Message> {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while got.len() < n && start.elapsed() < Duration::from_secs(10) {
+            got.extend(
+                nats.fetch(n - got.len(), Duration::from_millis(500))
+                    .unwrap(),
+            );
+        }
+        assert_eq!(got.len(), n);
+        got
+    }
+
+    fn ids(messages: &[Message]) -> Vec<i64> {
+        messages.iter().map(|m| m.id).collect()
+    }
+
+    const ZERO: Backlog = Backlog {
+        waiting: 0,
+        held: 0,
+    };
+
+    #[test]
+    fn fetches_and_acks_thousands() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(3000);
+        let nats = fx.open(Duration::from_secs(30));
+        assert_eq!(nats.backlog().unwrap().waiting, 3000);
+        let got = fetch_n(&nats, 3000);
+        let mut seen = ids(&got);
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=3000).collect::<Vec<i64>>());
+        let first = got.iter().find(|m| m.id == 1).unwrap();
+        assert_eq!(
+            first.subject.as_deref(),
+            Some(format!("{}.x", fx.name).as_str())
+        );
+        assert_eq!(first.payload, b"m0");
+        assert_eq!(first.deliveries, 1);
+        let age = chrono::Utc::now() - first.published.unwrap();
+        assert!(age.num_seconds().abs() < 60, "{age}");
+        assert_eq!(
+            nats.backlog().unwrap(),
+            Backlog {
+                waiting: 0,
+                held: 3000
+            }
+        );
+
+        let start = Instant::now();
+        nats.ack(&seen).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        // Settled already, or never fetched: nothing to do.
+        nats.ack(&[1, 2, 99_999]).unwrap();
+        nats.term(&[3]).unwrap();
+        assert_eq!(nats.backlog().unwrap(), ZERO);
+        assert!(nats.fetch(0, Duration::from_secs(5)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unacked_message_comes_back_after_the_lease() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(1);
+        let nats = fx.open(Duration::from_secs(1));
+        assert_eq!(fetch_n(&nats, 1)[0].deliveries, 1);
+        assert_eq!(
+            nats.backlog().unwrap(),
+            Backlog {
+                waiting: 0,
+                held: 1
+            }
+        );
+        let again = fetch_n(&nats, 1);
+        assert_eq!((again[0].id, again[0].deliveries), (1, 2));
+        nats.ack(&[1]).unwrap();
+        assert_eq!(nats.backlog().unwrap(), ZERO);
+    }
+
+    #[test]
+    fn released_message_comes_back_at_once() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(2);
+        let nats = fx.open(Duration::from_secs(60));
+        let got = fetch_n(&nats, 2);
+        nats.release(&ids(&got)).unwrap();
+        let start = Instant::now();
+        let again = fetch_n(&nats, 2);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(again.iter().all(|m| m.deliveries == 2), "{again:?}");
+    }
+
+    #[test]
+    fn terminated_message_never_comes_back() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(2);
+        let nats = fx.open(Duration::from_secs(1));
+        fetch_n(&nats, 2);
+        nats.term(&[1]).unwrap();
+        nats.ack(&[2]).unwrap();
+        assert_eq!(nats.backlog().unwrap(), ZERO);
+        // Past the lease: a message still held would be delivered again.
+        assert!(nats.fetch(10, Duration::from_secs(2)).unwrap().is_empty());
+        assert_eq!(nats.backlog().unwrap(), ZERO);
+    }
+
+    #[test]
+    fn extended_lease_holds_the_message() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(1);
+        let lease = Duration::from_millis(1500);
+        let nats = fx.open(lease);
+        fetch_n(&nats, 1);
+        let start = Instant::now();
+        while start.elapsed() < lease * 2 + Duration::from_millis(500) {
+            nats.extend(&[1]).unwrap();
+            let early = nats.fetch(10, Duration::from_millis(300)).unwrap();
+            assert!(early.is_empty(), "redelivered while extended: {early:?}");
+        }
+        // Not extended any more: back it comes.
+        let again = fetch_n(&nats, 1);
+        assert_eq!(again[0].deliveries, 2);
+    }
+
+    #[test]
+    fn partial_batch_returns_without_sitting_out_the_wait() {
+        let Some(fx) = Fixture::new() else { return };
+        let nats = fx.open(Duration::from_secs(30));
+        let start = Instant::now();
+        assert!(nats.fetch(10, Duration::from_secs(1)).unwrap().is_empty());
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
+        assert!(waited < Duration::from_secs(8), "{waited:?}");
+
+        fx.publish(3);
+        let start = Instant::now();
+        assert_eq!(nats.fetch(100, Duration::from_secs(5)).unwrap().len(), 3);
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // Published during the wait: returned when it comes.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                fx.publish(2);
+            });
+            let start = Instant::now();
+            let mut got = nats.fetch(100, Duration::from_secs(5)).unwrap();
+            assert!(
+                start.elapsed() < Duration::from_millis(2500),
+                "{:?}",
+                start.elapsed()
+            );
+            assert!(!got.is_empty());
+            if got.len() < 2 {
+                got.extend(fetch_n(&nats, 1));
+            }
+            assert_eq!(ids(&got), [4, 5]);
+        });
+    }
+
+    #[test]
+    fn missing_stream_is_named() {
+        let Some(fx) = Fixture::new() else { return };
+        let missing = format!("{}_missing", fx.name);
+        let err = Nats::open(&server_url(), &missing, "c", Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&format!("no stream \"{missing}\"")), "{err}");
+    }
+
+    #[test]
+    fn unreachable_server_fails_fast_without_the_password() {
+        let start = Instant::now();
+        let url = "nats://bob:s3cret@127.0.0.1:4999";
+        let err = Nats::open(url, "S", "c", Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            err.starts_with("cannot connect to NATS at nats://bob:***@127.0.0.1:4999: "),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn incompatible_consumers_are_refused() {
+        let Some(fx) = Fixture::new() else { return };
+        let cases = [
+            (
+                consumer::Config {
+                    deliver_subject: Some("somewhere".into()),
+                    ..Default::default()
+                },
+                "is a push consumer",
+            ),
+            (
+                consumer::Config {
+                    filter_subject: format!("{}.a", fx.name),
+                    ..Default::default()
+                },
+                "filters the stream on",
+            ),
+            (
+                consumer::Config {
+                    ack_policy: AckPolicy::All,
+                    ..Default::default()
+                },
+                "not explicitly",
+            ),
+        ];
+        for (config, needle) in cases {
+            fx.add_consumer(consumer::Config {
+                durable_name: Some("c".into()),
+                ..config
+            });
+            let err = Nats::open(&server_url(), &fx.name, "c", Duration::from_secs(5))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(needle) && err.contains("\"c\""), "{err}");
+            fx.rt.block_on(async {
+                let stream = fx.js.get_stream(&fx.name).await.unwrap();
+                stream.delete_consumer("c").await.unwrap();
+            });
+        }
+    }
+
+    #[test]
+    fn consumer_is_created_then_its_ack_wait_updated() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(2);
+        let nats = fx.open(Duration::from_secs(30));
+        let config = fx.consumer_info().config;
+        assert_eq!(config.durable_name.as_deref(), Some("c"));
+        assert!(config.deliver_subject.is_none());
+        assert_eq!(config.ack_policy, AckPolicy::Explicit);
+        assert_eq!(config.deliver_policy, DeliverPolicy::All);
+        assert_eq!(config.max_deliver, -1);
+        assert_eq!(config.max_ack_pending, -1);
+        assert_eq!(config.ack_wait, Duration::from_secs(30));
+        nats.ack(&ids(&fetch_n(&nats, 1))).unwrap();
+        drop(nats);
+
+        let nats = fx.open(Duration::from_secs(7));
+        assert_eq!(fx.consumer_info().config.ack_wait, Duration::from_secs(7));
+        drop(fx.open(Duration::from_secs(7)));
+        assert_eq!(fx.consumer_info().config, {
+            let mut config = config;
+            config.ack_wait = Duration::from_secs(7);
+            config
+        });
+        // The same consumer: what was acked stays acked.
+        assert_eq!(ids(&fetch_n(&nats, 1)), [2]);
+    }
+
+    #[test]
+    fn max_ack_pending_of_an_existing_consumer_does_not_stall_a_fetch() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(10);
+        fx.add_consumer(consumer::Config {
+            durable_name: Some("c".into()),
+            max_ack_pending: 3,
+            ..Default::default()
+        });
+        let nats = fx.open(Duration::from_secs(30));
+        let start = Instant::now();
+        let got = nats.fetch(10, Duration::from_secs(5)).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(ids(&got), [1, 2, 3]);
+        assert!(nats
+            .fetch(10, Duration::from_millis(300))
+            .unwrap()
+            .is_empty());
+        nats.ack(&ids(&got)).unwrap();
+        assert_eq!(ids(&fetch_n(&nats, 3)), [4, 5, 6]);
+    }
+
+    #[test]
+    fn acks_to_a_deleted_stream_fail() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(1);
+        let nats = fx.open(Duration::from_secs(30));
+        let got = fetch_n(&nats, 1);
+        fx.rt.block_on(fx.js.delete_stream(&fx.name)).unwrap();
+        let err = nats.ack(&ids(&got)).unwrap_err().to_string();
+        assert!(err.contains("consumer deleted"), "{err}");
+        let err = nats.backlog().unwrap_err().to_string();
+        assert!(err.contains("stream not found"), "{err}");
+    }
+
+    /// A TCP proxy to the server that can drop every connection and refuse
+    /// new ones for a while, as a server that goes away would.
+    struct Proxy {
+        port: u16,
+        up: Arc<AtomicBool>,
+    }
+
+    impl Proxy {
+        fn start() -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let up = Arc::new(AtomicBool::new(true));
+            let server = server_url().trim_start_matches("nats://").to_owned();
+            let up_ = up.clone();
+            std::thread::spawn(move || {
+                for client in listener.incoming().flatten() {
+                    let Ok(upstream) = TcpStream::connect(&server) else {
+                        continue;
+                    };
+                    if !up_.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                        (upstream, client),
+                    ] {
+                        let up = up_.clone();
+                        std::thread::spawn(move || pipe(from, to, &up));
+                    }
+                }
+            });
+            Proxy { port, up }
+        }
+    }
+
+    /// Copies `from` to `to` until either ends or the proxy goes down.
+    fn pipe(mut from: TcpStream, mut to: TcpStream, up: &AtomicBool) {
+        use std::io::{Read, Write};
+        from.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0; 16384];
+        while up.load(Ordering::SeqCst) {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) if to.write_all(&buf[..n]).is_err() => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+
+    #[test]
+    fn lost_connection_is_waited_out() {
+        let Some(fx) = Fixture::new() else { return };
+        fx.publish(2);
+        let proxy = Proxy::start();
+        let url = format!("nats://127.0.0.1:{}", proxy.port);
+        let nats = Nats::open(&url, &fx.name, "c", Duration::from_secs(30)).unwrap();
+        let first = fetch_n(&nats, 1);
+
+        proxy.up.store(false, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        assert!(nats
+            .fetch(10, Duration::from_millis(500))
+            .unwrap()
+            .is_empty());
+        assert!(
+            start.elapsed() < Duration::from_secs(12),
+            "{:?}",
+            start.elapsed()
+        );
+        let err = nats.backlog().unwrap_err().to_string();
+        assert!(err.contains("reconnecting"), "{err}");
+
+        proxy.up.store(true, Ordering::SeqCst);
+        nats.ack(&ids(&first)).unwrap();
+        let rest = fetch_n(&nats, 1);
+        nats.ack(&ids(&rest)).unwrap();
+        assert_eq!(nats.backlog().unwrap(), ZERO);
+    }
+
+    /// Slow (over 30 s): run with `--ignored`.
+    #[test]
+    #[ignore]
+    fn fetch_fails_once_the_server_stays_away() {
+        let Some(fx) = Fixture::new() else { return };
+        let proxy = Proxy::start();
+        let url = format!("nats://127.0.0.1:{}", proxy.port);
+        let nats = Nats::open(&url, &fx.name, "c", Duration::from_secs(30)).unwrap();
+        proxy.up.store(false, Ordering::SeqCst);
+        let start = Instant::now();
+        let err = loop {
+            match nats.fetch(10, Duration::from_secs(1)) {
+                Ok(got) => assert!(got.is_empty()),
+                Err(e) => break e.to_string(),
+            }
+            assert!(start.elapsed() < Duration::from_secs(45));
+        };
+        assert!(err.contains("lost the connection to NATS"), "{err}");
+        assert!(
+            start.elapsed() >= Duration::from_secs(29),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }
