@@ -51,7 +51,7 @@ fn bash_completes(script: &str, line: &[&str]) -> Vec<String> {
 fn bash_completes_commands_and_their_flags_with_the_script() {
     let script = output(&["completions", "bash"]);
     let commands = bash_completes(&script, &["batchproc", "q"]);
-    assert_eq!(commands, ["query"]);
+    assert_eq!(commands, ["query", "queue"]);
     let flags = bash_completes(&script, &["batchproc", "files", "--res"]);
     assert_eq!(flags, ["--resume"]);
     let shells = bash_completes(&script, &["batchproc", "completions", "f"]);
@@ -157,6 +157,7 @@ fn man_dir_writes_a_page_per_command() {
             "batchproc-list.1",
             "batchproc-man.1",
             "batchproc-query.1",
+            "batchproc-queue.1",
             "batchproc-run.1",
             "batchproc-runs.1",
             "batchproc.1"
@@ -175,7 +176,7 @@ fn man_dir_writes_a_page_per_command() {
 
 #[test]
 fn help_of_every_command_that_runs_lists_the_exit_codes() {
-    for command in [&[][..], &["files"], &["query"], &["run"]] {
+    for command in [&[][..], &["files"], &["query"], &["queue"], &["run"]] {
         let args: Vec<&str> = command.iter().copied().chain(["--help"]).collect();
         // clap wraps the help to the terminal's width.
         let text = output(&args)
