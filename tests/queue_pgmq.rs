@@ -8,10 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pg::{fresh_db, PgDb};
 use common::pgmq::{counts, create_queue, send};
+use common::queue::{
+    assert_matches, count_rewrites, pg_records, sqlite_count, sqlite_records, until,
+    wait_with_timeout, watch_rewrites_sqlite,
+};
 use common::{batchproc, batchproc_std, query, stderr_of};
 use sqlx::Row;
 
@@ -71,37 +75,6 @@ fn spawn(
     cmd.spawn().unwrap()
 }
 
-/// The records of a SQLite sink: id -> (payload, payload_sha256, error).
-fn sqlite_records(db: &Path) -> BTreeMap<i64, (String, Option<String>, Option<String>)> {
-    query(
-        db,
-        "SELECT id, payload, payload_sha256, error FROM messages",
-    )
-    .iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
-    .collect()
-}
-
-fn pg_records(db: &PgDb) -> BTreeMap<i64, (String, Option<String>, Option<String>)> {
-    db.query("SELECT id, payload, payload_sha256, error FROM messages")
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
-        .collect()
-}
-
-fn assert_matches(
-    records: &BTreeMap<i64, (String, Option<String>, Option<String>)>,
-    expected: &BTreeMap<i64, (String, String)>,
-) {
-    assert_eq!(records.len(), expected.len(), "one record per message");
-    for (id, (payload, sha)) in expected {
-        let (p, s, e) = &records[id];
-        assert_eq!(p, payload, "payload of {id}");
-        assert_eq!(s.as_deref(), Some(sha.as_str()), "sha256 of {id}");
-        assert_eq!(e, &None, "error of {id}");
-    }
-}
-
 #[test]
 fn drains_10000_messages_into_sqlite_and_postgres_record_for_record() {
     let Some(db) = fresh_db() else { return };
@@ -144,37 +117,6 @@ fn drains_10000_messages_into_sqlite_and_postgres_record_for_record() {
     assert_eq!(counts(&db.url, "to_same"), (0, 0, 0));
     let deliveries: i64 = db.query("SELECT max(deliveries) FROM messages")[0].get(0);
     assert_eq!(deliveries, 1);
-}
-
-/// Waits until `f` holds, at most 60 s.
-fn until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "waited 60 s for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sqlite_count(db: &Path) -> i64 {
-    let exists =
-        db.exists() && !query(db, "SELECT 1 FROM sqlite_master WHERE name = 'messages'").is_empty();
-    match exists {
-        true => query(db, "SELECT count(*) FROM messages")[0].get(0),
-        false => 0,
-    }
-}
-
-/// Logs any record written a second time (an upsert that found its row).
-fn watch_rewrites_sqlite(db: &Path) {
-    common::execute(
-        db,
-        "CREATE TABLE IF NOT EXISTS rewrites (id INTEGER); \
-         CREATE TRIGGER IF NOT EXISTS rewritten AFTER UPDATE ON messages \
-         BEGIN INSERT INTO rewrites VALUES (new.id); END;",
-    );
 }
 
 #[test]
@@ -230,10 +172,6 @@ fn a_kill_between_commit_and_ack_leaves_records_that_a_rerun_recognises() {
     assert_matches(&records, &want);
     assert_eq!(count_rewrites(&out_db), 0, "a record was written twice");
     assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
-}
-
-fn count_rewrites(db: &Path) -> i64 {
-    query(db, "SELECT count(*) FROM rewrites")[0].get(0)
 }
 
 #[test]
@@ -326,7 +264,7 @@ fn messages_a_dead_consumer_held_are_reported_then_redelivered() {
         &db,
         "jobs",
         "sqlite:a.db",
-        &["--lease", "3s", "-p", "exec:sleep 0.05", "-w", "1"],
+        &["--lease", "5s", "-p", "exec:sleep 0.05", "-w", "1"],
         &[],
     );
     until("messages leased", || counts(&db.url, "jobs").1 > 0);
@@ -340,7 +278,7 @@ fn messages_a_dead_consumer_held_are_reported_then_redelivered() {
     assert!(err.contains(&format!("held: {held}")), "{held} held: {err}");
 
     // Once the lease ran out, the next run gets them: every record once.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     let out = drain(tmp.path(), &db, "jobs", &db.url, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
@@ -469,17 +407,6 @@ fn follow_keeps_consuming_until_sigterm() {
     assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
     let interrupted: String = query(&out_db, "SELECT status FROM batchproc_runs")[0].get(0);
     assert_eq!(interrupted, "interrupted");
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < limit, "still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod http;
 pub mod nats;
 pub mod pg;
 pub mod pgmq;
+pub mod queue;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

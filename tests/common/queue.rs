@@ -1,0 +1,90 @@
+//! What the queue tests share: the records a sink holds, compared with
+//! what they should be, waiting for a condition, and catching a record
+//! written twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use super::pg::PgDb;
+use super::query;
+
+/// A record as the tests read it: (payload, payload_sha256, error).
+pub type Records = BTreeMap<i64, (String, Option<String>, Option<String>)>;
+
+/// The records of a SQLite sink: id -> (payload, payload_sha256, error).
+pub fn sqlite_records(db: &Path) -> Records {
+    query(
+        db,
+        "SELECT id, payload, payload_sha256, error FROM messages",
+    )
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+    .collect()
+}
+
+pub fn pg_records(db: &PgDb) -> Records {
+    db.query("SELECT id, payload, payload_sha256, error FROM messages")
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect()
+}
+
+pub fn assert_matches(records: &Records, expected: &BTreeMap<i64, (String, String)>) {
+    assert_eq!(records.len(), expected.len(), "one record per message");
+    for (id, (payload, sha)) in expected {
+        let (p, s, e) = &records[id];
+        assert_eq!(p, payload, "payload of {id}");
+        assert_eq!(s.as_deref(), Some(sha.as_str()), "sha256 of {id}");
+        assert_eq!(e, &None, "error of {id}");
+    }
+}
+
+/// Waits until `f` holds, at most 60 s.
+pub fn until(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited 60 s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn sqlite_count(db: &Path) -> i64 {
+    let exists =
+        db.exists() && !query(db, "SELECT 1 FROM sqlite_master WHERE name = 'messages'").is_empty();
+    match exists {
+        true => query(db, "SELECT count(*) FROM messages")[0].get(0),
+        false => 0,
+    }
+}
+
+/// Logs any record written a second time (an upsert that found its row).
+pub fn watch_rewrites_sqlite(db: &Path) {
+    super::execute(
+        db,
+        "CREATE TABLE IF NOT EXISTS rewrites (id INTEGER); \
+         CREATE TRIGGER IF NOT EXISTS rewritten AFTER UPDATE ON messages \
+         BEGIN INSERT INTO rewrites VALUES (new.id); END;",
+    );
+}
+
+pub fn count_rewrites(db: &Path) -> i64 {
+    query(db, "SELECT count(*) FROM rewrites")[0].get(0)
+}
+
+pub fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
