@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::nats::{fresh_stream, NatsStream};
 use common::pg::fresh_db;
 use common::queue::{
-    assert_matches, count_rewrites, pg_records, sqlite_count, sqlite_records, until,
-    wait_with_timeout, watch_rewrites_sqlite,
+    assert_matches, assert_shared, count_rewrites, pg_records, refusing_script, sqlite_count,
+    sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
 use sqlx::Row;
@@ -291,13 +291,7 @@ fn a_poison_message_is_recorded_and_terminated_after_max_deliveries() {
     let Some(s) = fresh_stream() else { return };
     let tmp = tempfile::tempdir().unwrap();
     s.publish(&["good", "bad"]);
-    let check = tmp.path().join("check.sh");
-    std::fs::write(
-        &check,
-        "#!/bin/sh\ncase \"$1\" in *bad*) echo refused >&2; exit 3;; esac\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    refusing_script(tmp.path());
     let run = || {
         drain(
             tmp.path(),
@@ -369,14 +363,7 @@ fn two_consumers_share_a_stream_and_each_message_is_processed_once() {
         assert!(child.wait().unwrap().success());
     }
     assert_matches(&pg_records(&sink), &want);
-    let oks: Vec<i64> = sink
-        .query("SELECT ok FROM batchproc_runs ORDER BY id")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(oks.len(), 2, "{oks:?}");
-    assert!(oks.iter().all(|ok| *ok > 0), "{oks:?}");
-    assert_eq!(oks.iter().sum::<i64>(), 1500, "{oks:?}");
+    assert_shared(&sink, 1500);
     assert_eq!(left(&s), (0, 0));
 }
 

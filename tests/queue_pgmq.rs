@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::pg::{fresh_db, PgDb};
 use common::pgmq::{counts, create_queue, send};
 use common::queue::{
-    assert_matches, count_rewrites, pg_records, sqlite_count, sqlite_records, until,
-    wait_with_timeout, watch_rewrites_sqlite,
+    assert_matches, assert_shared, count_rewrites, pg_records, refusing_script, sqlite_count,
+    sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
 use sqlx::Row;
@@ -300,13 +300,7 @@ fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
         "jobs",
         [serde_json::json!("good"), serde_json::json!("bad")],
     );
-    let check = tmp.path().join("check.sh");
-    std::fs::write(
-        &check,
-        "#!/bin/sh\ncase \"$1\" in *bad*) echo refused >&2; exit 3;; esac\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    refusing_script(tmp.path());
     let run = || {
         drain(
             tmp.path(),
@@ -373,18 +367,9 @@ fn two_consumers_share_a_queue_and_each_message_is_processed_once() {
     for mut child in [a, b] {
         assert!(child.wait().unwrap().success());
     }
-    let mut records = pg_records(&sink);
-    assert_matches(&records, &want);
-    records.clear();
+    assert_matches(&pg_records(&sink), &want);
     // Both took part, and nothing was processed twice.
-    let oks: Vec<i64> = sink
-        .query("SELECT ok FROM batchproc_runs ORDER BY id")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(oks.len(), 2, "{oks:?}");
-    assert!(oks.iter().all(|ok| *ok > 0), "{oks:?}");
-    assert_eq!(oks.iter().sum::<i64>(), 1500, "{oks:?}");
+    assert_shared(&sink, 1500);
     assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
 }
 

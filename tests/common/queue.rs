@@ -88,3 +88,32 @@ pub fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Exi
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A script that refuses (exit 3) any argument containing `bad`: `exec:`
+/// on it makes a poison message of one that does.
+pub fn refusing_script(dir: &Path) {
+    let check = dir.join("check.sh");
+    std::fs::write(
+        &check,
+        "#!/bin/sh\ncase \"$1\" in *bad*) echo refused >&2; exit 3;; esac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// `ok` of each run recorded in a Postgres sink, oldest first.
+pub fn run_oks(sink: &PgDb) -> Vec<i64> {
+    sink.query("SELECT ok FROM batchproc_runs ORDER BY id")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Two consumers that shared a queue: both took part, and their counts
+/// add up to `n` (no message was processed twice).
+pub fn assert_shared(sink: &PgDb, n: i64) {
+    let oks = run_oks(sink);
+    assert_eq!(oks.len(), 2, "{oks:?}");
+    assert!(oks.iter().all(|ok| *ok > 0), "{oks:?}");
+    assert_eq!(oks.iter().sum::<i64>(), n, "{oks:?}");
+}
