@@ -440,3 +440,26 @@ fn bad_queues_and_sinks_are_refused_before_any_work() {
         .unwrap();
     assert!(!stderr_of(&out).contains("s3cret"));
 }
+
+#[test]
+fn max_runtime_ends_a_drain_early_and_hands_the_rest_back() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    create_queue(&db.url, "jobs", false);
+    send(&db.url, "jobs", payloads(300));
+    let out = drain(
+        tmp.path(),
+        &db,
+        "jobs",
+        "sqlite:out.db",
+        &["-p", "exec:sleep 0.05", "-w", "1", "--max-runtime", "1s"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("run again to go on with the queue"), "{err}");
+    assert!(!err.contains("--resume"), "{err}");
+    let done = sqlite_count(&tmp.path().join("out.db"));
+    assert!(done > 0 && done < 300, "{done}");
+    // What it fetched and did not start is visible again at once.
+    assert_eq!(counts(&db.url, "jobs"), (300 - done, 0, 0));
+}
