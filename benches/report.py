@@ -11,11 +11,14 @@ OUT/pool-async.jsonl (the JSON lines of examples/pool_vs_rayon, pool_cancel and
 pool_async), OUT/mem-noop-*.txt and OUT/pool-commands.txt (the commands run.sh ran for
 them); with --db also OUT/hf-db-{pg,sqlite}.json, OUT/db-verify-*.json
 (benches/db_verify.py), OUT/db-commands.txt, OUT/rows.txt (gen_rows.py's output) and
-OUT/cpu-db-start.txt; prints a plain table to stdout and writes the same table, with a
+OUT/cpu-db-start.txt; with --queue also the queue rows' files, OUT/queue-*.txt,
+OUT/queue-*-ceiling.jsonl, OUT/queue-params.txt, OUT/queue-commands.txt and
+OUT/cpu-queue-{start,end}.txt; prints a plain table to stdout and writes the same table, with a
 description of the machine, to OUT/results.md for pasting into BENCHMARKS.md. With
 --only pool (BENCH_ONLY=pool), only the pool library's files are read and only its rows
 reported; with --only incremental (BENCH_ONLY=incremental), only OUT/hf-incremental.json
-and OUT/trees.txt, and only that row.
+and OUT/trees.txt, and only that row; with --only queue (BENCH_ONLY=queue), only the
+queue rows' files, and only those rows.
 
 Time ratios against the peers are speedups: peer time / batchproc time (> 1 means
 batchproc is faster), from hyperfine's mean times. The memory ratio is peak RSS at 100k
@@ -25,7 +28,9 @@ resume after the kill as a percentage of a full run's time. In the database rows
 time ratio is also the ratio of rows per second (both sides copy the same rows).
 The pool rows take the medians the examples measured in-process; their ratios are
 peer (rayon, buffer_unordered, buffered) time / pool time too, and for the items of 1 ms
-the ideal time / pool time.
+the ideal time / pool time. The queue rows' ratio is batchproc's messages per second /
+the plain consumer's (the median of each side's runs), and their memory rows' peak RSS
+at N messages / at N/10.
 """
 
 import argparse
@@ -75,17 +80,19 @@ def load_hf_rounds(out, name):
     return res
 
 
-def cpu_use(out, db=False):
+def cpu_use(out, db=False, queue=False):
     """(wall s, CPU s of other processes, load at start, load at end, CPU s of the Postgres
-    server during the database rows) from cpu-*.txt. The Postgres server's CPU time from
-    cpu-db-start.txt to cpu-end.txt is work the database rows asked for, so it is not
-    counted as other processes' (with --db only)."""
+    server during the database rows, CPU s of the Postgres and NATS servers during the
+    queue rows) from cpu-*.txt. The Postgres server's CPU time from cpu-db-start.txt to
+    cpu-end.txt is work the database rows asked for, and the two servers' from
+    cpu-queue-start.txt to cpu-queue-end.txt work the queue rows asked for, so neither is
+    counted as other processes' (with --db, --queue only)."""
     tck = os.sysconf("SC_CLK_TCK")
 
-    def pg(name):
+    def pg(name, server="postgres"):
         with open(os.path.join(out, f"cpu-{name}.txt")) as f:
             for line in f:
-                if line.startswith("postgres "):
+                if line.startswith(server + " "):
                     return int(line.split()[1]) / tck
         return 0.0
 
@@ -105,7 +112,12 @@ def cpu_use(out, db=False):
     w0, b0, m0, l0 = read("start")
     w1, b1, m1, l1 = read("end")
     pg_cpu = max(0.0, pg("end") - pg("db-start")) if db else 0.0
-    return w1 - w0, max(0.0, (b1 - b0) - (m1 - m0) - pg_cpu), l0, l1, pg_cpu
+    queue_cpu = 0.0
+    if queue:
+        queue_cpu = max(0.0, sum(pg("queue-end", s) - pg("queue-start", s)
+                                 for s in ("postgres", "nats")))
+    return (w1 - w0, max(0.0, (b1 - b0) - (m1 - m0) - pg_cpu - queue_cpu), l0, l1, pg_cpu,
+            queue_cpu)
 
 
 def fmt_time(r):
@@ -219,14 +231,14 @@ def machine(args):
     if dirty:
         commit += " (with uncommitted changes in src/ or Cargo.*)"
     simd = ", ".join(f for f in ("sha_ni", "avx2", "avx512f") if f in flags) or "none of sha_ni/avx2/avx512f"
-    full = args.only != "pool"
+    full = args.only not in ("pool", "queue")  # the rows of files and their peer tools ran
     # the examples' binaries, by the commands that ran them (a comment line has none)
     examples = list(dict.fromkeys(c.split()[0] for c in pool_commands(args.out)
                                   if c.strip() and not c.startswith("#")))
     return [
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("batchproc commit", commit),
-    ] + ([("batchproc binary", binary(args.bin))] if full else []) + ([
+    ] + ([("batchproc binary", binary(args.bin))] if args.only != "pool" else []) + ([
         ("pool examples", "; ".join(binary(e) for e in examples)),
     ] if examples else []) + [
         ("rustc", sh(["rustc", "--version"])),
@@ -249,13 +261,21 @@ def machine(args):
                                         "on average)" + (
                                             f"; not counting the Postgres server's {args.cpu[4]:.0f} "
                                             "CPU-seconds during the database rows"
-                                            if args.db else "")),
+                                            if args.db else "") + (
+                                            f"; not counting the Postgres and NATS servers' "
+                                            f"{args.cpu[5]:.0f} CPU-seconds during the queue rows"
+                                            if args.queue else "")),
     ] + ([
         ("pgloader", sh(["pgloader", "--version"])),
         ("psql", sh(["psql", "--version"])),
         ("PostgreSQL server", pg_server(args)),
         ("sqlite3", sh(["sqlite3", "--version"]).split(" 20")[0]),
-    ] if args.db else [])
+    ] if args.db else []) + ([
+        ("queue_bench example", binary(queue_example(args.out))),
+    ] + ([] if args.db else [("PostgreSQL server", pg_server(args))]) + [
+        ("NATS server", queue_server(args.out, "nats") + " (JetStream, a stream with the "
+                        "server's default storage: file)"),
+    ] if args.queue else [])
 
 
 def pg_server(args):
@@ -385,6 +405,10 @@ def rows(args):
 
     out += pool_rows(args)
 
+    if args.queue:
+        queue_table, args.queue_notes = queue_rows(args)
+        out += queue_table
+
     if args.db:
         nrows = db_rows(args.out)[2]
         pg = load_hf(args.out, "db-pg")
@@ -483,6 +507,119 @@ def pool_commands(out):
         return []
 
 
+QUEUE_RATE_TARGET = 0.5  # batchproc's messages/s at least this share of the plain consumer's
+QUEUE_MEM_TARGET = 1.2  # peak RSS at N messages at most this many times that at N/10
+QUEUES = (("pgmq", "pgmq"), ("nats", "NATS JetStream"))
+QUEUE_PEERS = {"pgmq": "read + delete", "nats": "fetch + ack"}
+
+
+def queue_params(out):
+    """(messages, messages of the memory runs, bytes a message, fetch size, runs) of the queue
+    rows, from OUT/queue-params.txt."""
+    with open(os.path.join(out, "queue-params.txt")) as f:
+        return tuple(int(x) for x in f.read().split())
+
+
+def queue_runs(out, queue, name):
+    """The batchproc runs of one queue (run.sh's queue_run, OUT/queue-QUEUE-NAME.txt), each a
+    dict; [] if there were none."""
+    keys = ("n", "secs", "rss", "user", "sys", "elapsed", "busy", "peak_busy")
+    path = os.path.join(out, f"queue-{queue}-{name}.txt")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [dict(zip(keys, map(float, line.split()))) for line in f if line.strip()]
+
+
+def queue_server(out, queue):
+    """The server's version, as the plain consumer printed it."""
+    runs = load_jsonl(out, f"queue-{queue}-ceiling.jsonl", required=False) or [{}]
+    return runs[0].get("server", "?")
+
+
+def queue_example(out):
+    """The path of examples/queue_bench, from the commands run.sh recorded."""
+    for c in queue_commands(out):
+        if c.strip() and not c.startswith("#"):
+            return c.split()[0]
+    return "?"
+
+
+def queue_commands(out):
+    try:
+        with open(os.path.join(out, "queue-commands.txt")) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def queue_rows(args):
+    """The queue rows: (table rows, notes). Per queue: batchproc's rate against the plain
+    consumer's, its peak RSS at N against N/10 messages, and (info) the rate of a run that
+    ends by --idle instead of --max-messages."""
+    n, small, size, batch, runs = queue_params(args.out)
+    out, notes = [], []
+    what = f"{n:,} messages of {size / 1024:g} KiB"
+    for q, label in QUEUES:
+        ceiling = load_jsonl(args.out, f"queue-{q}-ceiling.jsonl")
+        timed = queue_runs(args.out, q, "timed")
+        c_rates = [c["per_second"] for c in ceiling]
+        b_rates = [r["n"] / r["secs"] for r in timed]
+        c_rate, b_rate = statistics.median(c_rates), statistics.median(b_rates)
+        ratio = b_rate / c_rate
+        out.append((
+            f"queue {label} → sha256:payload → SQLite, {what}, vs a plain consumer "
+            f"({QUEUE_PEERS[q]}, batches of {batch:,})",
+            f"{b_rate:,.0f} msg/s ({statistics.median(r['secs'] for r in timed):.2f} s)",
+            f"{c_rate:,.0f} msg/s ({statistics.median(c['seconds'] for c in ceiling):.2f} s)",
+            f"{ratio:.2f}×",
+            f"≥ {QUEUE_RATE_TARGET:.2f}× (of the plain consumer's rate)",
+            "PASS" if ratio >= QUEUE_RATE_TARGET else "FAIL",
+        ))
+        mem = queue_runs(args.out, q, "small")
+        m_small = statistics.median(r["rss"] for r in mem)
+        m_n = statistics.median(r["rss"] for r in timed)
+        out.append((
+            f"peak RSS, queue {label} → SQLite, {n:,} vs {small:,} messages",
+            f"{fmt_kib(m_n)} ({n:,} messages)", f"{fmt_kib(m_small)} ({small:,} messages)",
+            f"{m_n / m_small:.2f}", f"≤ {QUEUE_MEM_TARGET:.2f}",
+            "PASS" if m_n / m_small <= QUEUE_MEM_TARGET else "FAIL",
+        ))
+        idle = queue_runs(args.out, q, "idle")
+        if idle:
+            r = idle[0]
+            out.append((
+                f"queue {label}, the same run without --max-messages (ends after --idle 1s "
+                f"without messages), {len(idle)} run",
+                f"{r['n'] / r['secs']:,.0f} msg/s ({r['secs']:.2f} s)", "-",
+                f"{r['n'] / r['secs'] / c_rate:.2f}×", "-", "info"))
+
+        def listed(xs, fmt="{:,.0f}"):
+            return ", ".join(fmt.format(x) for x in xs)
+
+        notes.append(
+            f"queue rows, {label}: {len(timed)} run{'s' if len(timed) != 1 else ''} each, in turn (the plain consumer, then "
+            f"batchproc), each on the queue loaded anew. Plain consumer: {listed(c_rates)} "
+            f"msg/s. batchproc: {listed(b_rates)} msg/s; wall {listed((r['secs'] for r in timed), '{:.2f}')} s; "
+            f"CPU user {listed((r['user'] for r in timed), '{:.2f}')} s, system "
+            f"{listed((r['sys'] for r in timed), '{:.2f}')} s; workers busy on average "
+            f"{listed((r['busy'] for r in timed), '{:.2f}')} (peak "
+            f"{listed((r['peak_busy'] for r in timed), '{:.0f}')}); peak RSS "
+            f"{listed((r['rss'] / 1024 for r in timed), '{:.1f}')} MiB at {n:,} messages, "
+            f"{listed((r['rss'] / 1024 for r in mem), '{:.1f}')} MiB at {small:,}.")
+    notes.append(
+        f"queue rows: every batchproc run was checked: its SQLite table held {n:,} rows (or "
+        f"{small:,}), one per message id, each with the SHA-256 of its payload; its summary said "
+        f"ok = the messages, failed = 0; and the queue held no message afterwards (pgmq: "
+        f"pgmq.q_NAME empty; NATS: the consumer's pending and unacked counts 0). The memory "
+        f"target ({QUEUE_MEM_TARGET:.2f}×) is the one of the other memory rows: batchproc "
+        f"keeps a bounded window of messages (about a second of work fetched ahead, at most two "
+        f"fetches), so what it holds must not grow with the queue; "
+        f"{(n - small) * size / 2**20:.0f} MiB more payload, or a few bytes a message kept, "
+        f"would show.")
+    return out, notes
+
+
 INCREMENTAL_TARGET = 1.5  # at most this many times find's time
 
 
@@ -505,7 +642,7 @@ def incremental_only(args):
     """BENCH_ONLY=incremental: that row alone, printed and written to OUT/results.md."""
     args.cpu = cpu_use(args.out)
     row, results = incremental_row(args)
-    wall, others, _, _, _ = args.cpu
+    wall, others = args.cpu[:2]
     print()
     print(f"batchproc benchmarks: the incremental row only (BENCH_ONLY=incremental, "
           f"BENCH_SCALE={args.scale}, nproc={args.nproc})")
@@ -524,6 +661,42 @@ def incremental_only(args):
         f.write("\n".join(md))
     print(f"\nMarkdown table and machine description: {os.path.join(args.out, 'results.md')}")
     if args.strict and row[5] == "FAIL":
+        sys.exit(1)
+
+
+def queue_only(args):
+    """BENCH_ONLY=queue: the queue rows alone, printed and written to OUT/results.md."""
+    args.cpu = cpu_use(args.out, queue=True)
+    table, notes = queue_rows(args)
+    wall, others = args.cpu[:2]
+    legend = ("ratio: batchproc's messages/s / the plain consumer's (medians of the runs; "
+              "≥ 0.5 = the target, half the queue's own ceiling or more); memory rows = median "
+              "peak RSS at N / at N/10 messages.")
+    busy = (f"other processes used {others:.0f} CPU-seconds during the {wall:.0f} s of "
+            f"timings ({others / wall:.0%} of one of the {args.nproc} cores on average)")
+    print()
+    print(f"batchproc benchmarks: the queue rows only (BENCH_ONLY=queue, BENCH_SCALE={args.scale}, "
+          f"nproc={args.nproc})")
+    print(plain_table(table))
+    print(legend)
+    for note in notes:
+        print(note)
+    print(busy)
+    md = ["### Results (the queue rows only, BENCH_ONLY=queue)", "",
+          "| machine | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in machine(args)]
+    md += ["", md_table(table), "", legend, ""]
+    md += [note[0].upper() + note[1:] + "\n" for note in notes]
+    if others / wall > 0.10:
+        md += ["**Warning:** " + busy[0].upper() + busy[1:] + ", so the times are noisy.", ""]
+    if args.scale != 1:
+        md += [f"Note: BENCH_SCALE={args.scale} is a quick check on fewer messages; its "
+               "numbers are not comparable with the targets.", ""]
+    md += ["Commands timed:", "", "```"] + queue_commands(args.out) + ["```", ""]
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    print(f"\nMarkdown table and machine description: {os.path.join(args.out, 'results.md')}")
+    if args.strict and any(r[5] == "FAIL" for r in table):
         sys.exit(1)
 
 
@@ -593,9 +766,10 @@ def resume_text(resume):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", choices=("all", "pool", "incremental"), default="all",
+    ap.add_argument("--only", choices=("all", "pool", "incremental", "queue"), default="all",
                     help="pool: only the pool library's rows ran (BENCH_ONLY=pool); "
-                         "incremental: only the incremental re-run row")
+                         "incremental: only the incremental re-run row; queue: only the "
+                         "queue rows")
     ap.add_argument("--data")
     ap.add_argument("--scale", type=int)
     ap.add_argument("--nproc", type=int, required=True)
@@ -612,6 +786,7 @@ def main():
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--db", action="store_true", help="the database rows ran")
+    ap.add_argument("--queue", action="store_true", help="the queue rows ran")
     ap.add_argument("--db-warmup", type=int, default=1)
     ap.add_argument("--db-min-runs", type=int, default=3)
     ap.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
@@ -620,6 +795,9 @@ def main():
     args = ap.parse_args()
     if args.only == "incremental":
         return incremental_only(args)
+    if args.only == "queue":
+        args.queue = True
+        return queue_only(args)
     full = args.only != "pool"
     if full:
         missing = [o for o in ("data", "scale", "warmup", "min_runs", "ckpt_runs", "ckpt_rounds")
@@ -630,7 +808,7 @@ def main():
     elif args.db:
         ap.error("--only pool has no database rows: drop --db")
 
-    args.cpu = cpu_use(args.out, args.db)
+    args.cpu = cpu_use(args.out, args.db, args.queue)
     table, hf, mem, resume = rows(args)
     files = trees(args.out) if full else {}
     pool_legend = ("pool rows = the peer's time / the pool's (medians measured inside the "
@@ -645,6 +823,8 @@ def main():
                   "--no-checkpoint - 1 (± one standard error of that ratio); resume row = mean "
                   "time of the resume / mean time of a full run (the peer column); "
                   + pool_legend +
+                  ("; queue rows = batchproc's messages/s / the plain consumer's (medians), their "
+                   "memory rows = median peak RSS at N / at N/10 messages" if args.queue else "") +
                   ("; database rows = peer time / batchproc time, which is also batchproc's "
                    "rows/s / the peer's rows/s." if args.db else "."))
     else:
@@ -683,7 +863,7 @@ def main():
             f"pgloader {', '.join(v['pgloader']['types'][c] for c in ('id', 'mtime'))}, "
             f"psql \\copy (pre-created) "
             f"{', '.join(v['psql-copy']['types'][c] for c in ('id', 'mtime'))}.")
-    wall, others, _, _, _ = args.cpu
+    wall, others = args.cpu[:2]
     busy_note = None
     if others / wall > 0.10:
         busy_note = (f"the machine was not idle: other processes used {others:.0f} "
@@ -704,6 +884,8 @@ def main():
         print(resume_note)
     if db_note:
         print(db_note)
+    for note in getattr(args, "queue_notes", []):
+        print(note)
     if busy_note:
         print("WARNING: " + busy_note)
     for note in args.note:
@@ -759,6 +941,9 @@ def main():
     if db_note:
         md.append(db_note[0].upper() + db_note[1:])
         md.append("")
+    for note in getattr(args, "queue_notes", []):
+        md.append(note[0].upper() + note[1:])
+        md.append("")
     if busy_note:
         md.append("**Warning:** " + busy_note[0].upper() + busy_note[1:])
         md.append("")
@@ -799,6 +984,8 @@ def main():
         for r in hf["exec"]:
             md.append(r["command"])
         md.extend(pool_commands(args.out))
+        if args.queue:
+            md.extend(queue_commands(args.out))
     if args.db:
         with open(os.path.join(args.out, "db-commands.txt")) as f:
             md.extend(f.read().splitlines())

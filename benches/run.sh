@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of batchproc against the tools people would otherwise use
 # (sha256sum/b3sum through find|xargs, find -printf; pgloader, psql \copy and sqlite3
-# .import for the database rows), and of its pool library against rayon and futures'
+# .import for the database rows; a plain consumer of the same pgmq queue or NATS JetStream
+# stream for the queue rows), and of its pool library against rayon and futures'
 # buffer_unordered (the examples/pool_* programs), run by `make bench`.
 # See BENCHMARKS.md. Installs its peers with apt if missing, generates its data under
 # bench-data/ (reused when unchanged), times with hyperfine and /usr/bin/time, prints a
@@ -37,6 +38,17 @@
 #                       (default: all, every row)
 #   BENCH_ONLY=incremental  run only the --incremental re-run row (an unchanged 100,000-file
 #                       tree against find -printf) and its report; generates only small100k/
+#   BENCH_ONLY=queue    run only the queue rows (batchproc queue from pgmq and from NATS
+#                       JetStream, against a plain consumer; examples/queue_bench) and their
+#                       report; no file data (a few minutes)
+#   BENCH_QUEUE=0       skip the queue rows (default 1: run them; they need the Postgres
+#                       server of BENCH_PG_* and the NATS server of BENCH_NATS_URL, with
+#                       JetStream; the script installs and starts neither). The rows drop and
+#                       create the database bench_queue (dropped at the end) and the stream
+#                       bench_queue (deleted at the end)
+#   BENCH_QUEUE_RUNS=N  runs per queue of the plain consumer and of batchproc, each on a
+#                       queue loaded anew, in turn (median taken; default 3)
+#   BENCH_NATS_URL=URL  the NATS server of the queue rows (default nats://127.0.0.1:4222)
 #   BENCH_STRICT=1      exit 1 if any target is missed (default: report only, exit 0)
 #   BIN=PATH            the batchproc binary to time (default target/release/batchproc);
 #                       e.g. a copy, so a rebuild during the run cannot change it
@@ -58,25 +70,32 @@ DB_WARMUP=${BENCH_DB_WARMUP:-1}
 DB_MIN_RUNS=${BENCH_DB_MIN_RUNS:-3}
 POOL_RUNS=${BENCH_POOL_RUNS:-31}
 POOL_CANCEL_TRIES=${BENCH_POOL_CANCEL_TRIES:-50}
+QUEUE=${BENCH_QUEUE:-1}
+QUEUE_RUNS=${BENCH_QUEUE_RUNS:-3}
+NATS_URL=${BENCH_NATS_URL:-nats://127.0.0.1:4222}
 ONLY=${BENCH_ONLY:-all}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_PORT=${BENCH_PG_PORT:-5432}
 PG_USER=${BENCH_PG_USER:-postgres}
-if [[ $ONLY != all && $ONLY != pool && $ONLY != incremental ]]; then
-    echo "bench: BENCH_ONLY must be all, pool or incremental, got '$ONLY'" >&2
+if [[ $ONLY != all && $ONLY != pool && $ONLY != incremental && $ONLY != queue ]]; then
+    echo "bench: BENCH_ONLY must be all, pool, incremental or queue, got '$ONLY'" >&2
     exit 2
 fi
-[[ $ONLY != incremental ]] || DB=0 # that row needs no database server
-if [[ $DB != 0 && $DB != 1 ]]; then
-    echo "bench: BENCH_DB must be 0 or 1, got '$DB'" >&2
-    exit 2
-fi
+for v in DB QUEUE; do
+    if [[ ${!v} != 0 && ${!v} != 1 ]]; then
+        echo "bench: BENCH_$v must be 0 or 1, got '${!v}'" >&2
+        exit 2
+    fi
+done
+[[ $ONLY == all || $ONLY == queue ]] || QUEUE=0 # the pool and incremental rows need no queue
+[[ $ONLY != incremental && $ONLY != queue ]] || DB=0 # nor do they, or the queue rows, need the database rows
+[[ $ONLY != queue ]] || QUEUE=1
 if ! [[ $DB_WARMUP =~ ^[0-9]+$ ]]; then
     echo "bench: BENCH_DB_WARMUP must be a non-negative integer, got '$DB_WARMUP'" >&2
     exit 2
 fi
 for v in SCALE WARMUP MIN_RUNS HUGE_WARMUP HUGE_MIN_RUNS MEM_RUNS CKPT_RUNS RESUME_RUNS DB_MIN_RUNS \
-    POOL_RUNS POOL_CANCEL_TRIES; do
+    POOL_RUNS POOL_CANCEL_TRIES QUEUE_RUNS; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} < 1)); then
         echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2
         exit 2
@@ -96,7 +115,7 @@ install_peers() {
     local need=()
     [[ -x /usr/bin/time ]] || need+=(time)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    if [[ $ONLY != pool ]]; then # the pool rows need only the two above
+    if [[ $ONLY != pool && $ONLY != queue ]]; then # the pool and queue rows need none of these
         command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
         command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
         # moreutils also ships a `parallel`; we want GNU parallel.
@@ -108,6 +127,9 @@ install_peers() {
         command -v pgloader >/dev/null 2>&1 || need+=(pgloader)
         command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
         command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+    fi
+    if [[ $QUEUE == 1 ]]; then # psql makes the queue rows' database; NATS needs no client
+        command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
     fi
     if ((${#need[@]} == 0)); then
         return
@@ -129,17 +151,21 @@ fi
 # The machine should be idle. To tell afterwards whether it was, record the load
 # average and the CPU time of the whole machine and of this script at the start and the
 # end of the timings: report.py turns the difference into "CPU used by other processes".
-# The last line is the CPU time of the Postgres server (every process named postgres:
-# user + system of itself and of its reaped children, in clock ticks). Its work during
-# the database rows is part of what they measure, so report.py does not count it as
-# "other processes" there.
+# The last lines are the CPU time of the Postgres server (every process named postgres:
+# user + system of itself and of its reaped children, in clock ticks) and of the NATS
+# server (nats-server). Their work during the database and queue rows is part of what
+# those rows measure, so report.py does not count it as "other processes" there.
 pg_ticks() {
     { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk '$2 == "(postgres)" { t += $14 + $15 + $16 + $17 } END { printf "postgres %d\n", t }'
+        awk '$2 == "(postgres)" { t += $14 + $15 + $16 + $17 }
+             $2 == "(nats-server)" { n += $14 + $15 + $16 + $17 }
+             END { printf "postgres %d\nnats %d\n", t, n }'
 }
 cpu_mark() { # file
     { date +%s.%N; head -1 /proc/stat; cut -d' ' -f1-3 /proc/loadavg; times; pg_ticks; } >"$1"
 }
+PSQL="psql -X -q -h $PG_HOST -p $PG_PORT -U $PG_USER"
+PG_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT
 
 # --- 2. data ------------------------------------------------------------------------
 mkdir -p "$OUT"
@@ -147,6 +173,9 @@ rm -f "$OUT"/results.md "$OUT"/cpu-*.txt "$OUT"/commit.txt "$OUT"/noop-*.txt "$O
     "$OUT"/time-noop-*.log "$OUT"/pool-*.jsonl "$OUT"/pool-commands.txt
 # (BENCH_ONLY=pool leaves the other rows' files of an earlier run alone)
 rm -f "$OUT"/hf-incremental.json
+if [[ $ONLY == all || $ONLY == queue ]]; then
+    rm -f "$OUT"/queue-* "$OUT"/cpu-queue-*.txt
+fi
 if [[ $ONLY == all ]]; then
     rm -f "$OUT"/hf-*.json "$OUT"/mem-*.txt "$OUT"/mem-*.cmd "$OUT"/time-*.log \
         "$OUT"/resume.json "$OUT"/rows.txt "$OUT"/db-verify-*.json \
@@ -225,6 +254,114 @@ pool_rows() {
     fi
 }
 
+# --- 3h. the queue source: 100,000 messages of 1 KiB from pgmq and from NATS JetStream ----------
+# For each queue, in turn, QUEUE_RUNS times: the plain consumer of examples/queue_bench (fetch
+# a batch, delete or ack it, nothing else: the queue's own ceiling), then `batchproc queue
+# -p sha256:payload` into a new SQLite file, each on the queue loaded anew. batchproc runs with
+# --max-messages N: it stops once it has taken the N messages, as the plain consumer stops at
+# its first empty fetch (without it, a drain ends only after --idle, 1 s, without messages;
+# one such run per queue is timed too, for information). Every batchproc run is checked: one
+# row per message with the payload's SHA-256, a summary of ok = N and failed = 0, and the queue
+# empty. Then peak RSS at N/10 messages (MEM_RUNS runs) against the timed runs' at N.
+# Targets: batchproc's rate at least 0.5x the ceiling's; peak RSS at N at most 1.20x that at
+# N/10 (report.py). Every command is recorded in queue-commands.txt for the report.
+QUEUE_N=$((100000 / SCALE))
+QUEUE_SMALL=$((QUEUE_N / 10))
+QUEUE_SIZE=1024
+QUEUE_NAME=bench_queue
+# As many messages a fetch as batchproc takes into SQLite: its batch size, 5000 by default.
+QUEUE_BATCH=5000
+QUEUE_PG=$PG_URL/$QUEUE_NAME
+queue_url() { # queue
+    if [[ $1 == pgmq ]]; then echo "$QUEUE_PG"; else echo "$NATS_URL"; fi
+}
+queue_load() { # queue n: the queue made anew, holding n messages of QUEUE_SIZE bytes
+    "$QB" "load-$1" "$(queue_url "$1")" "$QUEUE_NAME" "$2" "$QUEUE_SIZE" 2>>"$OUT/queue-load.log" ||
+        die "loading $2 messages into $1 failed (see $OUT/queue-load.log)"
+}
+queue_left() { # queue: messages not yet consumed (batchproc's consumer, for NATS)
+    if [[ $1 == pgmq ]]; then
+        "$QB" left-pgmq "$QUEUE_PG" "$QUEUE_NAME"
+    else
+        "$QB" left-nats "$NATS_URL" "$QUEUE_NAME" batchproc
+    fi
+}
+queue_cmd() { # queue [flags...]: queue_run's batchproc command, for the report
+    local q=$1
+    shift
+    echo "$BIN queue --from $(queue_url "$q") --queue $QUEUE_NAME -p sha256:payload -o sqlite:$OUT/queue-$q.db${*:+ $*}"
+}
+queue_run() { # queue n name [flags...]: time batchproc draining n messages, check, append to queue-QUEUE-NAME.txt
+    local q=$1 n=$2 name=$3 db=$OUT/queue-$1.db secs rss user sys left check
+    shift 3
+    local argv=("$BIN" queue --from "$(queue_url "$q")" --queue "$QUEUE_NAME" -p sha256:payload
+        -o "sqlite:$db" "$@" --summary-json "$OUT/queue-summary.json")
+    rm -f "$db" "$db"-wal "$db"-shm "$db"-journal "$OUT/queue-summary.json"
+    /usr/bin/time -f '%e %M %U %S' -o "$OUT/queue-time.log" "${argv[@]}" 2>>"$OUT/queue-$q-$name.log" ||
+        die "batchproc queue from $q failed (see $OUT/queue-$q-$name.log and $OUT/queue-time.log)"
+    read -r secs rss user sys <"$OUT/queue-time.log"
+    # The sink must hold each message once, with its payload's digest, and the queue be empty.
+    check=$(python3 -c 'import hashlib, json, sqlite3, sys
+db, summary, n = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
+rows = sqlite3.connect(db).execute("SELECT id, payload, payload_sha256 FROM messages").fetchall()
+ids = len({r[0] for r in rows})
+bad = sum(hashlib.sha256(r[1].encode()).hexdigest() != r[2] for r in rows)
+ok, failed = summary["ok"], summary["failed"]
+if len(rows) != n or ids != n or bad or ok != n or failed:
+    sys.exit(f"{len(rows)} rows, {ids} ids, {bad} wrong digests, summary ok {ok} failed {failed}")
+print(summary["elapsed_seconds"], summary["workers_average_busy"], summary["workers_peak_busy"])' \
+        "$db" "$OUT/queue-summary.json" "$n") || die "batchproc queue from $q: wrong results in $db (want $n)"
+    left=$(queue_left "$q") || die "cannot count the messages left in $q"
+    [[ $left == 0 ]] || die "batchproc queue from $q left $left messages in the queue"
+    echo "$n $secs $rss $user $sys $check" >>"$OUT/queue-$q-$name.txt"
+    echo "bench: $q, batchproc: $n messages in $secs s ($(awk -v n="$n" -v s="$secs" \
+        'BEGIN { printf "%.0f", n / (s > 0 ? s : 0.01) }') msg/s), peak RSS $rss KiB, user $user s," \
+        "sys $sys s; its summary: elapsed s, workers busy (average, peak): $check" >&2
+    rm -f "$db" "$db"-wal "$db"-shm "$db"-journal
+}
+queue_rows() {
+    local q r
+    QB=$(example queue_bench)
+    $PSQL -d postgres -c 'SELECT 1' >/dev/null ||
+        die "cannot reach Postgres at $PG_HOST:$PG_PORT as $PG_USER (set BENCH_PG_*, or BENCH_QUEUE=0 to skip the queue rows)"
+    $PSQL -d postgres -c "DROP DATABASE IF EXISTS $QUEUE_NAME" -c "CREATE DATABASE $QUEUE_NAME" ||
+        die "cannot create the database $QUEUE_NAME"
+    "$QB" load-nats "$NATS_URL" "$QUEUE_NAME" 1 "$QUEUE_SIZE" 2>>"$OUT/queue-load.log" ||
+        die "cannot reach NATS with JetStream at $NATS_URL (see $OUT/queue-load.log; set BENCH_NATS_URL, or BENCH_QUEUE=0 to skip the queue rows)"
+    echo "$QUEUE_N $QUEUE_SMALL $QUEUE_SIZE $QUEUE_BATCH $QUEUE_RUNS" >"$OUT/queue-params.txt"
+    for q in pgmq nats; do
+        say "queue $q: $QUEUE_N messages of $QUEUE_SIZE bytes, plain consumer vs batchproc, $QUEUE_RUNS run(s) each ($QB)"
+        for ((r = 1; r <= QUEUE_RUNS; r++)); do
+            queue_load "$q" "$QUEUE_N"
+            "$QB" "ceiling-$q" "$(queue_url "$q")" "$QUEUE_NAME" "$QUEUE_BATCH" \
+                2>>"$OUT/queue-load.log" | tee -a "$OUT/queue-$q-ceiling.jsonl" ||
+                die "the plain consumer of $q failed (see $OUT/queue-load.log)"
+            queue_load "$q" "$QUEUE_N"
+            queue_run "$q" "$QUEUE_N" timed --max-messages "$QUEUE_N"
+        done
+        say "queue $q: peak RSS at $QUEUE_SMALL messages, $MEM_RUNS run(s); one run ending by --idle"
+        for ((r = 1; r <= MEM_RUNS; r++)); do
+            queue_load "$q" "$QUEUE_SMALL"
+            queue_run "$q" "$QUEUE_SMALL" small --max-messages "$QUEUE_SMALL"
+        done
+        queue_load "$q" "$QUEUE_N"
+        queue_run "$q" "$QUEUE_N" idle
+        {
+            echo "# $q: before every run, the queue made anew holding N messages of $QUEUE_SIZE bytes (N = $QUEUE_N, or $QUEUE_SMALL for the memory runs):"
+            echo "$QB load-$q $(queue_url "$q") $QUEUE_NAME N $QUEUE_SIZE"
+            echo "# the plain consumer ($QUEUE_RUNS run(s)), each followed by a batchproc run into a new file (/usr/bin/time -f '%e %M %U %S'):"
+            echo "$QB ceiling-$q $(queue_url "$q") $QUEUE_NAME $QUEUE_BATCH"
+            echo "$(queue_cmd "$q" --max-messages "$QUEUE_N") --summary-json $OUT/queue-summary.json"
+            echo "# peak RSS at $QUEUE_SMALL messages ($MEM_RUNS run(s)):"
+            echo "$(queue_cmd "$q" --max-messages "$QUEUE_SMALL") --summary-json $OUT/queue-summary.json"
+            echo "# one run ending by --idle (for information):"
+            echo "$(queue_cmd "$q") --summary-json $OUT/queue-summary.json"
+        } >>"$OUT/queue-commands.txt"
+    done
+    "$QB" delete-nats "$NATS_URL" "$QUEUE_NAME" || true
+    $PSQL -d postgres -c "DROP DATABASE IF EXISTS $QUEUE_NAME" || true
+}
+
 # --- 4. table + bench-data/results.md: called last -------------------------------------------
 report() {
     local report=(python3 benches/report.py --out "$OUT" --nproc "$NPROC" --mem-runs "$MEM_RUNS"
@@ -234,6 +371,8 @@ report() {
     elif [[ $ONLY == incremental ]]; then
         report+=(--only incremental --scale "$SCALE" --warmup "$WARMUP" --min-runs "$MIN_RUNS"
             --data "$DATA")
+    elif [[ $ONLY == queue ]]; then
+        report+=(--only queue --scale "$SCALE")
     else
         report+=(--scale "$SCALE" --warmup "$WARMUP" --min-runs "$MIN_RUNS" --data "$DATA"
             --huge-warmup "$HUGE_WARMUP" --huge-min-runs "$HUGE_MIN_RUNS"
@@ -244,6 +383,7 @@ report() {
         local n
         for n in ${NOTES[@]+"${NOTES[@]}"}; do report+=(--note "$n"); done
     fi
+    if [[ $QUEUE == 1 ]]; then report+=(--queue); fi
     if [[ $STRICT == 1 ]]; then report+=(--strict); fi
     "${report[@]}"
 }
@@ -251,6 +391,19 @@ report() {
 if [[ $ONLY == pool ]]; then
     cpu_mark "$OUT/cpu-start.txt"
     pool_rows
+    cpu_mark "$OUT/cpu-end.txt"
+    report
+    exit
+fi
+run_queue_rows() { # with the servers' CPU time around them (report.py leaves it out of "other")
+    cpu_mark "$OUT/cpu-queue-start.txt"
+    queue_rows
+    cpu_mark "$OUT/cpu-queue-end.txt"
+}
+if [[ $ONLY == queue ]]; then
+    ((SCALE == 1)) || echo "bench: BENCH_SCALE=$SCALE is a quick check; its numbers are not comparable with the targets" >&2
+    cpu_mark "$OUT/cpu-start.txt"
+    run_queue_rows
     cpu_mark "$OUT/cpu-end.txt"
     report
     exit
@@ -457,6 +610,9 @@ say "per-item overhead: exec:true vs xargs -n1 -P$NPROC true vs parallel -j$NPRO
 # against rayon, its cancel latency, its async map against buffer_unordered (pool_rows above)
 pool_rows
 
+# --- 3h. the queue source from pgmq and NATS JetStream, against a plain consumer (queue_rows above)
+if [[ $QUEUE == 1 ]]; then run_queue_rows; fi
+
 # --- 3g. database rows: 1,000,000/SCALE rows from SQLite into Postgres and SQLite -----------
 # The same batchproc command (default batch size) against pgloader (SQLite -> Postgres),
 # psql \copy of the rows as CSV (the floor of a Postgres load) and sqlite3 .import of the
@@ -466,8 +622,6 @@ pool_rows
 # (benches/db_verify.py), before it is timed.
 if [[ $DB == 1 ]]; then
     cpu_mark "$OUT/cpu-db-start.txt"
-    PSQL="psql -X -q -h $PG_HOST -p $PG_PORT -U $PG_USER"
-    PG_URL=postgres://$PG_USER@$PG_HOST:$PG_PORT
     $PSQL -d postgres -c 'SELECT 1' >/dev/null ||
         die "cannot reach Postgres at $PG_HOST:$PG_PORT as $PG_USER (set BENCH_PG_*, or BENCH_DB=0 to skip the database rows)"
     PG_SCHEMA='CREATE TABLE files (id BIGINT PRIMARY KEY, path TEXT, size BIGINT, mtime DOUBLE PRECISION, sha256 TEXT, count BIGINT)'
