@@ -463,3 +463,35 @@ fn max_runtime_ends_a_drain_early_and_hands_the_rest_back() {
     // What it fetched and did not start is visible again at once.
     assert_eq!(counts(&db.url, "jobs"), (300 - done, 0, 0));
 }
+
+#[test]
+fn connections_lost_mid_drain_are_made_again_and_nothing_is_lost() {
+    let Some(db) = fresh_db() else { return };
+    let Some(sink) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    create_queue(&db.url, "jobs", false);
+    send(&db.url, "jobs", payloads(600));
+    let want = expected(&db, "jobs");
+    let child = spawn(
+        tmp.path(),
+        &db,
+        "jobs",
+        &sink.url,
+        &["-p", "exec:sleep 0.002", "-w", "2", "--batch-size", "50"],
+        &[],
+    );
+    let committed = || {
+        sink.query("SELECT count(*) FROM pg_tables WHERE tablename = 'messages'")[0]
+            .get::<i64, _>(0)
+            > 0
+            && sink.query("SELECT count(*) FROM messages")[0].get::<i64, _>(0) > 0
+    };
+    until("a batch committed", committed);
+    // As a server restart would: every session of both databases ends.
+    assert!(db.terminate_sessions() > 0);
+    sink.terminate_sessions();
+    let status = wait_with_timeout(child, Duration::from_secs(120));
+    assert!(status.success(), "{status:?}");
+    assert_matches(&pg_records(&sink), &want);
+    assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
+}
