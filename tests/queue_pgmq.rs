@@ -292,8 +292,23 @@ fn messages_a_dead_consumer_held_are_reported_then_redelivered() {
 
 #[test]
 fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
+    poison(false);
+}
+
+/// The same with the sink in the queue's database, whose transactions
+/// delete the messages they commit: the poison one is archived all the same.
+#[test]
+fn a_poison_message_is_archived_by_a_sink_in_the_queues_database() {
+    poison(true);
+}
+
+fn poison(same_database: bool) {
     let Some(db) = fresh_db() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    let sink = match same_database {
+        true => db.url.clone(),
+        false => "sqlite:out.db".to_owned(),
+    };
     create_queue(&db.url, "jobs", true);
     send(
         &db.url,
@@ -306,7 +321,7 @@ fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
             tmp.path(),
             &db,
             "jobs",
-            "sqlite:out.db",
+            &sink,
             &[
                 "-p",
                 "exec:./check.sh {payload}",
@@ -332,11 +347,18 @@ fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
     let out = run();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert!(!stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
-    let rows = query(
-        &tmp.path().join("out.db"),
-        "SELECT payload, error FROM messages ORDER BY id",
-    );
-    let rows: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let select = "SELECT payload, error FROM messages ORDER BY id";
+    let rows: Vec<(String, Option<String>)> = match same_database {
+        true => db
+            .query(select)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        false => query(&tmp.path().join("out.db"), select)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    };
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], ("\"good\"".into(), None));
     let error = rows[1].1.as_deref().unwrap();

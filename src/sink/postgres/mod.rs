@@ -332,9 +332,13 @@ impl Sink for PostgresSink {
         let queue = db::postgres_options(&offer.url)?;
         let w = &mut self.writer;
         let ours = w.session.options();
+        // A URL without a database means the user's own database.
+        let database = |o: &sqlx::postgres::PgConnectOptions| {
+            o.get_database().unwrap_or(o.get_username()).to_owned()
+        };
         let same = queue.get_host() == ours.get_host()
             && queue.get_port() == ours.get_port()
-            && queue.get_database() == ours.get_database();
+            && database(&queue) == database(ours);
         if same {
             w.consume = Some(offer.sql.clone());
         }

@@ -72,7 +72,4 @@ pub(crate) trait Broker: Send + Sync {
     fn in_transaction(&self) -> Option<InTransaction> {
         None
     }
-    /// Told that the sink consumes messages in its transaction: `ack` then
-    /// has nothing left to do on the server.
-    fn consumed_by_sink(&self) {}
 }

@@ -107,13 +107,17 @@ impl<'s> Drain<'s> {
         self.admit(messages)
     }
 
-    /// Leases the fetched messages, and acks those already done.
-    fn admit(&mut self, messages: Vec<Message>) -> Result<()> {
+    /// Leases the fetched messages, and acks those already done. A message
+    /// this run holds already (its lease ran out, or another consumer
+    /// released it, while it waited here) is not taken twice: one batch
+    /// must not hold its record twice.
+    fn admit(&mut self, mut messages: Vec<Message>) -> Result<()> {
         let source = self.source;
         let now = Instant::now();
         let max = source.spec.max_deliveries;
         {
             let mut held = source.held();
+            messages.retain(|m| !held.leases.contains_key(&m.id));
             for m in &messages {
                 held.leases.insert(m.id, now);
                 if m.deliveries > max {
@@ -146,7 +150,13 @@ impl<'s> Drain<'s> {
                     held.poison.remove(id);
                 }
             }
-            source.committed(&keys)?;
+            // Not consumed by any transaction of this run: acked here,
+            // even when the sink consumes the messages it commits. A
+            // failed ack is no reason to stop: they come back, and are
+            // recognised again.
+            if let Err(e) = source.settle(&keys, false) {
+                crate::pipeline::log::ack_failed(keys.len(), &e);
+            }
             source
                 .redelivered
                 .fetch_add(done.len() as u64, Ordering::Relaxed);

@@ -314,6 +314,10 @@ async fn bind(
             let mut config = consumer::pull::Config::try_from_consumer_config(info.config)
                 .map_err(|e| anyhow!("consumer {name:?} on {at}: {e}"))?;
             config.ack_wait = lease;
+            // A limit of the server's own would drop a message unrecorded
+            // once reached (its last delivery killed before the commit):
+            // --max-deliveries records it instead.
+            config.max_deliver = -1;
             config
         }
     };

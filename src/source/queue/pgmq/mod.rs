@@ -12,7 +12,6 @@
 //! whose answer was lost only leaves its messages leased until the lease
 //! ends, when they are delivered again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,8 +62,6 @@ pub(crate) struct Pgmq {
     reconnect_for: Duration,
     lanes: [Mutex<Connection>; 3],
     sql: Sql,
-    /// The sink's transaction acks: `ack` has nothing left to do.
-    consumed_by_sink: AtomicBool,
 }
 
 /// The statements, with the queue's tables in them.
@@ -176,7 +173,6 @@ impl Pgmq {
                 lane(None)?,
             ],
             sql,
-            consumed_by_sink: AtomicBool::new(false),
         })
     }
 
@@ -298,9 +294,6 @@ impl Broker for Pgmq {
     }
 
     fn ack(&self, ids: &[i64]) -> Result<()> {
-        if self.consumed_by_sink.load(Ordering::Relaxed) {
-            return Ok(());
-        }
         self.settle(Lane::Sink, "acknowledging messages", &self.sql.ack, ids)
     }
 
@@ -337,10 +330,6 @@ impl Broker for Pgmq {
             url: self.url.clone(),
             sql: self.sql.ack.clone(),
         })
-    }
-
-    fn consumed_by_sink(&self) {
-        self.consumed_by_sink.store(true, Ordering::Relaxed);
     }
 }
 
