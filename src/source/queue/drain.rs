@@ -99,6 +99,12 @@ impl<'s> Drain<'s> {
         };
         let messages = self.source.broker.fetch(max, wait)?;
         if messages.is_empty() {
+            // Away from the server, the queue is not known to be drained:
+            // the broker fails the fetch once it stays away too long.
+            if !self.source.broker.connected() {
+                self.idle_since = None;
+                return Ok(());
+            }
             let since = *self.idle_since.get_or_insert_with(Instant::now);
             self.done = !spec.follow && since.elapsed() >= spec.idle;
             return Ok(());

@@ -242,6 +242,10 @@ impl Broker for Nats {
         self.settle(AckKind::Progress, ids, false)
     }
 
+    fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
     fn backlog(&self) -> Result<Backlog> {
         // Rather than sit out a request's timeout.
         if self.client.connection_state() != State::Connected {
