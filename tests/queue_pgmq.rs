@@ -35,12 +35,17 @@ fn payloads(n: usize) -> impl Iterator<Item = serde_json::Value> {
     (0..n).map(|i| serde_json::json!({ "n": i, "text": format!("message {i} ü"), "pad": "x".repeat(i % 200) }))
 }
 
-/// A short `--idle` unless `extra` gives one.
-fn idle(extra: &[&str]) -> &'static [&'static str] {
-    match extra.contains(&"--idle") {
-        true => &[],
-        false => &["--idle", "300ms"],
+/// A short `--idle` unless `extra` gives one, and the table `messages`
+/// unless it names one.
+fn idle(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    if !extra.contains(&"--idle") {
+        args.extend(["--idle", "300ms"]);
     }
+    if !extra.contains(&"-t") {
+        args.extend(["-t", "messages"]);
+    }
+    args
 }
 
 /// `batchproc queue` from the queue in `db` into `sink`.
@@ -516,4 +521,26 @@ fn connections_lost_mid_drain_are_made_again_and_nothing_is_lost() {
     assert!(status.success(), "{status:?}");
     assert_matches(&pg_records(&sink), &want);
     assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
+}
+
+#[test]
+fn each_queue_has_a_table_of_its_own_by_default() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for q in ["Orders", "refunds"] {
+        create_queue(&db.url, q, false);
+        send(&db.url, q, payloads(3));
+        let out = batchproc(tmp.path())
+            .args(["queue", "--from", &db.url, "--queue", q, "--idle", "200ms"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    // Both have ids 1..3: in one table, the second queue's messages
+    // would have been taken for the first's, or written over them.
+    let db_file = tmp.path().join("batchproc.db");
+    for table in ["orders", "refunds"] {
+        let n: i64 = query(&db_file, &format!("SELECT count(*) FROM {table}"))[0].get(0);
+        assert_eq!(n, 3, "{table}");
+    }
 }

@@ -412,12 +412,14 @@ trait Start {
 /// Resolves the options and opens the source and its work (usage errors),
 /// then hands them to `then`.
 fn open<T: Start>(source: Spec, options: &config::Options, then: T) -> Result<T::Output, Error> {
-    let (command, table) = match source {
-        Spec::Files(_) => ("files", "files"),
-        Spec::Query(_) => ("query", "rows"),
-        Spec::Queue(_) => ("queue", "messages"),
+    let (command, table) = match &source {
+        Spec::Files(_) => ("files", "files".to_owned()),
+        Spec::Query(_) => ("query", "rows".to_owned()),
+        // Named after the queue: the table is how a redelivered message is
+        // recognised, by its id, and two queues' ids are alike.
+        Spec::Queue(spec) => ("queue", spec.queue.to_lowercase()),
     };
-    let cfg = config::RunConfig::resolve(options, table).map_err(Error::Config)?;
+    let cfg = config::RunConfig::resolve(options, &table).map_err(Error::Config)?;
     let cursored = matches!(&source, Spec::Query(spec) if spec.cursor.is_some());
     if cursored && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
         return Err(Error::Config(anyhow::anyhow!(

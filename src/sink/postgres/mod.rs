@@ -325,7 +325,11 @@ impl Sink for PostgresSink {
                 // the sink's own patience; any other error is the run's.
                 let mut delays = conn::reconnect_delays();
                 loop {
-                    let e = match sqlx::query_scalar(&sql).bind(ids).fetch_all(&mut conn).await {
+                    let e = match sqlx::query_scalar(&sql)
+                        .bind(ids)
+                        .fetch_all(&mut conn)
+                        .await
+                    {
                         Ok(found) => return Ok(found),
                         Err(e) => e,
                     };
