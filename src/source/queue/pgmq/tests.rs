@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use sqlx::Connection as _;
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 const LONG: Duration = Duration::from_secs(60);
