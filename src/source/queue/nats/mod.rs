@@ -38,6 +38,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// delivered; without an expiry, nats-server 2.9 leaves such a pull
 /// unanswered while the consumer's max_ack_pending is reached.
 const QUICK: Duration = Duration::from_millis(50);
+/// The most messages one pull request asks for (see `pull`).
+const PULL: usize = 256;
 /// Acks unconfirmed after this long are sent again (a lost connection may
 /// have dropped them); an ack sent twice does no harm.
 const RESEND_AFTER: Duration = Duration::from_secs(3);
@@ -360,8 +362,25 @@ async fn pull(
     wait: Duration,
 ) -> Result<Vec<jetstream::Message>> {
     let start = Instant::now();
-    let now = |n| consumer.fetch().max_messages(n).expires(QUICK).messages();
-    let mut got = take(now(max), QUICK).await?;
+    // In pulls of at most PULL: a pull whose messages take longer than
+    // QUICK to deliver expires mid-way, and nats-server 2.9 then sends no
+    // end to it, so async-nats waits out its own 5 s fallback (measured:
+    // pulls of 5,000 × 1 KiB stalled that way, pulls of ~400 never did).
+    let now = |n: usize| async move {
+        let mut got: Vec<jetstream::Message> = Vec::new();
+        while got.len() < n {
+            let ask = (n - got.len()).min(PULL);
+            let batch = consumer.fetch().max_messages(ask).expires(QUICK).messages();
+            let more = take(batch, QUICK).await?;
+            let short = more.len() < ask;
+            got.extend(more);
+            if short {
+                break;
+            }
+        }
+        anyhow::Ok(got)
+    };
+    let mut got = now(max).await?;
     let left = wait.saturating_sub(start.elapsed());
     if got.is_empty() && left >= QUICK {
         got = take(
@@ -370,7 +389,7 @@ async fn pull(
         )
         .await?;
         if !got.is_empty() && max > 1 {
-            got.extend(take(now(max - 1), QUICK).await?);
+            got.extend(now(max - 1).await?);
         }
     }
     Ok(got)
