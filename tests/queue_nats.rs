@@ -56,12 +56,17 @@ fn expected(payloads: &[String]) -> BTreeMap<i64, (String, String)> {
         .collect()
 }
 
-/// A short `--idle` unless `extra` gives one.
-fn idle(extra: &[&str]) -> &'static [&'static str] {
-    match extra.contains(&"--idle") {
-        true => &[],
-        false => &["--idle", "300ms"],
+/// A short `--idle` unless `extra` gives one, and the table `messages`
+/// unless it names one.
+fn idle(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    if !extra.contains(&"--idle") {
+        args.extend(["--idle", "300ms"]);
     }
+    if !extra.contains(&"-t") {
+        args.extend(["-t", "messages"]);
+    }
+    args
 }
 
 fn drain(dir: &Path, s: &NatsStream, sink: &str, extra: &[&str]) -> std::process::Output {

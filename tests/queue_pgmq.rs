@@ -35,12 +35,17 @@ fn payloads(n: usize) -> impl Iterator<Item = serde_json::Value> {
     (0..n).map(|i| serde_json::json!({ "n": i, "text": format!("message {i} ü"), "pad": "x".repeat(i % 200) }))
 }
 
-/// A short `--idle` unless `extra` gives one.
-fn idle(extra: &[&str]) -> &'static [&'static str] {
-    match extra.contains(&"--idle") {
-        true => &[],
-        false => &["--idle", "300ms"],
+/// A short `--idle` unless `extra` gives one, and the table `messages`
+/// unless it names one.
+fn idle(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    if !extra.contains(&"--idle") {
+        args.extend(["--idle", "300ms"]);
     }
+    if !extra.contains(&"-t") {
+        args.extend(["-t", "messages"]);
+    }
+    args
 }
 
 /// `batchproc queue` from the queue in `db` into `sink`.
@@ -292,8 +297,23 @@ fn messages_a_dead_consumer_held_are_reported_then_redelivered() {
 
 #[test]
 fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
+    poison(false);
+}
+
+/// The same with the sink in the queue's database, whose transactions
+/// delete the messages they commit: the poison one is archived all the same.
+#[test]
+fn a_poison_message_is_archived_by_a_sink_in_the_queues_database() {
+    poison(true);
+}
+
+fn poison(same_database: bool) {
     let Some(db) = fresh_db() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    let sink = match same_database {
+        true => db.url.clone(),
+        false => "sqlite:out.db".to_owned(),
+    };
     create_queue(&db.url, "jobs", true);
     send(
         &db.url,
@@ -306,7 +326,7 @@ fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
             tmp.path(),
             &db,
             "jobs",
-            "sqlite:out.db",
+            &sink,
             &[
                 "-p",
                 "exec:./check.sh {payload}",
@@ -332,11 +352,18 @@ fn a_poison_message_is_recorded_and_archived_after_max_deliveries() {
     let out = run();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert!(!stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
-    let rows = query(
-        &tmp.path().join("out.db"),
-        "SELECT payload, error FROM messages ORDER BY id",
-    );
-    let rows: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let select = "SELECT payload, error FROM messages ORDER BY id";
+    let rows: Vec<(String, Option<String>)> = match same_database {
+        true => db
+            .query(select)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        false => query(&tmp.path().join("out.db"), select)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    };
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], ("\"good\"".into(), None));
     let error = rows[1].1.as_deref().unwrap();
@@ -462,4 +489,58 @@ fn max_runtime_ends_a_drain_early_and_hands_the_rest_back() {
     assert!(done > 0 && done < 300, "{done}");
     // What it fetched and did not start is visible again at once.
     assert_eq!(counts(&db.url, "jobs"), (300 - done, 0, 0));
+}
+
+#[test]
+fn connections_lost_mid_drain_are_made_again_and_nothing_is_lost() {
+    let Some(db) = fresh_db() else { return };
+    let Some(sink) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    create_queue(&db.url, "jobs", false);
+    send(&db.url, "jobs", payloads(600));
+    let want = expected(&db, "jobs");
+    let child = spawn(
+        tmp.path(),
+        &db,
+        "jobs",
+        &sink.url,
+        &["-p", "exec:sleep 0.002", "-w", "2", "--batch-size", "50"],
+        &[],
+    );
+    let committed = || {
+        sink.query("SELECT count(*) FROM pg_tables WHERE tablename = 'messages'")[0]
+            .get::<i64, _>(0)
+            > 0
+            && sink.query("SELECT count(*) FROM messages")[0].get::<i64, _>(0) > 0
+    };
+    until("a batch committed", committed);
+    // As a server restart would: every session of both databases ends.
+    assert!(db.terminate_sessions() > 0);
+    sink.terminate_sessions();
+    let status = wait_with_timeout(child, Duration::from_secs(120));
+    assert!(status.success(), "{status:?}");
+    assert_matches(&pg_records(&sink), &want);
+    assert_eq!(counts(&db.url, "jobs"), (0, 0, 0));
+}
+
+#[test]
+fn each_queue_has_a_table_of_its_own_by_default() {
+    let Some(db) = fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for q in ["Orders", "refunds"] {
+        create_queue(&db.url, q, false);
+        send(&db.url, q, payloads(3));
+        let out = batchproc(tmp.path())
+            .args(["queue", "--from", &db.url, "--queue", q, "--idle", "200ms"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    // Both have ids 1..3: in one table, the second queue's messages
+    // would have been taken for the first's, or written over them.
+    let db_file = tmp.path().join("batchproc.db");
+    for table in ["orders", "refunds"] {
+        let n: i64 = query(&db_file, &format!("SELECT count(*) FROM {table}"))[0].get(0);
+        assert_eq!(n, 3, "{table}");
+    }
 }

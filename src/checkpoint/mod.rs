@@ -105,6 +105,9 @@ pub(crate) struct CheckpointUpdate {
     /// skipped), to be settled with the queue once it commits — or in its
     /// transaction, by a sink in the queue's database.
     pub(crate) acks: Vec<ItemKey>,
+    /// Poison queue messages this batch records: set aside (terminated,
+    /// archived) once it commits, never acked.
+    pub(crate) poison: Vec<ItemKey>,
     /// The ledger's own: the sequence number after the planned prefix.
     pub(crate) upto: Seq,
 }

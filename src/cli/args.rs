@@ -215,7 +215,7 @@ pub struct RunArgs {
     pub sink: String,
 
     /// Table to write (database sinks); created if missing, rows keyed by the key column
-    /// [default: files for `files`, rows for `query`, messages for `queue`].
+    /// [default: files for `files`, rows for `query`, the queue's name for `queue`].
     #[arg(
         short,
         long,

@@ -47,6 +47,8 @@ struct Entry {
     seq: Option<Seq>,
     ok: bool,
     failed: bool,
+    /// A poison message: set aside with its record, not acked.
+    poison: bool,
 }
 
 /// One batch in the making.
@@ -175,7 +177,8 @@ impl<S: Source> Batcher<'_, S> {
 
     fn add(&self, batch: &mut Batch, summary: &mut Summary, seq: Seq, outcome: Outcome) {
         // A poison message is settled whatever --on-error says.
-        let abort = self.abort && !matches!(outcome, Outcome::Poison { .. });
+        let poison = matches!(outcome, Outcome::Poison { .. });
+        let abort = self.abort && !poison;
         let (mut record, mut error, bytes) = match outcome {
             Outcome::Done { record, bytes } => (record, None, bytes),
             Outcome::Failed {
@@ -202,6 +205,7 @@ impl<S: Source> Batcher<'_, S> {
                     seq: Some(seq),
                     ok: false,
                     failed: false,
+                    poison: false,
                 });
                 return;
             }
@@ -226,6 +230,7 @@ impl<S: Source> Batcher<'_, S> {
                     seq: Some(seq),
                     ok: false,
                     failed: true,
+                    poison: false,
                 });
                 return;
             }
@@ -267,6 +272,7 @@ impl<S: Source> Batcher<'_, S> {
             seq: checkpointed.then_some(seq),
             ok: !failed,
             failed: failed && checkpointed,
+            poison,
         });
     }
 
@@ -349,10 +355,15 @@ impl<S: Source> Batcher<'_, S> {
         }
         if self.acks {
             // Before `apply`, which may let the ledger forget the keys.
-            update.acks = seqs(&entries)
-                .into_iter()
-                .filter_map(|seq| self.ledger.key(seq))
-                .collect();
+            for entry in &entries {
+                let Some(key) = entry.seq.and_then(|seq| self.ledger.key(seq)) else {
+                    continue;
+                };
+                match entry.poison {
+                    true => update.poison.push(key),
+                    false => update.acks.push(key),
+                }
+            }
         }
         let records: Vec<Record> = entries.iter_mut().filter_map(|e| e.record.take()).collect();
         // The ledger moves on as the batch is queued: if its write fails,
@@ -383,6 +394,7 @@ mod tests {
             seq: None,
             ok: true,
             failed: false,
+            poison: false,
         }
     }
 

@@ -66,8 +66,10 @@ impl<'a> Committer<'a> {
                     // A queue's messages are settled only now that their
                     // records are safe.
                     if let (Some(settle), Some(update)) = (settle, checkpoint) {
-                        if !update.acks.is_empty() {
-                            settle(&update.acks);
+                        if !update.acks.is_empty() || !update.poison.is_empty() {
+                            let keys: Vec<ItemKey> =
+                                update.acks.iter().chain(&update.poison).cloned().collect();
+                            settle(&keys);
                         }
                     }
                 }

@@ -10,6 +10,7 @@
 //! - [`committer`]: the thread that writes the batches;
 //! - [`finish`]: the first failure, how the run ended, the summary;
 //! - [`plan`]: a dry run, what a run would do;
+//! - [`queue`]: the settings of a queue source, and what it needs of the rest;
 //! - [`log`]: the `tracing` events a run emits (start, end, batches,
 //!   retries, skipped items).
 
@@ -19,6 +20,7 @@ mod config;
 mod finish;
 pub(crate) mod log;
 mod plan;
+mod queue;
 mod rate;
 mod retry;
 mod run;
@@ -38,7 +40,7 @@ pub use rate::Rate;
 use crate::events::{Events, Shared, Silent};
 use crate::pool::Cancel;
 use crate::processor::Work;
-use crate::source::{files, query, queue, Source, Spec};
+use crate::source::{files, query, Source, Spec};
 
 /// What a failed item does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,66 +156,6 @@ impl Pipeline {
             cursor: None,
             page_size: 5000,
         }))
-    }
-
-    /// The messages waiting in a queue: `from` is a NATS server
-    /// (`nats://…`, with `queue` a JetStream stream) or a Postgres database
-    /// (`postgres://…`, with `queue` a pgmq queue). Each message's record
-    /// commits exactly once; the message is acknowledged after that. The
-    /// run ends when the queue is drained (see [`idle`](Self::idle)).
-    pub fn queue_of(from: impl Into<String>, queue: impl Into<String>) -> Self {
-        Self::new(Spec::Queue(queue::Spec {
-            from: from.into(),
-            queue: queue.into(),
-            ..queue::Spec::default()
-        }))
-    }
-
-    fn queue_only(mut self, setting: &'static str, f: impl FnOnce(&mut queue::Spec)) -> Self {
-        match &mut self.source {
-            Spec::Queue(spec) => f(spec),
-            _ => self.misuse = Some(setting),
-        }
-        self
-    }
-
-    /// The durable consumer a JetStream stream is read through (queue
-    /// source; default `batchproc`).
-    pub fn consumer(self, name: impl Into<String>) -> Self {
-        self.queue_only("consumer", |s| s.consumer = name.into())
-    }
-
-    /// The run ends once no message came for this long (queue source;
-    /// default 1 s).
-    pub fn idle(self, idle: Duration) -> Self {
-        self.queue_only("idle", |s| s.idle = idle)
-    }
-
-    /// The run ends after this many messages (queue source).
-    pub fn max_messages(self, n: u64) -> Self {
-        self.queue_only("max_messages", |s| s.max_messages = Some(n))
-    }
-
-    /// Keep consuming when the queue is drained, until cancelled (queue source).
-    pub fn follow_queue(self, follow: bool) -> Self {
-        self.queue_only("follow", |s| s.follow = follow)
-    }
-
-    /// How long a fetched message stays leased to this run, extended while
-    /// it is being worked on (queue source; default 30 s).
-    pub fn lease(self, lease: Duration) -> Self {
-        self.queue_only("lease", |s| s.lease = lease)
-    }
-
-    /// A message delivered more than `n` times is recorded with an error and
-    /// never tried again (queue source; default 5).
-    pub fn max_deliveries(self, n: u32) -> Self {
-        self.queue_only("max_deliveries", |s| s.max_deliveries = n.into())
-    }
-
-    /// Archive done messages instead of deleting them (pgmq queues).
-    pub fn archive(self, archive: bool) -> Self {
-        self.queue_only("archive", |s| s.archive = archive)
     }
 
     fn files_only(mut self, setting: &'static str, f: impl FnOnce(&mut files::Spec)) -> Self {
@@ -470,12 +412,14 @@ trait Start {
 /// Resolves the options and opens the source and its work (usage errors),
 /// then hands them to `then`.
 fn open<T: Start>(source: Spec, options: &config::Options, then: T) -> Result<T::Output, Error> {
-    let (command, table) = match source {
-        Spec::Files(_) => ("files", "files"),
-        Spec::Query(_) => ("query", "rows"),
-        Spec::Queue(_) => ("queue", "messages"),
+    let (command, table) = match &source {
+        Spec::Files(_) => ("files", "files".to_owned()),
+        Spec::Query(_) => ("query", "rows".to_owned()),
+        // Named after the queue: the table is how a redelivered message is
+        // recognised, by its id, and two queues' ids are alike.
+        Spec::Queue(spec) => ("queue", spec.queue.to_lowercase()),
     };
-    let cfg = config::RunConfig::resolve(options, table).map_err(Error::Config)?;
+    let cfg = config::RunConfig::resolve(options, &table).map_err(Error::Config)?;
     let cursored = matches!(&source, Spec::Query(spec) if spec.cursor.is_some());
     if cursored && !(cfg.checkpoint && cfg.sink.keeps_checkpoints()) {
         return Err(Error::Config(anyhow::anyhow!(
@@ -494,38 +438,14 @@ fn open<T: Start>(source: Spec, options: &config::Options, then: T) -> Result<T:
             then.start(cfg, command, source, work)
         }
         Spec::Queue(mut spec) => {
-            queue_fits(&cfg).map_err(Error::Config)?;
+            queue::fits(&cfg).map_err(Error::Config)?;
             // Sized to the sink's batches, within reason: what is fetched
             // is held under a lease until it commits.
-            spec.fetch = cfg.batch_size.min(MAX_FETCH);
+            spec.fetch = cfg.batch_size.min(queue::MAX_FETCH);
             let (source, work) = spec.open(processors, timeout).map_err(Error::Config)?;
             then.start(cfg, command, source, work)
         }
     }
-}
-
-/// The most messages fetched at once.
-const MAX_FETCH: usize = 5000;
-
-/// What a queue run needs of the rest: a database sink, whose table tells
-/// a redelivered message's record apart (a CSV file cannot be looked up),
-/// and run records, in whose transactions messages are settled.
-fn queue_fits(cfg: &config::RunConfig) -> anyhow::Result<()> {
-    if !matches!(cfg.sink, crate::sink::SinkSpec::Database(_)) {
-        anyhow::bail!(
-            "a queue run needs a database sink (SQLite or Postgres): messages delivered again are \
-             recognised by their record in its table"
-        );
-    }
-    if !cfg.checkpoint {
-        anyhow::bail!("a queue run keeps run records: drop --no-checkpoint");
-    }
-    if cfg.resume || cfg.incremental {
-        anyhow::bail!(
-            "a queue run starts where the queue is: --resume and --incremental do not apply"
-        );
-    }
-    Ok(())
 }
 
 struct Running {

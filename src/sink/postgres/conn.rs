@@ -81,13 +81,7 @@ impl Session {
     /// the session state (staging table, advisory lock).
     pub(super) async fn reconnect(&mut self) -> Result<()> {
         self.conn = None;
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
-            .with_total_delay(Some(RECONNECT_FOR))
-            .with_max_times(usize::MAX)
-            .with_jitter()
-            .build();
+        let mut delays = reconnect_delays();
         let stopped = || Stopped("reconnecting to Postgres");
         let mut conn = loop {
             let attempt = tokio::select! {
@@ -121,6 +115,17 @@ impl Session {
 }
 
 pub(super) use crate::db::connection_lost;
+
+/// The waits between attempts to reconnect, for up to [`RECONNECT_FOR`].
+pub(super) fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_total_delay(Some(RECONNECT_FOR))
+        .with_max_times(usize::MAX)
+        .with_jitter()
+        .build()
+}
 
 /// How long a lock held by another session is waited for: the session of
 /// a run killed a moment ago lives on until the server notices its client

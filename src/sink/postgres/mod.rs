@@ -320,8 +320,28 @@ impl Sink for PostgresSink {
         let rt = db::runtime()?;
         let mut conn = rt.block_on(db::postgres_with(&options))?;
         Ok(Box::new(move |ids: &[i64]| {
-            let found = rt.block_on(sqlx::query_scalar(&sql).bind(ids).fetch_all(&mut conn))?;
-            Ok(found)
+            rt.block_on(async {
+                // A connection lost (a server restart) is made again, with
+                // the sink's own patience; any other error is the run's.
+                let mut delays = conn::reconnect_delays();
+                loop {
+                    let e = match sqlx::query_scalar(&sql)
+                        .bind(ids)
+                        .fetch_all(&mut conn)
+                        .await
+                    {
+                        Ok(found) => return Ok(found),
+                        Err(e) => e,
+                    };
+                    let Some(delay) = delays.next().filter(|_| connection_lost(&e)) else {
+                        return Err(e.into());
+                    };
+                    tokio::time::sleep(delay).await;
+                    if let Ok(again) = db::postgres_with(&options).await {
+                        conn = again;
+                    }
+                }
+            })
         }))
     }
 
@@ -332,9 +352,13 @@ impl Sink for PostgresSink {
         let queue = db::postgres_options(&offer.url)?;
         let w = &mut self.writer;
         let ours = w.session.options();
+        // A URL without a database means the user's own database.
+        let database = |o: &sqlx::postgres::PgConnectOptions| {
+            o.get_database().unwrap_or(o.get_username()).to_owned()
+        };
         let same = queue.get_host() == ours.get_host()
             && queue.get_port() == ours.get_port()
-            && queue.get_database() == ours.get_database();
+            && database(&queue) == database(ours);
         if same {
             w.consume = Some(offer.sql.clone());
         }

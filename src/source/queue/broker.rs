@@ -67,12 +67,14 @@ pub(crate) trait Broker: Send + Sync {
     fn extend(&self, ids: &[i64]) -> Result<()>;
     /// What is left in the queue.
     fn backlog(&self) -> Result<Backlog>;
+    /// Whether the server can be reached now: an empty fetch while it
+    /// cannot says nothing about the queue being drained.
+    fn connected(&self) -> bool {
+        true
+    }
     /// How a sink in the queue's own database can consume messages in its
     /// transaction; None when acks must follow the commit.
     fn in_transaction(&self) -> Option<InTransaction> {
         None
     }
-    /// Told that the sink consumes messages in its transaction: `ack` then
-    /// has nothing left to do on the server.
-    fn consumed_by_sink(&self) {}
 }

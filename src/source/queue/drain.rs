@@ -99,6 +99,12 @@ impl<'s> Drain<'s> {
         };
         let messages = self.source.broker.fetch(max, wait)?;
         if messages.is_empty() {
+            // Away from the server, the queue is not known to be drained:
+            // the broker fails the fetch once it stays away too long.
+            if !self.source.broker.connected() {
+                self.idle_since = None;
+                return Ok(());
+            }
             let since = *self.idle_since.get_or_insert_with(Instant::now);
             self.done = !spec.follow && since.elapsed() >= spec.idle;
             return Ok(());
@@ -107,13 +113,17 @@ impl<'s> Drain<'s> {
         self.admit(messages)
     }
 
-    /// Leases the fetched messages, and acks those already done.
-    fn admit(&mut self, messages: Vec<Message>) -> Result<()> {
+    /// Leases the fetched messages, and acks those already done. A message
+    /// this run holds already (its lease ran out, or another consumer
+    /// released it, while it waited here) is not taken twice: one batch
+    /// must not hold its record twice.
+    fn admit(&mut self, mut messages: Vec<Message>) -> Result<()> {
         let source = self.source;
         let now = Instant::now();
         let max = source.spec.max_deliveries;
         {
             let mut held = source.held();
+            messages.retain(|m| !held.leases.contains_key(&m.id));
             for m in &messages {
                 held.leases.insert(m.id, now);
                 if m.deliveries > max {
@@ -146,7 +156,13 @@ impl<'s> Drain<'s> {
                     held.poison.remove(id);
                 }
             }
-            source.committed(&keys)?;
+            // Not consumed by any transaction of this run: acked here,
+            // even when the sink consumes the messages it commits. A
+            // failed ack is no reason to stop: they come back, and are
+            // recognised again.
+            if let Err(e) = source.settle(&keys, false) {
+                crate::pipeline::log::ack_failed(keys.len(), &e);
+            }
             source
                 .redelivered
                 .fetch_add(done.len() as u64, Ordering::Relaxed);

@@ -226,7 +226,6 @@ impl QueueSource {
     /// The sink took that offer: it consumes messages as it commits them.
     pub(crate) fn consumed_by_sink(&mut self) {
         self.in_sink = true;
-        self.broker.consumed_by_sink();
     }
 
     /// Called on the sink's thread once a transaction committed: its
@@ -234,6 +233,14 @@ impl QueueSource {
     /// record is safe, and the message, delivered again, is recognised.
     pub(crate) fn committed(&self, keys: &[ItemKey]) -> Result<()> {
         ack_delay();
+        // The sink's transaction consumed them already.
+        self.settle(keys, self.in_sink)
+    }
+
+    /// Settles messages done with: poison is terminated, the rest acked
+    /// unless `acked` (by the sink's transaction). A term that fails does
+    /// not keep the acks from going out.
+    fn settle(&self, keys: &[ItemKey], acked: bool) -> Result<()> {
         let (mut acks, mut poison) = (Vec::with_capacity(keys.len()), Vec::new());
         {
             let mut held = self.held();
@@ -246,13 +253,14 @@ impl QueueSource {
                 }
             }
         }
-        if !poison.is_empty() {
-            self.broker.term(&poison)?;
-        }
-        if !acks.is_empty() && !self.in_sink {
+        let termed = match poison.is_empty() {
+            true => Ok(()),
+            false => self.broker.term(&poison),
+        };
+        if !acks.is_empty() && !acked {
             self.broker.ack(&acks)?;
         }
-        Ok(())
+        termed
     }
 
     /// The end of the run: stops the lease keeper, releases the messages
