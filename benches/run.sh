@@ -303,7 +303,13 @@ queue_run() { # queue n name [flags...]: time batchproc draining n messages, che
     # The sink must hold each message once, with its payload's digest, and the queue be empty.
     check=$(python3 -c 'import hashlib, json, sqlite3, sys
 db, summary, n = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
-rows = sqlite3.connect(db).execute("SELECT id, payload, payload_sha256 FROM messages").fetchall()
+conn = sqlite3.connect(db)
+# the results: the one table that is not bookkeeping (whatever the default calls it)
+tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = ?", ("table",))
+          if not t.startswith(("batchproc_", "_sqlx", "sqlite_"))]
+if len(tables) != 1:
+    sys.exit(f"want one table of results, found {tables}")
+rows = conn.execute(f"SELECT id, payload, payload_sha256 FROM \"{tables[0]}\"").fetchall()
 ids = len({r[0] for r in rows})
 bad = sum(hashlib.sha256(r[1].encode()).hexdigest() != r[2] for r in rows)
 ok, failed = summary["ok"], summary["failed"]
