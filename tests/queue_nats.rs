@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::nats::{fresh_stream, NatsStream};
 use common::pg::fresh_db;
 use common::queue::{
-    assert_matches, assert_shared, count_rewrites, pg_records, refusing_script, sqlite_count,
-    sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite,
+    assert_matches, assert_shared, count_rewrites, pg_records, poison_runs, refusing_script,
+    sqlite_count, sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite, POISON_FLAGS,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
 use sqlx::Row;
@@ -297,34 +297,8 @@ fn a_poison_message_is_recorded_and_terminated_after_max_deliveries() {
     let tmp = tempfile::tempdir().unwrap();
     s.publish(&["good", "bad"]);
     refusing_script(tmp.path());
-    let run = || {
-        drain(
-            tmp.path(),
-            &s,
-            "sqlite:out.db",
-            &[
-                "-p",
-                "exec:./check.sh {payload}",
-                "--max-deliveries",
-                "2",
-                "-w",
-                "1",
-            ],
-        )
-    };
-    for attempt in 1..=2 {
-        let out = run();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "attempt {attempt}: {}",
-            stderr_of(&out)
-        );
-        assert!(stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
-    }
-    let out = run();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(!stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
+    let run = || drain(tmp.path(), &s, "sqlite:out.db", &POISON_FLAGS);
+    poison_runs(run);
     let rows = query(
         &tmp.path().join("out.db"),
         "SELECT payload, error FROM messages ORDER BY id",

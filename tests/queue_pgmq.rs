@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::pg::{fresh_db, PgDb};
 use common::pgmq::{counts, create_queue, send};
 use common::queue::{
-    assert_matches, assert_shared, count_rewrites, pg_records, refusing_script, sqlite_count,
-    sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite,
+    assert_matches, assert_shared, count_rewrites, pg_records, poison_runs, refusing_script,
+    sqlite_count, sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite, POISON_FLAGS,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
 use sqlx::Row;
@@ -321,37 +321,8 @@ fn poison(same_database: bool) {
         [serde_json::json!("good"), serde_json::json!("bad")],
     );
     refusing_script(tmp.path());
-    let run = || {
-        drain(
-            tmp.path(),
-            &db,
-            "jobs",
-            &sink,
-            &[
-                "-p",
-                "exec:./check.sh {payload}",
-                "--max-deliveries",
-                "2",
-                "-w",
-                "1",
-            ],
-        )
-    };
-    // Fail-fast: the bad message fails its run and is let go, twice.
-    for attempt in 1..=2 {
-        let out = run();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "attempt {attempt}: {}",
-            stderr_of(&out)
-        );
-        assert!(stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
-    }
-    // The third delivery is one too many: recorded, archived, never tried.
-    let out = run();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(!stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
+    let run = || drain(tmp.path(), &db, "jobs", &sink, &POISON_FLAGS);
+    poison_runs(run);
     let select = "SELECT payload, error FROM messages ORDER BY id";
     let rows: Vec<(String, Option<String>)> = match same_database {
         true => db

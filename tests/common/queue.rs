@@ -117,3 +117,34 @@ pub fn assert_shared(sink: &PgDb, n: i64) {
     assert!(oks.iter().all(|ok| *ok > 0), "{oks:?}");
     assert_eq!(oks.iter().sum::<i64>(), n, "{oks:?}");
 }
+
+/// The flags of a poison test: the refusing script on each payload, two
+/// deliveries allowed, one worker.
+pub const POISON_FLAGS: [&str; 6] = [
+    "-p",
+    "exec:./check.sh {payload}",
+    "--max-deliveries",
+    "2",
+    "-w",
+    "1",
+];
+
+/// Three runs of a queue holding a good and a bad message: fail-fast fails
+/// the first two on the bad one (handed back each time); the third
+/// delivery is one too many, so it is recorded without being tried.
+pub fn poison_runs(run: impl Fn() -> std::process::Output) {
+    use super::stderr_of;
+    for attempt in 1..=2 {
+        let out = run();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "attempt {attempt}: {}",
+            stderr_of(&out)
+        );
+        assert!(stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
+    }
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("refused"), "{}", stderr_of(&out));
+}
