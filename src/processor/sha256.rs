@@ -35,8 +35,8 @@ impl Accumulator for State {
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<Vec<Value>> {
-        let digest = self.0.finalize();
-        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(vec![Value::Text(hex)])
+        // The digest's own LowerHex: one allocation, not one per byte
+        // (that was a tenth of a queue drain's CPU).
+        Ok(vec![Value::Text(format!("{:x}", self.0.finalize()))])
     }
 }
