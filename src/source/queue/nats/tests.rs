@@ -164,6 +164,9 @@ fn fetches_and_acks_thousands() {
         "{:?}",
         start.elapsed()
     );
+    // Only the last of the 3,000 acks asked for a reply: the server
+    // applied them in order, so all are counted at once.
+    assert_eq!(nats.backlog().unwrap(), ZERO);
     // Settled already, or never fetched: nothing to do.
     nats.ack(&[1, 2, 99_999]).unwrap();
     nats.term(&[3]).unwrap();
@@ -185,7 +188,11 @@ fn unacked_message_comes_back_after_the_lease() {
         }
     );
     let again = fetch_n(&nats, 1);
-    assert_eq!((again[0].id, again[0].deliveries), (1, 2));
+    // At least 2: on a loaded machine a redelivery can go to a pull the
+    // client gave up on a moment before the server did; that delivery
+    // counts too, and the message comes once more.
+    assert_eq!(again[0].id, 1);
+    assert!(again[0].deliveries >= 2, "{again:?}");
     nats.ack(&[1]).unwrap();
     assert_eq!(nats.backlog().unwrap(), ZERO);
 }
