@@ -607,6 +607,24 @@ def queue_rows(args):
             f"{listed((r['peak_busy'] for r in timed), '{:.0f}')}); peak RSS "
             f"{listed((r['rss'] / 1024 for r in timed), '{:.1f}')} MiB at {n:,} messages, "
             f"{listed((r['rss'] / 1024 for r in mem), '{:.1f}')} MiB at {small:,}.")
+    floor = load_jsonl(args.out, "queue-floor.jsonl", required=False)
+    if floor:
+        f_rate = statistics.median(f["per_second"] for f in floor)
+        nats_rate = statistics.median(r["n"] / r["secs"] for r in queue_runs(args.out, "nats", "timed"))
+        nats_ceiling = statistics.median(c["per_second"]
+                                         for c in load_jsonl(args.out, "queue-nats-ceiling.jsonl"))
+        out.append((
+            f"the sink's floor: SQLite alone writing the rows of {n:,} NATS messages "
+            f"(payload and digest, WAL, synchronous=FULL, {batch:,} a transaction), "
+            f"vs the NATS plain consumer",
+            f"{f_rate:,.0f} rows/s ({statistics.median(f['seconds'] for f in floor):.2f} s)",
+            f"{nats_ceiling:,.0f} msg/s", f"{f_rate / nats_ceiling:.2f}×", "-", "info"))
+        f_rates = ", ".join(f"{f['per_second']:,.0f}" for f in floor)
+        notes.append(
+            f"queue rows: SQLite alone (examples/queue_bench floor-sqlite, rusqlite, one prepared "
+            f"insert a row, nothing else) wrote the rows of {n:,} messages at {f_rates} rows/s: "
+            f"a drain into SQLite that stores the payload cannot go faster. batchproc's NATS drain "
+            f"ran at {nats_rate / f_rate:.2f}× that floor.")
     notes.append(
         f"queue rows: every batchproc run was checked: its SQLite table held {n:,} rows (or "
         f"{small:,}), one per message id, each with the SHA-256 of its payload; its summary said "

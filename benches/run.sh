@@ -364,6 +364,17 @@ queue_rows() {
             echo "$(queue_cmd "$q") --summary-json $OUT/queue-summary.json"
         } >>"$OUT/queue-commands.txt"
     done
+    # The sink's floor: SQLite alone writing the rows of those messages (for information).
+    say "queue: SQLite alone writing the rows of $QUEUE_N messages, $QUEUE_RUNS run(s)"
+    for ((r = 1; r <= QUEUE_RUNS; r++)); do
+        "$QB" floor-sqlite "$OUT/queue-floor.db" "$QUEUE_N" "$QUEUE_SIZE" "$QUEUE_BATCH" |
+            tee -a "$OUT/queue-floor.jsonl" || die "the SQLite floor run failed"
+    done
+    rm -f "$OUT/queue-floor.db" "$OUT/queue-floor.db"-wal "$OUT/queue-floor.db"-shm
+    {
+        echo "# SQLite alone writing the rows of the messages (the sink's floor, $QUEUE_RUNS run(s)):"
+        echo "$QB floor-sqlite $OUT/queue-floor.db $QUEUE_N $QUEUE_SIZE $QUEUE_BATCH"
+    } >>"$OUT/queue-commands.txt"
     "$QB" delete-nats "$NATS_URL" "$QUEUE_NAME" || true
     $PSQL -d postgres -c "DROP DATABASE IF EXISTS $QUEUE_NAME" || true
 }

@@ -11,6 +11,7 @@
 //!     queue_bench left-pgmq URL QUEUE              # messages still in the queue
 //!     queue_bench left-nats URL STREAM CONSUMER    # ... not yet acked by CONSUMER
 //!     queue_bench delete-nats URL STREAM           # the stream deleted (pgmq: drop the database)
+//!     queue_bench floor-sqlite FILE N SIZE BATCH   # SQLite alone writing such messages' rows
 //!
 //! A ceiling run prints one JSON line, `{"messages":N,"seconds":S,
 //! "per_second":R,"server":"…"}` (the server's version), and exits non-zero
@@ -18,6 +19,13 @@
 //! message is the JSON text `{"id": I, "data": "…"}`, SIZE bytes long, in
 //! both queues (pgmq stores it as jsonb, whose text is the same). pgmq needs
 //! no extension: its tables are made as `pgmq.create` makes them.
+//!
+//! `floor-sqlite` is the other side of a drain into SQLite: the rows
+//! `batchproc queue -p sha256:payload` writes for N NATS messages (id,
+//! subject, payload, published, deliveries, payload_sha256), inserted into a
+//! new SQLite file with the sink's settings (WAL, `synchronous=FULL` as for
+//! a queue run), BATCH rows a transaction, with nothing else to do. A drain
+//! into SQLite cannot be faster than this; it prints the same JSON line.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +44,7 @@ const CEILING_CONSUMER: &str = "ceiling";
 const USAGE: &str = "usage: queue_bench load-pgmq URL QUEUE N SIZE | load-nats URL STREAM N SIZE
                    | ceiling-pgmq URL QUEUE BATCH | ceiling-nats URL STREAM BATCH
                    | left-pgmq URL QUEUE | left-nats URL STREAM CONSUMER
-                   | delete-nats URL STREAM";
+                   | delete-nats URL STREAM | floor-sqlite FILE N SIZE BATCH";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
@@ -63,6 +71,7 @@ async fn main() -> Result<()> {
             js.delete_stream(arg(2)?).await?;
             Ok(())
         }
+        "floor-sqlite" => report(floor_sqlite(arg(1)?, num(2)?, num(3)?, num(4)?)?),
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
 }
@@ -336,4 +345,47 @@ async fn left_nats(url: &str, name: &str, consumer_name: &str) -> Result<()> {
     let info = consumer.info().await?;
     println!("{}", info.num_pending + info.num_ack_pending as u64);
     Ok(())
+}
+
+/// SQLite alone writing the rows of `n` messages of `size` bytes, `batch`
+/// a transaction (see the module's doc).
+fn floor_sqlite(file: &str, n: usize, size: usize, batch: usize) -> Result<Drained> {
+    use sha2::Digest;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{file}{suffix}"));
+    }
+    let mut conn = rusqlite::Connection::open(file)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE floor (id INTEGER PRIMARY KEY, subject TEXT, payload TEXT, \
+         published TEXT, deliveries INTEGER, payload_sha256 TEXT)",
+    )?;
+    let started = Instant::now();
+    let published = "2026-12-03T00:00:00.000000000Z";
+    for first in (1..=n).step_by(batch.max(1)) {
+        let tx = conn.transaction()?;
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO floor VALUES (?1, ?2, ?3, ?4, 1, ?5)")?;
+            for id in first..(first + batch).min(n + 1) {
+                let payload = message(id, size);
+                let digest = format!("{:x}", sha2::Sha256::digest(payload.as_bytes()));
+                insert.execute(rusqlite::params![
+                    id as i64,
+                    "bench_queue.bench",
+                    payload,
+                    published,
+                    digest
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(Drained {
+        messages: n as u64,
+        expected: n as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        server: format!("SQLite {}", rusqlite::version()),
+    })
 }
