@@ -118,20 +118,6 @@ fn file_rows(db: &Path, table: &str) -> BTreeMap<Vec<u8>, String> {
     .collect()
 }
 
-/// `batchproc runs --json` of `sink`, newest first.
-fn runs(dir: &Path, sink: &str) -> Vec<Value> {
-    let out = bp(dir)
-        .args(["runs", "--json", "-o", sink])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Runs `args` with `--summary-json -` and returns the summary; exit 0.
 fn summary(dir: &Path, args: &[&str]) -> Value {
     let out = bp(dir)
@@ -191,7 +177,7 @@ fn three_shards_one_after_another_write_exactly_the_unsharded_rows() {
     assert_eq!(skipped, 1);
 
     // Each run shows its shard: in the JSON and in the table.
-    let listed = runs(tmp.path(), "sqlite:shards.db");
+    let listed = runs_json(tmp.path(), "sqlite:shards.db");
     let shards: Vec<&Value> = listed.iter().map(|r| &r["shard"]).collect();
     assert_eq!(shards, ["3/3", "2/3", "1/3"]);
     let ok: u64 = listed.iter().map(|r| r["ok"].as_u64().unwrap()).sum();
@@ -206,7 +192,7 @@ fn three_shards_one_after_another_write_exactly_the_unsharded_rows() {
     for (line, shard) in lines[1..].iter().zip(["3/3", "2/3", "1/3"]) {
         assert!(line.contains(&format!("  {shard}  ")), "{table}");
     }
-    let listed = runs(tmp.path(), "sqlite:all.db");
+    let listed = runs_json(tmp.path(), "sqlite:all.db");
     assert_eq!(listed[0]["shard"], Value::Null);
 }
 
@@ -332,7 +318,7 @@ fn an_unreadable_directory_fails_every_shard_and_each_resume_does_its_own_files(
     assert_eq!(expected.len(), 60);
     assert_eq!(done("out.db"), expected);
     let python = python_shards(&expected.keys().cloned().collect(), 3);
-    for run in runs(tmp.path(), "sqlite:out.db") {
+    for run in runs_json(tmp.path(), "sqlite:out.db") {
         let index: u32 = run["shard"].as_str().unwrap()[..1].parse().unwrap();
         let mine = in_shard(&python, index).len() as u64;
         assert_eq!(
@@ -345,18 +331,14 @@ fn an_unreadable_directory_fails_every_shard_and_each_resume_does_its_own_files(
 
 /// `src.db`, a table `t` of `n` rows (id, body) for `query` runs.
 fn bodies_db(dir: &Path, n: usize) {
-    let script = "import sqlite3, sys\n\
-        c = sqlite3.connect(sys.argv[1])\n\
-        c.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)')\n\
-        c.executemany('INSERT INTO t VALUES (?, ?)', [(i, 'body %d' % i * (i % 9)) for i in range(1, int(sys.argv[2]) + 1)])\n\
-        c.commit()\n";
-    let made = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(dir.join("src.db"))
-        .arg(n.to_string())
-        .status()
-        .unwrap();
-    assert!(made.success());
+    execute(
+        &dir.join("src.db"),
+        &format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO t SELECT i, printf('body %d', i) FROM n"
+        ),
+    );
 }
 
 #[test]
@@ -417,7 +399,7 @@ fn three_shards_at_once_into_one_postgres_database_write_the_unsharded_rows() {
         .map(|i: i64| i.to_string().into_bytes())
         .collect();
     let python = python_shards(&ids, 3);
-    let listed = runs(tmp.path(), &sharded.url);
+    let listed = runs_json(tmp.path(), &sharded.url);
     assert_eq!(listed.len(), 3);
     for run in &listed {
         assert_eq!(run["status"], "succeeded", "{run}");
@@ -475,7 +457,7 @@ fn a_shard_resumes_its_own_run_and_no_other() {
         .filter(|(k, _)| first.contains(k) || second.contains(k))
         .collect();
     assert_eq!(rows, expected);
-    let listed = runs(tmp.path(), "sqlite:out.db");
+    let listed = runs_json(tmp.path(), "sqlite:out.db");
     let by_id = |id: u64| listed.iter().find(|r| r["id"] == id).unwrap();
     assert_eq!(by_id(1)["shard"], "2/3");
     assert_eq!(by_id(1)["attempts"], 2);
@@ -531,7 +513,7 @@ fn the_shard_from_kubernetes_slurm_or_a_named_pipeline_is_the_same_shard() {
             .unwrap();
         assert!(out.status.success(), "{name}: {}", stderr_of(&out));
         let rows = file_rows(&tmp.path().join(&sink), "files");
-        assert_eq!(runs(tmp.path(), &sink)[0]["shard"], "2/3", "{name}");
+        assert_eq!(runs_json(tmp.path(), &sink)[0]["shard"], "2/3", "{name}");
         sets.push((name, rows.into_keys().collect::<BTreeSet<_>>()));
     }
     let whole = bp(tmp.path())
