@@ -98,6 +98,7 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         sink,
         logging,
         max_runtime,
+        shard,
     } = invocation;
     cli::log::init(logging);
     let to_stdout = summary_json.as_deref() == Some(std::path::Path::new("-"));
@@ -111,7 +112,8 @@ fn run(invocation: cli::Invocation) -> ExitCode {
         return plan(pipeline);
     }
     let ending = Ending { quiet, max_runtime };
-    let (code, summary) = execute(pipeline, ending, &sink);
+    let (code, mut summary) = execute(pipeline, ending, &sink);
+    summary["shard"] = serde_json::json!(shard);
     if let Some(path) = summary_json {
         if let Err(e) = cli::summary::write(&path, &summary) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -31,21 +31,7 @@ fn attempt(dir: &Path, args: &[&str], sink: &str, k: u64) -> (Output, Vec<Value>
         cmd.arg("--resume");
     }
     let out = cmd.output().unwrap();
-    (out, runs(dir, sink))
-}
-
-/// `batchproc runs --json` of `sink`.
-fn runs(dir: &Path, sink: &str) -> Vec<Value> {
-    let out = batchproc(dir)
-        .args(["runs", "--json", "-o", sink])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    (out, runs_json(dir, sink))
 }
 
 /// Attempts until one exits 0; `rows` reads the sink's key -> digest.

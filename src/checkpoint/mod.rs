@@ -53,6 +53,9 @@ pub(crate) struct RunSpec {
     /// A queue run: never resumed, and several may work at once (consumers
     /// of one queue share its messages), so no lock keeps them apart.
     pub(crate) queue: bool,
+    /// `--shard`: which shard (`2/3`), shown by `batchproc runs`. Its
+    /// identity is in the fingerprint already.
+    pub(crate) shard: Option<String>,
 }
 
 /// The range of cursor values a run reads, in the stored form the source
@@ -142,6 +145,9 @@ pub struct RunRow {
     /// average over the last attempt; None for runs recorded before 0.2.
     pub peak_busy: Option<i64>,
     pub average_busy: Option<f64>,
+    /// `--shard`: which shard of its pipeline the run handled (`2/3`);
+    /// None for a run of the whole source.
+    pub shard: Option<String>,
 }
 
 /// The command line as the user typed it, shell-quoted where needed, with

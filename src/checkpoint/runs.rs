@@ -112,7 +112,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
     let run_id: i64 = on_conn!(&mut conn, |c| {
         sqlx::query_scalar(
             "INSERT INTO batchproc_runs (fingerprint, command, sink_table, status, started_at, pid, host, \
-             cursor_after) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
+             cursor_after, shard) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&spec.fingerprint)
         .bind(&spec.command)
@@ -121,6 +121,7 @@ pub(crate) async fn start_run(mut conn: Conn<'_>, spec: &RunSpec) -> Result<RunS
         .bind(std::process::id() as i64)
         .bind(host())
         .bind(&after)
+        .bind(&spec.shard)
         .fetch_one(&mut **c)
         .await?
     });
@@ -425,7 +426,7 @@ pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
     Ok(on_conn!(&mut conn, |c| {
         sqlx::query(
             "SELECT id, status, ok, failed, skipped, unchanged, removed, attempts, started_at, \
-             finished_at, sink_table, command, pid, host, peak_busy, average_busy \
+             finished_at, sink_table, command, pid, host, peak_busy, average_busy, shard \
              FROM batchproc_runs ORDER BY id DESC",
         )
         .fetch_all(&mut **c)
@@ -448,6 +449,7 @@ pub(crate) async fn list_runs(mut conn: Conn<'_>) -> Result<Vec<RunRow>> {
             host: r.get("host"),
             peak_busy: r.get("peak_busy"),
             average_busy: r.get("average_busy"),
+            shard: r.get("shard"),
         })
         .collect()
     }))

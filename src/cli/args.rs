@@ -250,6 +250,36 @@ pub struct RunArgs {
     #[arg(long, env = "BATCHPROC_RESUME", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub resume: bool,
 
+    /// Handle only shard I of N (from 1): the items whose key hashes to I. N runs, one per shard,
+    /// on one host or many, together handle every item once; each resumes on its own, and
+    /// they may run at once into one Postgres database (into one SQLite file, one at a time).
+    #[arg(
+        long,
+        value_name = "I/N",
+        env = "BATCHPROC_SHARD",
+        hide_env_values = true
+    )]
+    pub shard: Option<String>,
+
+    /// Take the shard from the scheduler: JOB_COMPLETION_INDEX (a Kubernetes Indexed Job,
+    /// from 0) with --shards N, or else SLURM_ARRAY_TASK_ID (a Slurm array; the count from
+    /// SLURM_ARRAY_TASK_COUNT unless --shards is given).
+    #[arg(long, env = "BATCHPROC_SHARD_FROM_ENV", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub shard_from_env: bool,
+
+    /// With --shard-from-env: the number of shards (a Kubernetes Job's completions).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "BATCHPROC_SHARDS",
+        hide_env_values = true
+    )]
+    pub shards: Option<String>,
+
+    /// The shard the flags above name, once checked (`cli::parse`).
+    #[arg(skip)]
+    pub(super) shard_of: Option<(u32, u32)>,
+
     /// Write no run or checkpoint rows (for measuring their cost; such a run cannot be resumed).
     #[arg(
         long,
@@ -303,14 +333,17 @@ pub struct Invocation {
     pub logging: log::Logging,
     /// `--max-runtime`, for the line a paused run ends with.
     pub max_runtime: Option<std::time::Duration>,
+    /// `--shard`, as `I/N`, for the summary.
+    pub shard: Option<String>,
 }
 
 /// Flags that exclude each other, by arg id: [`RunArgs::settle`] lets the
 /// command line win over the environment, and a config file's key gives
 /// way to either.
-pub(super) const EXCLUSIVE: [(&[&str], &[&str]); 2] = [
+pub(super) const EXCLUSIVE: [(&[&str], &[&str]); 3] = [
     (&["workers"], &["min_workers", "max_workers"]),
     (&["resume"], &["no_checkpoint"]),
+    (&["shard"], &["shard_from_env", "shards"]),
 ];
 
 impl RunArgs {
@@ -330,6 +363,16 @@ impl RunArgs {
                                 '--min-workers <N>' or '--max-workers <M>'"
                         .into())
                 }
+            }
+        }
+        if self.shard.is_some() && (self.shard_from_env || self.shards.is_some()) {
+            let env_side_from_env = (!self.shard_from_env || from_env("shard_from_env"))
+                && (self.shards.is_none() || from_env("shards"));
+            match (from_env("shard"), env_side_from_env) {
+                (true, false) => self.shard = None,
+                (false, true) => (self.shard_from_env, self.shards) = (false, None),
+                // Refused with the other shard errors, in one line.
+                _ => {}
             }
         }
         if self.resume && self.no_checkpoint {
@@ -443,6 +486,9 @@ impl RunArgs {
         if let Some(limit) = self.max_runtime {
             p = p.max_runtime(limit);
         }
+        if let Some((index, count)) = self.shard_of {
+            p = p.shard(index, count);
+        }
         Invocation {
             pipeline: p,
             dry_run: self.dry_run,
@@ -454,6 +500,9 @@ impl RunArgs {
                 format: self.log_format,
             },
             max_runtime: self.max_runtime,
+            shard: self
+                .shard_of
+                .map(|(index, count)| format!("{index}/{count}")),
         }
     }
 }

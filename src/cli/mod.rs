@@ -11,6 +11,7 @@ mod generate;
 pub mod log;
 mod queue;
 mod runs;
+mod shard;
 pub mod summary;
 mod terminal;
 
@@ -176,14 +177,15 @@ fn parse_from(line: Vec<OsString>) -> Result<Cli, clap::Error> {
         return parse_from(config.command_line(&name, &flags)?);
     }
     let run = match &mut cli.command {
-        Command::Files(args) => Some(&mut args.run),
-        Command::Query(args) => Some(&mut args.run),
-        Command::Queue(args) => Some(&mut args.run),
+        Command::Files(args) => Some((&mut args.run, false)),
+        Command::Query(args) => Some((&mut args.run, false)),
+        Command::Queue(args) => Some((&mut args.run, true)),
         _ => None,
     };
-    if let (Some(run), Some((_, sub))) = (run, matches.subcommand()) {
+    if let (Some((run, queue)), Some((_, sub))) = (run, matches.subcommand()) {
         run.settle(sub)
             .map_err(|message| command.error(ErrorKind::ArgumentConflict, message))?;
+        shard::resolve(run, sub, queue)?;
     }
     Ok(cli)
 }

@@ -14,6 +14,9 @@ pub fn print_runs(runs: &[RunRow], json: bool) -> std::io::Result<()> {
     }
 }
 
+/// Columns of the table; the last (the command) is not padded.
+const COLUMNS: usize = 13;
+
 fn table(runs: &[RunRow]) -> String {
     let mut rows = vec![[
         "ID",
@@ -25,6 +28,7 @@ fn table(runs: &[RunRow]) -> String {
         "REMOVED",
         "ATTEMPTS",
         "BUSY",
+        "SHARD",
         "STARTED",
         "DURATION",
         "COMMAND",
@@ -41,12 +45,13 @@ fn table(runs: &[RunRow]) -> String {
             r.removed.to_string(),
             r.attempts.to_string(),
             busy(r.peak_busy, r.average_busy),
+            r.shard.clone().unwrap_or_else(|| "-".into()),
             r.started_at.clone(),
             duration(&r.started_at, r.finished_at.as_deref()),
             r.command.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..12)
+    let widths: Vec<usize> = (0..COLUMNS)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -55,7 +60,7 @@ fn table(runs: &[RunRow]) -> String {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 11 {
+                if i == COLUMNS - 1 {
                     c.clone()
                 } else {
                     format!("{c:<w$}", w = widths[i])

@@ -3,44 +3,48 @@
 //! (indicatif; none otherwise, so cron mail and CI logs stay plain).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use batchproc::Events;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+/// The bar's line until a total is known, and for good when none can be
+/// (a query shard: `count(*)` cannot tell shards apart): what is done and
+/// the rate, no total, ETA or bar that would have to be made up.
+const COUNTING: &str = "{spinner} {human_pos} items  {rate}";
+/// The bar's line once the counting ahead reported a total.
+const TOTAL: &str = "{spinner} {human_pos}/{human_len} items  {rate}  ETA {eta}  [{wide_bar}]";
+
 /// The run's events, for a person at a terminal (or reading a log).
 pub struct Terminal {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// Whether the bar shows a total yet.
+    total: AtomicBool,
 }
 
 impl Terminal {
     /// A bar on stderr when it is a terminal and `quiet` is off.
     pub fn new(quiet: bool) -> Self {
+        let total = AtomicBool::new(false);
         if quiet || !std::io::stderr().is_terminal() {
-            return Terminal { bar: None, quiet };
+            return Terminal {
+                bar: None,
+                quiet,
+                total,
+            };
         }
         // No length until the counting walk reports one, so the bar does not
         // start out looking full.
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {human_pos}/{human_len} items  {rate}  ETA {eta}  [{wide_bar}]",
-            )
-            .expect("valid template")
-            .with_key(
-                "rate",
-                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0}/s", state.per_sec());
-                },
-            )
-            .progress_chars("=> "),
-        );
+        bar.set_style(style(COUNTING));
         bar.enable_steady_tick(Duration::from_millis(200));
         super::log::bar_shown(&bar);
         Terminal {
             bar: Some(bar),
             quiet,
+            total,
         }
     }
 
@@ -79,6 +83,9 @@ impl Events for Terminal {
     fn total(&self, items: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(items);
+            if !self.total.swap(true, Ordering::Relaxed) {
+                bar.set_style(style(TOTAL));
+            }
         }
     }
 
@@ -87,6 +94,19 @@ impl Events for Terminal {
             bar.inc(items);
         }
     }
+}
+
+/// The bar's style with `template`, which may show `{rate}` (items a second).
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        )
+        .progress_chars("=> ")
 }
 
 /// Writes one line to stderr, redacted (every message names its URLs

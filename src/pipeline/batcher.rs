@@ -18,6 +18,7 @@ use crate::events::Shared;
 use crate::processor::Outcome;
 use crate::record::{Record, Value};
 use crate::sink::{Checker, Encoder};
+use crate::source::shard::Shard;
 use crate::source::Source;
 
 /// Groups outcomes into sink batches.
@@ -35,6 +36,8 @@ pub(super) struct Batcher<'a, S> {
     pub(super) abort: bool,
     /// `--prune`: once everything is committed, delete the rows of items gone.
     pub(super) prune: bool,
+    /// `--shard`: only this shard's items, and rows, are the run's.
+    pub(super) shard: Option<Shard>,
     /// A queue: each batch lists the messages it is done with.
     pub(super) acks: bool,
 }
@@ -142,7 +145,11 @@ impl<S: Source> Batcher<'_, S> {
             return 0;
         }
         let keys = match self.source.gone(self.ledger.resumed_after()) {
-            Ok(keys) => keys,
+            // Another shard's rows are that shard's to remove.
+            Ok(keys) => match &self.shard {
+                Some(shard) => keys.into_iter().filter(|k| shard.holds_value(k)).collect(),
+                None => keys,
+            },
             Err(why) => {
                 self.events
                     .warning(&format!("--prune: {why}, so no rows were removed"));

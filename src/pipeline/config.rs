@@ -10,6 +10,7 @@ use super::rate::Rate;
 use super::retry::RetryPolicy;
 use super::OnError;
 use crate::sink::{validate_table_name, SinkSpec};
+use crate::source::shard::Shard;
 
 /// The settings as given; None: the default.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub(super) struct Options {
     pub(super) prune: bool,
     pub(super) max_failures: Option<u32>,
     pub(super) retry_failed: bool,
+    /// `(index, count)`, checked when resolved.
+    pub(super) shard: Option<(u32, u32)>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             prune: false,
             max_failures: None,
             retry_failed: false,
+            shard: None,
         }
     }
 }
@@ -92,6 +96,8 @@ pub(crate) struct RunConfig {
     pub(crate) quarantine_at: Option<u32>,
     /// Items the source may run ahead of the checkpoint watermark.
     pub(crate) window: usize,
+    /// Only this shard's items (`--shard I/N`).
+    pub(crate) shard: Option<Shard>,
 }
 
 impl RunConfig {
@@ -130,6 +136,10 @@ impl RunConfig {
             );
         }
         let quarantine_at = quarantine_at(options)?;
+        let shard = options
+            .shard
+            .map(|(index, count)| Shard::new(index, count))
+            .transpose()?;
         for (name, value) in [
             ("--batch-size", options.batch_size),
             ("--queue", options.queue),
@@ -160,6 +170,7 @@ impl RunConfig {
             prune: options.prune,
             quarantine_at,
             window: 100_000,
+            shard,
         })
     }
 

@@ -339,6 +339,17 @@ impl Pipeline {
         }
     }
 
+    /// Handle only shard `index` (from 1) of `count`: the items whose key
+    /// hashes to it (the hash is written down in docs/DESIGN.md, the same on
+    /// every host). `count` runs, one per shard, together handle every item
+    /// once; each is a pipeline of its own (it resumes on its own, and runs
+    /// at once with the others into one Postgres database). Not for a queue,
+    /// which its consumers share already.
+    pub fn shard(mut self, index: u32, count: u32) -> Self {
+        self.options.shard = Some((index, count));
+        self
+    }
+
     /// Whether to keep run and checkpoint rows (default true; without them
     /// a run cannot be resumed).
     pub fn checkpoint(mut self, checkpoint: bool) -> Self {

@@ -5,20 +5,21 @@
 //! written: no database file, no table, no runs row. With `--incremental`
 //! the earlier rows are read as a run reads them and the walk itself says
 //! which files it would pass (unchanged, quarantined), so the plan's
-//! numbers are the run's.
+//! numbers are the run's. A shard's plan reads the items to count its own
+//! (a query's rows too: a `count(*)` cannot tell shards apart).
 
 use std::cell::Cell;
 
-use super::run::{fingerprint, output_schema};
+use super::run::{output_schema, run_spec};
 use super::{config::RunConfig, Error};
 use crate::checkpoint::ItemKey;
-use crate::checkpoint::{command_line, RunSpec};
 use crate::db::Url;
 use crate::pool::Cancel;
 use crate::processor::Work;
 use crate::sink::sql::{Dialect, Postgres, Sqlite};
 use crate::sink::SinkSpec;
 use crate::source::files::Previous;
+use crate::source::shard::Shard;
 use crate::source::{Found, Source};
 
 /// What a run would do, as a dry run found it.
@@ -119,15 +120,9 @@ where
 {
     let schema = output_schema(work.schema(), cfg.attempts_column()).map_err(Error::Config)?;
     let cursored = source.cursored().is_some();
-    let spec = cfg.checkpoint.then(|| RunSpec {
-        fingerprint: fingerprint(&cfg, command, &source, &work).digest(),
-        legacy_fingerprint: fingerprint(&cfg, command, &source, &work).legacy(),
-        command: command_line(),
-        table: Some(cfg.table.clone()),
-        resume: cfg.resume,
-        cursor: cursored,
-        queue: source.queue().is_some(),
-    });
+    let spec = cfg
+        .checkpoint
+        .then(|| run_spec(&cfg, command, &source, &work, cursored));
     let mut previous = Previous::default();
     let mut insert = |row| previous.insert(row);
     let earlier: Option<&mut dyn FnMut(_)> = cfg.incremental.then_some(&mut insert);
@@ -154,7 +149,11 @@ where
         };
         notes.push(source.restrict(after, &upto).map_err(Error::Config)?);
     }
+    let shard = cfg.shard.as_ref();
     let count = |after| {
+        if shard.is_some() {
+            return Ok(walk(&source, after, shard, cancel)?.0);
+        }
         let n = Cell::new(0);
         source
             .count(after, cancel, &|seen| n.set(seen))
@@ -166,7 +165,7 @@ where
     };
     let (items, unchanged, quarantined) = match cfg.incremental {
         true => {
-            let walked = walk(&source, None, cancel)?;
+            let walked = walk(&source, None, shard, cancel)?;
             (walked.0, Some(walked.1), walked.2)
         }
         false => (count(None)?, None, 0),
@@ -195,10 +194,12 @@ where
 }
 
 /// Walks the source as a run would: the items it would process, the files
-/// it would pass unchanged, and those it would pass quarantined.
+/// it would pass unchanged, and those it would pass quarantined (of the
+/// shard's, with one).
 fn walk<S: Source>(
     source: &S,
     after: Option<&ItemKey>,
+    shard: Option<&Shard>,
     cancel: &Cancel,
 ) -> Result<(u64, u64, u64), Error> {
     let mut counts = (0, 0, 0);
@@ -206,11 +207,15 @@ fn walk<S: Source>(
         if cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
-        match found.map_err(Error::Config)? {
+        let found = found.map_err(Error::Config)?;
+        if shard.is_some_and(|shard| !shard.keeps::<S>(&found)) {
+            continue;
+        }
+        match found {
             Found::Item(..) => counts.0 += 1,
             Found::Unchanged(_) => counts.1 += 1,
             Found::Quarantined(_) => counts.2 += 1,
-            Found::Skipped | Found::Wait => {}
+            Found::Skipped(_) | Found::Wait => {}
         }
     }
     Ok(counts)

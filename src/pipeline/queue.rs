@@ -85,6 +85,11 @@ pub(super) fn fits(cfg: &RunConfig) -> anyhow::Result<()> {
     if !cfg.checkpoint {
         anyhow::bail!("a queue run keeps run records: drop --no-checkpoint");
     }
+    if cfg.shard.is_some() {
+        anyhow::bail!(
+            "a queue is already shared by its consumers: run several of them, without a shard"
+        );
+    }
     if cfg.resume || cfg.incremental {
         anyhow::bail!(
             "a queue run starts where the queue is: --resume and --incremental do not apply"

@@ -30,6 +30,7 @@ use crate::sink::{Busy, Sink};
 use crate::source::cutoff::Cutoff;
 use crate::source::driver::{drive, Queue};
 use crate::source::files::Previous;
+use crate::source::shard::{self, Shard};
 use crate::source::{Cursored, Pace, Source};
 
 /// A run refused before any work: busy (another run holds the sink) or
@@ -82,16 +83,7 @@ where
 
     let run = match cfg.checkpoint {
         true => {
-            let fingerprint = fingerprint(&cfg, command, &source, &work);
-            let spec = RunSpec {
-                fingerprint: fingerprint.digest(),
-                legacy_fingerprint: fingerprint.legacy(),
-                command: command_line(),
-                table: Some(cfg.table.clone()),
-                resume: cfg.resume,
-                cursor: cursored,
-                queue: source.queue().is_some(),
-            };
+            let spec = run_spec(&cfg, command, &source, &work, cursored);
             sink.start_run(&spec).map_err(config_error)?
         }
         false => None,
@@ -143,7 +135,8 @@ where
     let (summary, pool_stats) = std::thread::scope(|scope| {
         if events.wants_total() {
             let (source, point, events, ended) = (&source, &point, &events, &ended);
-            scope.spawn(move || count_ahead(source, point, events, ended));
+            let shard = cfg.shard.as_ref();
+            scope.spawn(move || count_ahead(source, shard, point, events, ended));
         }
         let (source, ledger, pace, failure, cutoff) = (&source, &ledger, &pace, &failure, &cutoff);
         if let Some(limit) = cfg.max_runtime {
@@ -157,7 +150,7 @@ where
             sharers: cfg.max_workers,
         };
         scope.spawn(move || {
-            if let Err(e) = drive(source, ledger, queue, pace, cutoff) {
+            if let Err(e) = drive(source, cfg.shard.as_ref(), ledger, queue, pace, cutoff) {
                 failure.set(Failure::Source(e));
             }
         });
@@ -205,6 +198,7 @@ where
             flush_interval: cfg.flush_interval,
             abort,
             prune: cfg.prune,
+            shard: cfg.shard,
             acks: source.queue().is_some(),
         };
         let summary = batcher.drain(out_rx);
@@ -294,10 +288,33 @@ fn spare_cores(pool: &Pool) -> SpareCores {
     Arc::new(move || gauge.busy() < cpus)
 }
 
+/// What the bookkeeping needs to open the run of this pipeline, or to
+/// find the one a resume would continue.
+pub(super) fn run_spec<S: Source, W: Work>(
+    cfg: &RunConfig,
+    command: &str,
+    source: &S,
+    work: &W,
+    cursor: bool,
+) -> RunSpec {
+    let fingerprint = fingerprint(cfg, command, source, work);
+    RunSpec {
+        fingerprint: fingerprint.digest(),
+        legacy_fingerprint: fingerprint.legacy(),
+        command: command_line(),
+        table: Some(cfg.table.clone()),
+        resume: cfg.resume,
+        cursor,
+        queue: source.queue().is_some(),
+        shard: cfg.shard.map(|shard| shard.to_string()),
+    }
+}
+
 /// What gives the run's results their meaning, in a fixed order: the
-/// command, the source's parts, the processors, the sink, the table, and
-/// whether there is an `attempts` column (a resumed CSV keeps its header).
-pub(super) fn fingerprint<S: Source, W: Work>(
+/// command, the source's parts, the shard (with `--shard`), the
+/// processors, the sink, the table, and whether there is an `attempts`
+/// column (a resumed CSV keeps its header).
+fn fingerprint<S: Source, W: Work>(
     cfg: &RunConfig,
     command: &str,
     source: &S,
@@ -306,6 +323,11 @@ pub(super) fn fingerprint<S: Source, W: Work>(
     let mut fp = Fingerprint::default();
     fp.add("command", Part::Text(command.to_owned()));
     source.fingerprint(&mut fp);
+    // Added only with a shard, so other pipelines keep their fingerprint;
+    // with it each shard resumes its own run and takes its own lock.
+    if let Some(shard) = &cfg.shard {
+        fp.add("shard", Part::Text(shard.to_string()));
+    }
     fp.add("processors", Part::Processors(work.specs()))
         .add("sink", Part::Text(cfg.sink.to_string()))
         .add("table", Part::Text(cfg.table.clone()));
@@ -337,11 +359,27 @@ pub(super) fn output_schema(schema: &Schema, attempts: bool) -> anyhow::Result<S
 
 /// Counts the items still to do, ahead of the run, for a progress total.
 /// Items an earlier attempt committed beyond its watermark are met again
-/// by the count, but not done again.
-fn count_ahead<S: Source>(source: &S, point: &ResumePoint, events: &Shared, stop: &Cancel) {
+/// by the count, but not done again. A shard's items are counted only
+/// where counting reads them; elsewhere (a query's `count(*)`) the total
+/// stays unknown rather than wrong.
+fn count_ahead<S: Source>(
+    source: &S,
+    shard: Option<&Shard>,
+    point: &ResumePoint,
+    events: &Shared,
+    stop: &Cancel,
+) {
     let done = point.done.len() as u64;
     let report = |n: u64| events.total(n.saturating_sub(done));
-    if let Err(e) = source.count(point.watermark.as_ref(), stop, &report) {
+    let after = point.watermark.as_ref();
+    let counted = match shard {
+        None => source.count(after, stop, &report),
+        Some(shard) if source.counts_by_reading() => {
+            shard::count(source, shard, after, stop, &report)
+        }
+        Some(_) => return,
+    };
+    if let Err(e) = counted {
         events.warning(&format!(
             "cannot count the items ahead: {}",
             crate::record::error_line(&e)

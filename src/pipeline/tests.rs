@@ -127,6 +127,7 @@ fn run_flaky(ids: Vec<i64>, on_error: OnError) -> (Report, Vec<Stored>, HashMap<
         incremental: false,
         prune: false,
         window: 1000,
+        shard: None,
     };
     let work = Flaky {
         schema: Schema {
@@ -244,4 +245,22 @@ fn one_token_serves_many_runs_and_a_failure_stops_only_its_own() {
     assert_eq!(next.status, RunStatus::Succeeded);
     assert_eq!(next.summary.ok, sample_files());
     assert!(!signals.is_cancelled());
+}
+
+#[test]
+fn a_shard_out_of_range_or_of_a_queue_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("out.db");
+    let sink = format!("sqlite:{}", db.display());
+    let refusal = |pipeline: super::Pipeline| match pipeline.sink(&sink).run() {
+        Err(super::Error::Config(e)) => e.to_string(),
+        other => panic!("not refused as misconfigured: {other:?}"),
+    };
+    let files = || super::Pipeline::files(["fixtures/sample"]);
+    assert!(refusal(files().shard(4, 3)).contains("numbered 1 to 3"));
+    assert!(refusal(files().shard(1, 0)).contains("at least one shard"));
+    // Refused before it connects: nothing listens on port 1.
+    let queue = super::Pipeline::queue_of("nats://127.0.0.1:1", "jobs").shard(2, 3);
+    assert!(refusal(queue).contains("already shared by its consumers"));
+    assert!(!db.exists(), "the run touched its sink");
 }

@@ -21,6 +21,10 @@
 //!
 //! Both threads stop at the run's [`Cutoff`] (which a cancel passes too)
 //! and note there whether they left items unstarted.
+//!
+//! With `--shard I/N`, the reader passes on only the [`Shard`]'s items (and
+//! a resume retries only its own): other shards' items are never
+//! numbered, queued or checkpointed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +35,7 @@ use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
 use super::cutoff::Cutoff;
+use super::shard::Shard;
 use super::{Found, Source};
 use crate::checkpoint::{Dispatch, Ledger, Seq};
 
@@ -127,19 +132,21 @@ impl<T> Queue<T> {
 /// Runs the reader and the dispatcher (on this thread and one more) until
 /// the source is exhausted, the queue closes or the cutoff passes. An
 /// error from the source is returned; the items before it were handed out.
+/// With a `shard`, only its items are handed out.
 pub(crate) fn drive<S: Source>(
     source: &S,
+    shard: Option<&Shard>,
     ledger: &Ledger,
     queue: Queue<S::Item>,
     pace: &Pace,
     cutoff: &Cutoff,
 ) -> Result<()> {
-    if !retry(source, ledger, &queue, pace, cutoff)? {
+    if !retry(source, shard, ledger, &queue, pace, cutoff)? {
         return Ok(());
     }
     let (groups_tx, groups) = bounded(READ_AHEAD);
     std::thread::scope(|scope| {
-        let reader = scope.spawn(|| read(source, ledger, groups_tx, cutoff));
+        let reader = scope.spawn(|| read(source, shard, ledger, groups_tx, cutoff));
         dispatch::<S>(groups, ledger, queue, pace, cutoff);
         reader.join().expect("the source reader panicked")
     })
@@ -149,6 +156,7 @@ pub(crate) fn drive<S: Source>(
 /// own items; false once the queue is closed or the cutoff passed.
 fn retry<S: Source>(
     source: &S,
+    shard: Option<&Shard>,
     ledger: &Ledger,
     queue: &Queue<S::Item>,
     pace: &Pace,
@@ -160,6 +168,9 @@ fn retry<S: Source>(
     }
     let mut chunk = VecDeque::new();
     for again in source.again(keys, ledger.resumed_after())? {
+        if shard.is_some_and(|shard| !shard.keeps_again(&again)) {
+            continue;
+        }
         if cutoff.passed() {
             // Still listed as failures: the next resume retries them.
             cutoff.hold_back();
@@ -176,9 +187,10 @@ fn retry<S: Source>(
     Ok(chunk.is_empty() || queue.send(chunk))
 }
 
-/// The reader: the source's items, in groups.
+/// The reader: the source's items (the shard's), in groups.
 fn read<S: Source>(
     source: &S,
+    shard: Option<&Shard>,
     ledger: &Ledger,
     groups: Sender<Vec<Found<S::Item>>>,
     cutoff: &Cutoff,
@@ -186,6 +198,12 @@ fn read<S: Source>(
     let mut group = Vec::with_capacity(GROUP);
     let mut bytes = 0;
     for found in source.items(ledger.resumed_after())? {
+        // Before the cutoff: only this shard's items are left unstarted.
+        if let (Some(shard), Ok(found)) = (shard, &found) {
+            if !shard.keeps::<S>(found) {
+                continue;
+            }
+        }
         if cutoff.passed() {
             cutoff.hold_back();
             return Ok(());
@@ -259,7 +277,7 @@ fn dispatch<S: Source>(
                 // Nothing to process: registered, never queued.
                 Found::Unchanged(key) => (key, None),
                 Found::Wait => continue,
-                Found::Skipped => {
+                Found::Skipped(_) => {
                     ledger.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -328,8 +346,11 @@ fn take<T>(chunk: &mut VecDeque<(Seq, T)>, bytes: &mut u64) -> VecDeque<(Seq, T)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
     use crate::checkpoint::{Fingerprint, ItemKey, ResumePoint};
     use crate::pool::Cancel;
+    use crate::source::shard::of;
     use crate::source::Items;
 
     /// The numbers `0..n`, keyed by themselves.
@@ -371,7 +392,15 @@ mod tests {
         let ledger = Ledger::new(point, 100_000);
         let (sender, rx) = bounded(1_000_000);
         let queue = Queue { sender, sharers: 1 };
-        drive(&source, &ledger, queue, pace, &Cutoff::new(&Cancel::new())).unwrap();
+        drive(
+            &source,
+            None,
+            &ledger,
+            queue,
+            pace,
+            &Cutoff::new(&Cancel::new()),
+        )
+        .unwrap();
         rx.iter()
             .map(|chunk| std::iter::from_fn(|| chunk.take()).collect())
             .collect()
@@ -407,6 +436,45 @@ mod tests {
         let chunks = run(Numbers(9), point, &Pace::default());
         let items: Vec<i64> = chunks.into_iter().flatten().map(|(_, i)| i).collect();
         assert_eq!(items, [1, 6, 5, 7, 8]);
+    }
+
+    #[test]
+    fn a_shard_is_handed_only_its_own_items_and_retries() {
+        let shard = Shard::new(2, 3).unwrap();
+        let point = ResumePoint {
+            watermark: Some(ItemKey::Int(4)),
+            done: HashSet::new(),
+            // Earlier failures are this shard's own, whatever the hash says.
+            retry: [1, 3].map(ItemKey::Int).into(),
+        };
+        let ledger = Ledger::new(point, 100_000);
+        let (sender, rx) = bounded(100_000);
+        let queue = Queue { sender, sharers: 1 };
+        let cutoff = Cutoff::new(&Cancel::new());
+        let source = Numbers(1000);
+        drive(
+            &source,
+            Some(&shard),
+            &ledger,
+            queue,
+            &Pace::default(),
+            &cutoff,
+        )
+        .unwrap();
+        let items: Vec<i64> = rx
+            .try_iter()
+            .flat_map(|chunk| std::iter::from_fn(move || chunk.take()))
+            .map(|(_, i)| i)
+            .collect();
+        let mut expected = vec![1, 3];
+        // The shard by the digest of the decimal text, as written down.
+        expected.extend((5..1000).filter(|i| of(i.to_string().as_bytes(), 3) == 2));
+        assert_eq!(items, expected);
+        assert!(
+            expected.len() > 250 && expected.len() < 420,
+            "{}",
+            expected.len()
+        );
     }
 
     #[test]
@@ -446,7 +514,7 @@ mod tests {
         std::thread::scope(|s| {
             let (ledger, cutoff) = (&ledger, &cutoff);
             s.spawn(move || {
-                drive(&Numbers(30), ledger, queue, &pace, cutoff).unwrap();
+                drive(&Numbers(30), None, ledger, queue, &pace, cutoff).unwrap();
                 let _ = done_tx.send(());
             });
             // A worker and a batcher in one: every item is committed at once.
@@ -479,7 +547,7 @@ mod tests {
             let ledger = Ledger::new(ResumePoint::default(), 100_000);
             let (sender, rx) = bounded(1000);
             let queue = Queue { sender, sharers: 1 };
-            drive(&Numbers(n), &ledger, queue, &Pace::default(), &cutoff).unwrap();
+            drive(&Numbers(n), None, &ledger, queue, &Pace::default(), &cutoff).unwrap();
             (rx.try_iter().count(), cutoff.held_back())
         };
         assert_eq!(past_cutoff(50), (0, true));
@@ -493,7 +561,7 @@ mod tests {
             let (ledger, cutoff) = (&ledger, &cutoff);
             s.spawn(move || {
                 let queue = Queue { sender, sharers: 1 };
-                drive(&Numbers(30), ledger, queue, &Pace::default(), cutoff).unwrap()
+                drive(&Numbers(30), None, ledger, queue, &Pace::default(), cutoff).unwrap()
             });
             // Every item the window lets through is out before the cutoff.
             for _ in 0..4 {

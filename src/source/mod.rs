@@ -19,6 +19,7 @@ pub(crate) mod driver;
 pub(crate) mod files;
 pub(crate) mod query;
 pub(crate) mod queue;
+pub(crate) mod shard;
 
 use std::path::PathBuf;
 
@@ -46,20 +47,23 @@ pub(crate) trait Source: Sync {
     /// count so far now and then and at the end; gives up once `stop`
     /// fires. By default it reads the items a second time.
     fn count(&self, after: Option<&ItemKey>, stop: &Cancel, report: &dyn Fn(u64)) -> Result<()> {
-        let mut n = 0;
-        for found in self.items(after)? {
-            if stop.is_cancelled() {
-                return Ok(());
-            }
-            if let Found::Item(..) = found? {
-                n += 1;
-                if n % 1024 == 0 {
-                    report(n);
-                }
-            }
-        }
-        report(n);
-        Ok(())
+        count_found(self.items(after)?, stop, report, |_| true)
+    }
+
+    /// Whether [`count`](Self::count) reads the items (the default), so
+    /// that a shard's count can leave out other shards' items by reading
+    /// them the same way. A source that counts otherwise (a query's
+    /// `count(*)`) cannot, and a shard's progress total stays unknown. False
+    /// by default: a source whose items are costly to read twice says so
+    /// only if that is what it wants.
+    fn counts_by_reading(&self) -> bool {
+        false
+    }
+
+    /// Whether `item` stands for items of every shard (`--shard`): a
+    /// directory the walk could not read holds files of any shard.
+    fn every_shard(_item: &Self::Item) -> bool {
+        false
     }
 
     /// The items of earlier failures again, for a resume to retry: for each
@@ -133,6 +137,32 @@ pub(crate) trait Cursored {
 /// What a source yields.
 pub(crate) type Items<'a, T> = Box<dyn Iterator<Item = Result<Found<T>>> + 'a>;
 
+/// Counts the items among `items` that `keep` keeps, calling `report`
+/// with the count so far now and then and at the end; gives up once
+/// `stop` fires.
+pub(crate) fn count_found<T>(
+    items: Items<'_, T>,
+    stop: &Cancel,
+    report: &dyn Fn(u64),
+    keep: impl Fn(&Found<T>) -> bool,
+) -> Result<()> {
+    let mut n = 0;
+    for found in items {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        let found = found?;
+        if matches!(found, Found::Item(..)) && keep(&found) {
+            n += 1;
+            if n % 1024 == 0 {
+                report(n);
+            }
+        }
+    }
+    report(n);
+    Ok(())
+}
+
 /// One item a resume tries again (see [`Source::again`]).
 pub(crate) struct Again<T> {
     pub(crate) key: ItemKey,
@@ -162,8 +192,8 @@ pub(crate) enum Found<T> {
     /// An item, with its key.
     Item(ItemKey, T),
     /// Something met but not processed (a FIFO, a symlink not followed):
-    /// counted as skipped.
-    Skipped,
+    /// counted as skipped (by its own shard, hence the key).
+    Skipped(ItemKey),
     /// An item whose row from an earlier run is still current
     /// (`--incremental`): not processed, not written, counted as unchanged.
     Unchanged(ItemKey),

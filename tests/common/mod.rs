@@ -177,6 +177,20 @@ pub fn execute(db: &Path, sql: &str) {
     })
 }
 
+/// `batchproc runs --json` of `sink`, newest first.
+pub fn runs_json(dir: &Path, sink: &str) -> Vec<serde_json::Value> {
+    let out = batchproc(dir)
+        .args(["runs", "--json", "-o", sink])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// `SELECT count(*)` of a table.
 pub fn count(db: &Path, table: &str) -> i64 {
     use sqlx::Row;

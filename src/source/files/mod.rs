@@ -109,6 +109,17 @@ impl Source for FileSource {
         Ok(items)
     }
 
+    fn counts_by_reading(&self) -> bool {
+        true
+    }
+
+    fn every_shard(item: &FileItem) -> bool {
+        // Only a place the walk could not read, and of those only a
+        // directory (a broken link is one item): looked at for these alone.
+        matches!(item.walk_error, Some(walk::WalkError::Failed(_)))
+            && std::fs::metadata(&item.path).is_ok_and(|m| m.is_dir())
+    }
+
     fn label(&self, key: &ItemKey) -> String {
         key.to_string()
     }

@@ -225,7 +225,9 @@ impl FileSource {
             Ok(e) if !e.file_type().is_file() => {
                 self.met(e.path());
                 let key = ItemKey::path(index, e.path());
-                return after.is_none_or(|w| key > *w).then_some(Found::Skipped);
+                return after
+                    .is_none_or(|w| key > *w)
+                    .then_some(Found::Skipped(key));
             }
             Ok(e) => match e.metadata() {
                 Ok(meta) if self.exclude_files.contains(&(meta.dev(), meta.ino())) => return None,
