@@ -259,15 +259,31 @@ fn incremental_shards_pass_and_prune_only_their_own_files() {
 /// that shard's files in it.
 #[test]
 fn an_unreadable_directory_fails_every_shard_and_each_resume_does_its_own_files() {
+    unreadable_directory("locked", 0o000, "d/locked: Permission denied");
+}
+
+/// A parent that can be listed but not searched (r--): the walk sees its
+/// subdirectory but can neither open it nor read its type, and it may
+/// hold any shard's files all the same.
+#[test]
+fn a_directory_whose_type_cannot_be_read_fails_every_shard_too() {
+    unreadable_directory("locked/inner", 0o444, "d/locked/inner: Permission denied");
+}
+
+/// `d/open` and `d/DIR` with 30 files each, `d/locked` (the parent of
+/// DIR, or DIR itself) set to `mode` for the sharded runs: every shard
+/// fails naming `error`, and each shard's resume does its own files.
+fn unreadable_directory(dir: &str, mode: u32, error: &str) {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
-    for dir in ["open", "locked"] {
+    for dir in ["open", dir] {
         std::fs::create_dir_all(d.join(dir)).unwrap();
         for i in 0..30 {
             std::fs::write(d.join(dir).join(format!("{i}.txt")), format!("{dir} {i}")).unwrap();
         }
     }
+    let locked = mode;
     let files = ["files", "d", "-p", "sha256", "-q", "--on-error", "skip"];
     let shard_run = |index: u32, resume: bool| {
         let mut cmd = batchproc_unprivileged(tmp.path());
@@ -284,17 +300,14 @@ fn an_unreadable_directory_fails_every_shard_and_each_resume_does_its_own_files(
     let mode = |m: u32| {
         std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(m)).unwrap()
     };
-    mode(0o000);
+    mode(locked);
     for index in 1..=3 {
         let out = shard_run(index, false);
         let err = stderr_of(&out);
         mode(0o755);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(
-            err.contains("d/locked: Permission denied"),
-            "shard {index}: {err}"
-        );
-        mode(0o000);
+        assert!(err.contains(error), "shard {index}: {err}");
+        mode(locked);
     }
     mode(0o755);
     for index in 1..=3 {
@@ -642,4 +655,25 @@ fn every_mistake_is_exit_2_with_one_line_naming_it() {
         &env,
         shared,
     );
+}
+
+#[test]
+fn the_run_started_log_line_names_the_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    tree(tmp.path());
+    let out = bp(tmp.path())
+        .args([
+            "files", "d", "-p", "sha256", "-o", "log.db", "--shard", "2/3",
+        ])
+        .args(["-v", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let started = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "run started")
+        .unwrap_or_else(|| panic!("no run started line in {stderr}"));
+    assert_eq!(started["shard"], "2/3");
 }

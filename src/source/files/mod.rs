@@ -114,10 +114,15 @@ impl Source for FileSource {
     }
 
     fn every_shard(item: &FileItem) -> bool {
-        // Only a place the walk could not read, and of those only a
-        // directory (a broken link is one item): looked at for these alone.
+        // Only a place the walk could not read, and of those only what may
+        // be a directory (a broken link is one item): looked at for these
+        // alone. A place whose type cannot be read (its parent is listable
+        // but not searchable) may be a directory of any shard's files.
         matches!(item.walk_error, Some(walk::WalkError::Failed(_)))
-            && std::fs::metadata(&item.path).is_ok_and(|m| m.is_dir())
+            && match std::fs::metadata(&item.path) {
+                Ok(meta) => meta.is_dir(),
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            }
     }
 
     fn label(&self, key: &ItemKey) -> String {
