@@ -41,6 +41,8 @@ pub(super) struct Start<'a> {
     pub(super) min_workers: usize,
     pub(super) max_workers: usize,
     pub(super) resume: bool,
+    /// `I/N` under `--shard`.
+    pub(super) shard: Option<String>,
 }
 
 /// The run has its sink and bookkeeping and starts work.
@@ -55,6 +57,7 @@ pub(super) fn run_started(start: &Start) {
         workers = start.max_workers,
         min_workers = start.min_workers,
         resume = start.resume,
+        shard = start.shard.as_deref(),
         "run started"
     );
 }

@@ -109,6 +109,7 @@ where
         min_workers: cfg.min_workers,
         max_workers: cfg.max_workers,
         resume: cfg.resume,
+        shard: cfg.shard.map(|s| s.to_string()),
     });
     let point = run.as_ref().map(|r| r.point.clone()).unwrap_or_default();
     let ledger = Ledger::new(point.clone(), cfg.window);
