@@ -5,14 +5,22 @@
 //! consumer meanwhile.
 
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::broker::Broker;
 use super::Held;
 use crate::pool::Cancel;
 
-/// Starts the keeper; it ends when `stop` is cancelled.
-pub(super) fn keep(broker: Arc<dyn Broker>, held: Arc<Mutex<Held>>, lease: Duration, stop: Cancel) {
+/// Starts the keeper; it ends when `stop` is cancelled (join it then: an
+/// extension still under way could otherwise land after the run released
+/// the messages, and hide them from other consumers for a lease).
+pub(super) fn keep(
+    broker: Arc<dyn Broker>,
+    held: Arc<Mutex<Held>>,
+    lease: Duration,
+    stop: Cancel,
+) -> JoinHandle<()> {
     let every = lease / 4;
     std::thread::spawn(move || {
         // wait_timeout: true once stopped.
@@ -39,5 +47,5 @@ pub(super) fn keep(broker: Arc<dyn Broker>, held: Arc<Mutex<Held>>, lease: Durat
                 crate::pipeline::log::lease_not_extended(due.len(), &e);
             }
         }
-    });
+    })
 }

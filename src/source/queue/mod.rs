@@ -191,6 +191,7 @@ pub(crate) struct QueueSource {
     started: Arc<AtomicU64>,
     /// Ends the lease keeper.
     stop: Cancel,
+    keeper: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl QueueSource {
@@ -205,6 +206,7 @@ impl QueueSource {
             in_sink: false,
             redelivered: AtomicU64::new(0),
             stop: Cancel::new(),
+            keeper: Mutex::new(None),
         }
     }
 
@@ -268,6 +270,9 @@ impl QueueSource {
     /// fail-fast) for redelivery, and says what the queue still holds.
     pub(crate) fn end(&self) -> (QueueEnd, Option<anyhow::Error>) {
         self.stop.cancel();
+        let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // A keeper that panicked extended nothing more: nothing to report.
+        let _ = keeper.map(std::thread::JoinHandle::join);
         let left: Vec<i64> = {
             let mut held = self.held();
             held.poison.clear();
@@ -296,12 +301,13 @@ impl Source for QueueSource {
     type Item = super::query::RowItem;
 
     fn items(&self, _after: Option<&ItemKey>) -> Result<Items<'_, Self::Item>> {
-        lease::keep(
+        let keeper = lease::keep(
             self.broker.clone(),
             self.held.clone(),
             self.spec.lease,
             self.stop.clone(),
         );
+        *self.keeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(keeper);
         Ok(Box::new(drain::Drain::new(self)))
     }
 
