@@ -77,4 +77,7 @@ pub(crate) trait Broker: Send + Sync {
     fn in_transaction(&self) -> Option<InTransaction> {
         None
     }
+    /// Consumed by the sink's transaction (see `in_transaction`): nothing
+    /// to send, only to forget.
+    fn consumed(&self, _ids: &[i64]) {}
 }

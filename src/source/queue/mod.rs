@@ -259,7 +259,9 @@ impl QueueSource {
             true => Ok(()),
             false => self.broker.term(&poison),
         };
-        if !acks.is_empty() && !acked {
+        if acked {
+            self.broker.consumed(&acks);
+        } else if !acks.is_empty() {
             self.broker.ack(&acks)?;
         }
         termed

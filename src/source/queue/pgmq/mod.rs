@@ -12,6 +12,7 @@
 //! whose answer was lost only leaves its messages leased until the lease
 //! ends, when they are delivered again.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,9 @@ pub(crate) struct Pgmq {
     reconnect_for: Duration,
     lanes: [Mutex<Connection>; 3],
     sql: Sql,
+    /// The read_ct of each message fetched and not settled: the receipt
+    /// that its release or extension is of this delivery.
+    receipts: Mutex<HashMap<i64, i32>>,
 }
 
 /// The statements, with the queue's tables in them.
@@ -145,9 +149,16 @@ impl Pgmq {
             ),
             ack: if archive { archive_sql.clone() } else { delete.clone() },
             term: if has_archive { archive_sql } else { delete },
-            release: format!("UPDATE {q} SET vt = clock_timestamp() WHERE msg_id = ANY($1::bigint[])"),
+            // Only the delivery this process read (its read_ct): once its
+            // lease ran out another consumer may hold the message, whose
+            // lease a release or an extension from here must not touch.
+            release: format!(
+                "UPDATE {q} q SET vt = clock_timestamp() FROM unnest($1::bigint[], $2::int[]) AS r(id, ct) \
+                 WHERE q.msg_id = r.id AND q.read_ct = r.ct"
+            ),
             extend: format!(
-                "UPDATE {q} SET vt = clock_timestamp() + make_interval(secs => {secs}) WHERE msg_id = ANY($1::bigint[])"
+                "UPDATE {q} q SET vt = clock_timestamp() + make_interval(secs => {secs}) \
+                 FROM unnest($1::bigint[], $2::int[]) AS r(id, ct) WHERE q.msg_id = r.id AND q.read_ct = r.ct"
             ),
             backlog: format!(
                 "SELECT count(*) FILTER (WHERE vt <= now()), count(*) FILTER (WHERE vt > now()) FROM {q}"
@@ -173,6 +184,7 @@ impl Pgmq {
                 lane(None)?,
             ],
             sql,
+            receipts: Mutex::default(),
         })
     }
 
@@ -243,6 +255,43 @@ impl Pgmq {
             sqlx::query(sql).bind(ids).execute(c).await.map(drop)
         })
     }
+
+    /// Runs `sql` on the deliveries of `ids` this process holds (by their
+    /// receipts); `done` forgets them then.
+    fn with_receipts(&self, what: &str, sql: &str, ids: &[i64], done: bool) -> Result<()> {
+        let (ids, cts): (Vec<i64>, Vec<i32>) = {
+            let receipts = self.receipts();
+            ids.iter()
+                .filter_map(|id| Some((*id, *receipts.get(id)?)))
+                .unzip()
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.run(Lane::Other, what, async |c| {
+            sqlx::query(sql)
+                .bind(&ids)
+                .bind(&cts)
+                .execute(c)
+                .await
+                .map(drop)
+        })?;
+        if done {
+            self.forget(&ids);
+        }
+        Ok(())
+    }
+
+    fn receipts(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i32>> {
+        self.receipts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forget(&self, ids: &[i64]) {
+        let mut receipts = self.receipts();
+        for id in ids {
+            receipts.remove(id);
+        }
+    }
 }
 
 /// Whether the queue table and the archive table exist, and whether both
@@ -286,6 +335,10 @@ impl Broker for Pgmq {
                     .collect();
                 // RETURNING keeps no order.
                 messages.sort_unstable_by_key(|m| m.id);
+                let mut receipts = self.receipts();
+                for m in &messages {
+                    receipts.insert(m.id, m.deliveries as i32);
+                }
                 return Ok(messages);
             }
             // Outside the lane's lock, so another fetching thread is not held up.
@@ -293,25 +346,27 @@ impl Broker for Pgmq {
         }
     }
 
+    // An ack or a term needs no receipt: the record is committed, so
+    // whoever holds the message now is done with it too.
     fn ack(&self, ids: &[i64]) -> Result<()> {
-        self.settle(Lane::Sink, "acknowledging messages", &self.sql.ack, ids)
+        self.settle(Lane::Sink, "acknowledging messages", &self.sql.ack, ids)?;
+        self.forget(ids);
+        Ok(())
     }
 
     fn term(&self, ids: &[i64]) -> Result<()> {
-        self.settle(
-            Lane::Sink,
-            "setting poison messages aside",
-            &self.sql.term,
-            ids,
-        )
+        let what = "setting poison messages aside";
+        self.settle(Lane::Sink, what, &self.sql.term, ids)?;
+        self.forget(ids);
+        Ok(())
     }
 
     fn release(&self, ids: &[i64]) -> Result<()> {
-        self.settle(Lane::Other, "releasing messages", &self.sql.release, ids)
+        self.with_receipts("releasing messages", &self.sql.release, ids, true)
     }
 
     fn extend(&self, ids: &[i64]) -> Result<()> {
-        self.settle(Lane::Other, "extending leases", &self.sql.extend, ids)
+        self.with_receipts("extending leases", &self.sql.extend, ids, false)
     }
 
     fn backlog(&self) -> Result<Backlog> {
@@ -323,6 +378,10 @@ impl Broker for Pgmq {
             waiting: waiting as u64,
             held: held as u64,
         })
+    }
+
+    fn consumed(&self, ids: &[i64]) {
+        self.forget(ids);
     }
 
     fn in_transaction(&self) -> Option<InTransaction> {

@@ -209,6 +209,27 @@ fn released_messages_are_visible_at_once() {
     assert_eq!(q.backlog().unwrap(), backlog(0, 3));
 }
 
+/// A consumer whose lease ran out, and whose message another consumer
+/// took since, neither hands that message back nor extends its lease.
+#[test]
+fn a_lapsed_lease_neither_releases_nor_extends_the_next_delivery() {
+    let Some(db) = with_queue(false) else { return };
+    db.send(1);
+    let late = Pgmq::open(&db.url, "jobs", Duration::from_secs(1), false).unwrap();
+    assert_eq!(late.fetch(10, Duration::ZERO).unwrap().len(), 1);
+    let other = Pgmq::open(&db.url, "jobs", LONG, false).unwrap();
+    let taken = other.fetch(10, Duration::from_secs(10)).unwrap();
+    assert_eq!((taken[0].id, taken[0].deliveries), (1, 2));
+    let vt_us = "SELECT (extract(epoch FROM vt) * 1000000)::bigint FROM pgmq.q_jobs";
+    let leased = db.int(vt_us);
+    late.extend(&[1]).unwrap();
+    late.release(&[1]).unwrap();
+    assert_eq!(db.int(vt_us), leased);
+    assert_eq!(other.backlog().unwrap(), backlog(0, 1));
+    other.release(&[1]).unwrap();
+    assert_eq!(other.backlog().unwrap(), backlog(1, 0));
+}
+
 #[test]
 fn extend_keeps_a_message_past_its_lease() {
     let Some(db) = with_queue(false) else { return };
