@@ -590,7 +590,13 @@ fn every_mistake_is_exit_2_with_one_line_naming_it() {
     refused(
         &with(&["--shards", "3"]),
         &[],
-        "--shards N needs --shard-from-env",
+        "--shards needs --shard-from-env",
+    );
+    // Given by a variable, the variable is named.
+    refused(
+        &files,
+        &[("BATCHPROC_SHARDS", "3")],
+        "BATCHPROC_SHARDS needs --shard-from-env",
     );
     let from_env = with(&["--shard-from-env"]);
     let from_env_of_3 = with(&["--shard-from-env", "--shards", "3"]);
@@ -649,6 +655,11 @@ fn every_mistake_is_exit_2_with_one_line_naming_it() {
     let queue = ["queue", "--from", "nats://127.0.0.1:1", "--queue", "jobs"];
     let shared = "a queue is already shared by its consumers";
     refused(&[&queue[..], &["--shard", "1/2"]].concat(), &[], shared);
+    refused(
+        &queue,
+        &[("BATCHPROC_SHARD", "1/2")],
+        &format!("BATCHPROC_SHARD: {shared}"),
+    );
     let env = [("JOB_COMPLETION_INDEX", "0")];
     refused(
         &[&queue[..], &["--shard-from-env", "--shards", "2"]].concat(),

@@ -43,35 +43,47 @@ fn shard_of(
     named: impl Fn(&str, &str) -> String,
     env: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Option<(u32, u32)>, String> {
-    let given = run.shard.is_some() || run.shard_from_env || run.shards.is_some();
-    if queue && given {
-        return Err(
-            "--shard: a queue is already shared by its consumers; run several \
-                    `batchproc queue` processes without --shard"
-                .into(),
-        );
+    // How each flag was given, for the messages: the flag, or the variable.
+    let shard_flag = || named("shard", "--shard");
+    let from_env_flag = || named("shard_from_env", "--shard-from-env");
+    let shards_flag = || named("shards", "--shards");
+    if queue {
+        let given = match () {
+            _ if run.shard.is_some() => Some(shard_flag()),
+            _ if run.shard_from_env => Some(from_env_flag()),
+            _ if run.shards.is_some() => Some(shards_flag()),
+            _ => None,
+        };
+        if let Some(flag) = given {
+            return Err(format!(
+                "{flag}: a queue is already shared by its consumers; run several \
+                 `batchproc queue` processes without --shard"
+            ));
+        }
     }
     let shards = run
         .shards
         .as_deref()
-        .map(|text| {
-            count(text).map_err(|e| format!("{} '{text}': {e}", named("shards", "--shards")))
-        })
+        .map(|text| count(text).map_err(|e| format!("{} '{text}': {e}", shards_flag())))
         .transpose()?;
     match (&run.shard, run.shard_from_env, shards) {
-        (Some(_), true, _) => {
-            Err("--shard and --shard-from-env exclude each other: give one of them".into())
-        }
-        (Some(_), false, Some(_)) => {
-            Err("--shards goes with --shard-from-env; --shard I/N names the count itself".into())
-        }
+        (Some(_), true, _) => Err(format!(
+            "{} and {} exclude each other: give one of them",
+            shard_flag(),
+            from_env_flag()
+        )),
+        (Some(_), false, Some(_)) => Err(format!(
+            "{} goes with --shard-from-env; {} I/N names the count itself",
+            shards_flag(),
+            shard_flag()
+        )),
         (Some(text), false, None) => parse(text)
             .map(Some)
-            .map_err(|e| format!("{} '{text}': {e}", named("shard", "--shard"))),
+            .map_err(|e| format!("{} '{text}': {e}", shard_flag())),
         (None, true, shards) => from_env(env, shards)
             .map(Some)
-            .map_err(|e| format!("--shard-from-env: {e}")),
-        (None, false, Some(_)) => Err("--shards N needs --shard-from-env".into()),
+            .map_err(|e| format!("{}: {e}", from_env_flag())),
+        (None, false, Some(_)) => Err(format!("{} needs --shard-from-env", shards_flag())),
         (None, false, None) => Ok(None),
     }
 }
