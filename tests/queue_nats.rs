@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::nats::{fresh_stream, NatsStream};
 use common::pg::fresh_db;
 use common::queue::{
-    assert_matches, assert_shared, count_rewrites, pg_records, poison_runs, refusing_script,
+    assert_matches, assert_shared, count_rewrites, idle, pg_records, poison_runs, refusing_script,
     sqlite_count, sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite, POISON_FLAGS,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
@@ -54,19 +54,6 @@ fn expected(payloads: &[String]) -> BTreeMap<i64, (String, String)> {
         .zip(payloads.iter().zip(digests.lines()))
         .map(|(seq, (p, d))| (seq, (p.clone(), d.to_owned())))
         .collect()
-}
-
-/// A short `--idle` unless `extra` gives one, and the table `messages`
-/// unless it names one.
-fn idle(extra: &[&str]) -> Vec<&'static str> {
-    let mut args = Vec::new();
-    if !extra.contains(&"--idle") {
-        args.extend(["--idle", "300ms"]);
-    }
-    if !extra.contains(&"-t") {
-        args.extend(["-t", "messages"]);
-    }
-    args
 }
 
 fn drain(dir: &Path, s: &NatsStream, sink: &str, extra: &[&str]) -> std::process::Output {

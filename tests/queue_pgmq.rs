@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::pg::{fresh_db, PgDb};
 use common::pgmq::{counts, create_queue, send};
 use common::queue::{
-    assert_matches, assert_shared, count_rewrites, pg_records, poison_runs, refusing_script,
+    assert_matches, assert_shared, count_rewrites, idle, pg_records, poison_runs, refusing_script,
     sqlite_count, sqlite_records, until, wait_with_timeout, watch_rewrites_sqlite, POISON_FLAGS,
 };
 use common::{batchproc, batchproc_std, query, stderr_of};
@@ -33,19 +33,6 @@ fn expected(db: &PgDb, queue: &str) -> BTreeMap<i64, (String, String)> {
 
 fn payloads(n: usize) -> impl Iterator<Item = serde_json::Value> {
     (0..n).map(|i| serde_json::json!({ "n": i, "text": format!("message {i} ü"), "pad": "x".repeat(i % 200) }))
-}
-
-/// A short `--idle` unless `extra` gives one, and the table `messages`
-/// unless it names one.
-fn idle(extra: &[&str]) -> Vec<&'static str> {
-    let mut args = Vec::new();
-    if !extra.contains(&"--idle") {
-        args.extend(["--idle", "300ms"]);
-    }
-    if !extra.contains(&"-t") {
-        args.extend(["-t", "messages"]);
-    }
-    args
 }
 
 /// `batchproc queue` from the queue in `db` into `sink`.

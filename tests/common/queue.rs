@@ -12,6 +12,19 @@ use sqlx::Row;
 use super::pg::PgDb;
 use super::query;
 
+/// The flags every queue test adds: a short `--idle` unless `extra` gives
+/// one, and the table `messages` unless it names one.
+pub fn idle(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    if !extra.contains(&"--idle") {
+        args.extend(["--idle", "300ms"]);
+    }
+    if !extra.contains(&"-t") {
+        args.extend(["-t", "messages"]);
+    }
+    args
+}
+
 /// A record as the tests read it: (payload, payload_sha256, error).
 pub type Records = BTreeMap<i64, (String, Option<String>, Option<String>)>;
 
